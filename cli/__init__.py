@@ -1,0 +1,1 @@
+"""The ``liverseg`` command-line application (installed as ``keras_liverseg.cli``)."""

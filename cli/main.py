@@ -1,0 +1,60 @@
+"""Entry point of the ``liverseg`` command.
+
+Every sub-command lives in its own module and is registered here. Errors that a user can
+fix (bad paths, bad files, bad options) are raised as
+:class:`keras_liverseg.cli.errors.UserError` and printed as one line with exit code 2,
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from keras_liverseg import __version__
+from keras_liverseg.cli.errors import UserError
+
+__all__ = ["UserError", "cli", "main"]
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="liverseg")
+def cli() -> None:
+    """Segment the liver and liver tumors in abdominal CT."""
+
+
+def _register() -> None:
+    from keras_liverseg.cli import evaluate as evaluate_cmd
+    from keras_liverseg.cli import export as export_cmd
+    from keras_liverseg.cli import models as models_cmd
+
+    cli.add_command(models_cmd.models)
+    cli.add_command(evaluate_cmd.evaluate)
+    cli.add_command(export_cmd.export)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of raising ``SystemExit``."""
+    try:
+        cli.main(args=argv, prog_name="liverseg", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

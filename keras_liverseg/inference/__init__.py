@@ -1,0 +1,1 @@
+"""keras_liverseg.inference (in progress)."""

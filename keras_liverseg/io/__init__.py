@@ -1,0 +1,1 @@
+"""keras_liverseg.io (in progress)."""

@@ -1,0 +1,122 @@
+"""Full-scale skip connection (UNet3+, Huang et al. 2020; weighted variant of Lei et al. 2022)."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_liverseg.layers.weighted_pooling import WeightedPooling2D
+
+DOWNSAMPLING = ("max", "weighted")
+
+
+@keras.saving.register_keras_serializable(package="keras_liverseg")
+class FullScaleConcat(keras.layers.Layer):
+    """Bring feature maps of several scales to one scale and concatenate them.
+
+    Huang et al. (2020), "UNet 3+", Sec. 2.1 and Fig. 2: a decoder node gathers every scale;
+    finer maps are max-pooled down, coarser maps are bilinearly up-sampled, each passes one
+    conv-BN-ReLU to ``filters`` channels, and the results are concatenated. Lei et al.
+    (2022) replace the max pooling by :class:`WeightedPooling2D` with window = stride
+    (Sec. "Full-scale skip connection based on weighted pooling"). UNet# (Qian et al.)
+    concatenates the rescaled maps without the convolution (``filters=None``).
+
+    Args:
+        scale_steps: one int per input: how many factor-2 steps the input is *finer* than
+            the target (``2`` = pool by 4), or, if negative, *coarser* (``-3`` = up-sample
+            by 8). ``0`` keeps the input's size.
+        filters: channels of the conv-BN-ReLU applied to every rescaled input; ``None``
+            concatenates the rescaled inputs as they are.
+        downsampling: ``"max"`` (UNet3+) or ``"weighted"`` (Lei et al. 2022).
+        batch_norm: BatchNorm in the per-input convolution.
+        kernel_size: kernel of the per-input convolution (3 in UNet3+; Lei et al. 2022
+            follow bilinear up-sampling with a 1x1 convolution).
+    """
+
+    def __init__(
+        self,
+        scale_steps,
+        filters: int | None = None,
+        downsampling: str = "max",
+        batch_norm: bool = True,
+        kernel_size: int = 3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if downsampling not in DOWNSAMPLING:
+            raise ValueError(f"downsampling must be one of {DOWNSAMPLING}, got {downsampling!r}")
+        self.scale_steps = [int(s) for s in scale_steps]
+        self.filters = None if filters is None else int(filters)
+        self.downsampling = downsampling
+        self.batch_norm = bool(batch_norm)
+        self.kernel_size = int(kernel_size)
+        self.resizers = [self._resizer(step, i) for i, step in enumerate(self.scale_steps)]
+        self.convs = []
+        if self.filters is not None:
+            for i in range(len(self.scale_steps)):
+                block = [keras.layers.Conv2D(
+                    self.filters, self.kernel_size, padding="same", name=f"conv{i}"
+                )]
+                if self.batch_norm:
+                    block.append(keras.layers.BatchNormalization(name=f"bn{i}"))
+                block.append(keras.layers.ReLU(name=f"relu{i}"))
+                self.convs.append(block)
+        self.concat = keras.layers.Concatenate(axis=-1)
+
+    def _resizer(self, step: int, index: int):
+        if step == 0:
+            return None
+        factor = 2 ** abs(step)
+        if step < 0:
+            return keras.layers.UpSampling2D(factor, interpolation="bilinear", name=f"up{index}")
+        if self.downsampling == "weighted":
+            return WeightedPooling2D(factor, name=f"wpool{index}")
+        return keras.layers.MaxPooling2D(factor, name=f"pool{index}")
+
+    def build(self, input_shapes):
+        if len(input_shapes) != len(self.scale_steps):
+            raise ValueError(
+                f"FullScaleConcat got {len(input_shapes)} inputs for "
+                f"{len(self.scale_steps)} scale_steps"
+            )
+        shapes = []
+        for i, shape in enumerate(input_shapes):
+            if self.resizers[i] is not None:
+                self.resizers[i].build(shape)
+                shape = self.resizers[i].compute_output_shape(shape)
+            for layer in self.convs[i] if self.convs else ():
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+            shapes.append(shape)
+        self.concat.build(shapes)
+
+    def call(self, inputs):
+        # Keras 3 passes the outer call's `training` flag on to nested layers itself.
+        rescaled = []
+        for i, x in enumerate(inputs):
+            if self.resizers[i] is not None:
+                x = self.resizers[i](x)
+            for layer in self.convs[i] if self.convs else ():
+                x = layer(x)
+            rescaled.append(x)
+        return self.concat(rescaled)
+
+    def compute_output_shape(self, input_shapes):
+        shapes = []
+        for i, shape in enumerate(input_shapes):
+            if self.resizers[i] is not None:
+                shape = self.resizers[i].compute_output_shape(shape)
+            if self.filters is not None:
+                shape = (*shape[:-1], self.filters)
+            shapes.append(shape)
+        return self.concat.compute_output_shape(shapes)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "scale_steps": list(self.scale_steps),
+            "filters": self.filters,
+            "downsampling": self.downsampling,
+            "batch_norm": self.batch_norm,
+            "kernel_size": self.kernel_size,
+        }
+

@@ -1,0 +1,409 @@
+"""Evaluate label volumes the LiTS way: per-case metrics per class, and their summary.
+
+LiTS conventions (Bilic et al. 2023, "The Liver Tumor Segmentation Benchmark (LiTS)"):
+labels are 0 background, 1 liver, 2 tumor; the *liver* class is ``label >= 1`` (the organ,
+tumors included) and the *tumor* class is ``label == 2``. Each case gets every metric of
+:mod:`~keras_liverseg.metrics.overlap` and :mod:`~keras_liverseg.metrics.surface` per class;
+the summary gives, per class and metric, the mean and standard deviation over cases
+("Dice per case" is the mean Dice) and the pooled "Dice global".
+
+Undefined values (``nan``: distances when exactly one mask is empty, RVD when only the
+reference is empty) are left out of the means; each summary reports how many cases it used
+(``n``) and how many it left out (``excluded``). Standard deviations are population ones
+(``ddof=0``, numpy's default).
+
+The NIfTI reading here is deliberately small: nibabel, 3-D volumes (a trailing singleton 4th
+axis is dropped), voxel spacing in mm from the header's zooms (converted if the header says
+metres or microns), labels rounded to integers and checked to lie in {0, 1, 2}.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from keras_liverseg.metrics.errors import EvaluationInputError
+from keras_liverseg.metrics.overlap import OverlapCounts, dice_global, overlap_counts
+from keras_liverseg.metrics.pairing import CasePair
+from keras_liverseg.metrics.surface import surface_distances
+
+__all__ = [
+    "CLASSES",
+    "LABELS",
+    "METRICS",
+    "CaseResult",
+    "ClassResult",
+    "ClassSummary",
+    "Geometry",
+    "LabelVolume",
+    "MetricSummary",
+    "check_geometry",
+    "class_mask",
+    "evaluate_labels",
+    "evaluate_pair",
+    "iter_evaluate",
+    "read_geometry",
+    "read_labels",
+    "resample_labels",
+    "same_grid",
+    "summarize",
+]
+
+LABELS = (0, 1, 2)
+"""The LiTS labels: background, liver, tumor."""
+
+CLASSES = ("liver", "tumor")
+"""Classes evaluated: ``liver`` is ``label >= 1``, ``tumor`` is ``label == 2``."""
+
+METRICS = ("dice", "jaccard", "voe", "rvd", "assd", "mssd", "hd95", "surface_dice")
+"""Metric names in the order of the tables; distances are in mm, the others fractions."""
+
+_TO_MM = {"meter": 1000.0, "micron": 1e-3}
+
+AFFINE_ATOL = 1e-3
+"""Affines closer than this (``np.allclose`` absolute tolerance) describe the same grid."""
+
+
+def class_mask(labels: np.ndarray, name: str) -> np.ndarray:
+    """The boolean mask of class ``name`` (``"liver"``: label >= 1, ``"tumor"``: label == 2)."""
+    if name == "liver":
+        return labels >= 1
+    if name == "tumor":
+        return labels == 2
+    raise ValueError(f"unknown class {name!r}; known classes: {', '.join(CLASSES)}")
+
+
+# --------------------------------------------------------------------------- reading NIfTI
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The voxel grid of a NIfTI image: 3-D shape, voxel-to-world affine and spacing in mm."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class LabelVolume:
+    """A label volume (uint8, values in {0, 1, 2}) and its grid."""
+
+    labels: np.ndarray
+    geometry: Geometry
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _load(path: Path, role: str):
+    import nibabel as nib  # imported here: only evaluation needs it
+
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationInputError(f"{role} {path} does not exist or is not a file")
+    try:
+        image = nib.load(str(path))
+    except Exception as error:  # nibabel raises many types for damaged files
+        raise EvaluationInputError(
+            f"{role} {path} is not a readable NIfTI file ({_one_line(error)})"
+        ) from None
+    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        raise EvaluationInputError(f"{role} {path} is not a NIfTI image")
+    shape = tuple(int(n) for n in image.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise EvaluationInputError(f"{role} {path} has shape {shape}; a 3-D label volume is needed")
+    return image, shape
+
+
+def _geometry(image, shape: tuple[int, ...], path: Path, role: str) -> Geometry:
+    # Zooms are float32: take the shortest decimal that is the same float32 (0.8, not
+    # 0.800000011920929), so that tolerances such as 2 x 0.8 mm compare as intended.
+    spacing = tuple(float(str(np.float32(z))) for z in image.header.get_zooms()[:3])
+    unit = image.header.get_xyzt_units()[0]  # "mm" (LiTS) or "unknown" are taken as mm
+    if unit in _TO_MM:
+        spacing = tuple(s * _TO_MM[unit] for s in spacing)
+    if not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise EvaluationInputError(f"{role} {path} has an invalid voxel spacing {spacing}")
+    return Geometry(shape=shape, affine=np.asarray(image.affine, dtype=np.float64), spacing=spacing)
+
+
+def read_geometry(path: Path | str, role: str = "image") -> Geometry:
+    """Read only the header of the NIfTI file ``path``: its grid (cheap, no voxel data)."""
+    image, shape = _load(Path(path), role)
+    return _geometry(image, shape, Path(path), role)
+
+
+def read_labels(path: Path | str, role: str = "image") -> LabelVolume:
+    """Read a NIfTI label volume: integer labels in {0, 1, 2} as uint8, with its grid.
+
+    Raises :class:`EvaluationInputError` for a missing or unreadable file, a volume that is not
+    3-D (a trailing singleton 4th axis is allowed), non-integer values or labels outside
+    {0, 1, 2}.
+    """
+    path = Path(path)
+    image, shape = _load(path, role)
+    geometry = _geometry(image, shape, path, role)
+    try:
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:
+        raise EvaluationInputError(f"{role} {path} cannot be read ({_one_line(error)})") from None
+    data = data.reshape(shape)
+    if not np.issubdtype(data.dtype, np.integer) and data.dtype != np.bool_:
+        if not np.issubdtype(data.dtype, np.floating):
+            raise EvaluationInputError(f"{role} {path} holds {data.dtype} data, not labels")
+        if not np.all(np.isfinite(data)):
+            raise EvaluationInputError(f"{role} {path} holds NaN or infinite values")
+        rounded = np.rint(data)
+        off = np.abs(data - rounded) > 1e-3
+        if off.any():
+            example = float(data[off].flat[0])
+            raise EvaluationInputError(
+                f"{role} {path} holds non-integer values (e.g. {example:g}); "
+                "labels 0, 1, 2 are needed, not probabilities"
+            )
+        data = rounded
+    if data.size and (data.min() < LABELS[0] or data.max() > LABELS[-1]):
+        bad = np.unique(data[(data < LABELS[0]) | (data > LABELS[-1])])
+        shown = ", ".join(f"{v:g}" for v in bad[:5].astype(np.float64))
+        raise EvaluationInputError(f"{role} {path} holds labels outside {{0, 1, 2}}: {shown}")
+    return LabelVolume(labels=data.astype(np.uint8, copy=False), geometry=geometry)
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def check_geometry(pred: Geometry, gt: Geometry, pred_path: object, gt_path: object) -> None:
+    """Raise :class:`EvaluationInputError` unless ``pred`` lies on the grid of ``gt``."""
+    if pred.shape != gt.shape:
+        raise EvaluationInputError(
+            f"prediction {pred_path} has shape {pred.shape} but ground truth {gt_path} has "
+            f"shape {gt.shape} (use --resample to resample the prediction to the ground truth)"
+        )
+    if not np.allclose(pred.affine, gt.affine, atol=AFFINE_ATOL, rtol=0):
+        worst = float(np.max(np.abs(pred.affine - gt.affine)))
+        raise EvaluationInputError(
+            f"prediction {pred_path} and ground truth {gt_path} have different affines "
+            f"(largest difference {worst:.4g}; use --resample to resample the prediction to "
+            "the ground truth)"
+        )
+
+
+def same_grid(pred: Geometry, gt: Geometry) -> bool:
+    """True if ``pred`` and ``gt`` share shape and affine (within :data:`AFFINE_ATOL`)."""
+    return pred.shape == gt.shape and np.allclose(pred.affine, gt.affine, atol=AFFINE_ATOL, rtol=0)
+
+
+def resample_labels(
+    labels: np.ndarray,
+    source_affine: np.ndarray,
+    target_shape: Sequence[int],
+    target_affine: np.ndarray,
+) -> np.ndarray:
+    """Resample a label volume onto another voxel grid by nearest neighbour.
+
+    Each target voxel ``j`` takes the label at source voxel
+    ``inv(source_affine) @ target_affine @ j`` (``scipy.ndimage.affine_transform``, order 0);
+    target voxels outside the source volume become background.
+    """
+    to_source = np.linalg.inv(np.asarray(source_affine, np.float64)) @ np.asarray(
+        target_affine, np.float64
+    )
+    return ndimage.affine_transform(
+        np.asarray(labels, dtype=np.uint8),
+        to_source,
+        output_shape=tuple(int(n) for n in target_shape),
+        output=np.uint8,
+        order=0,
+        mode="constant",
+        cval=0,
+    )
+
+
+# --------------------------------------------------------------------------- per case
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    """The metrics of one class in one case."""
+
+    counts: OverlapCounts
+    metrics: dict[str, float]
+    """One value per name of :data:`METRICS`; ``nan`` where undefined."""
+    gt_volume_ml: float
+    pred_volume_ml: float
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The metrics of one case, per class."""
+
+    case: str
+    classes: dict[str, ClassResult]
+    spacing: tuple[float, ...]
+    pred: Path | None = None
+    gt: Path | None = None
+    resampled: bool = False
+
+
+def evaluate_labels(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing: Sequence[float],
+    classes: Sequence[str] = CLASSES,
+    tolerance: float = 1.0,
+) -> dict[str, ClassResult]:
+    """All metrics, per class, of the label volume ``pred`` against the reference ``gt``.
+
+    ``spacing`` is the voxel size in mm along each axis, ``tolerance`` the surface-Dice
+    tolerance in mm.
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {gt.shape}")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0 mm, got {tolerance}")
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    results = {}
+    for name in classes:
+        a = class_mask(pred, name)
+        b = class_mask(gt, name)
+        counts = overlap_counts(a, b)
+        distances = surface_distances(a, b, spacing)
+        metrics = {
+            "dice": counts.dice(),
+            "jaccard": counts.jaccard(),
+            "voe": counts.voe(),
+            "rvd": counts.rvd(),
+            "assd": distances.assd(),
+            "mssd": distances.mssd(),
+            "hd95": distances.hd95(),
+            "surface_dice": distances.surface_dice(tolerance),
+        }
+        results[name] = ClassResult(
+            counts=counts,
+            metrics=metrics,
+            gt_volume_ml=counts.gt * voxel_ml,
+            pred_volume_ml=counts.pred * voxel_ml,
+        )
+    return results
+
+
+def evaluate_pair(
+    pair: CasePair,
+    classes: Sequence[str] = CLASSES,
+    tolerance: float = 1.0,
+    resample: bool = False,
+) -> CaseResult:
+    """Read one prediction / ground-truth pair of NIfTI files and evaluate it.
+
+    The spacing comes from the ground truth's header. A prediction on another grid is an
+    :class:`EvaluationInputError` unless ``resample`` is true; then it is resampled to the
+    ground-truth grid (:func:`resample_labels`).
+    """
+    gt = read_labels(pair.gt, "ground truth")
+    pred = read_labels(pair.pred, "prediction")
+    resampled = False
+    if not same_grid(pred.geometry, gt.geometry):
+        if not resample:
+            check_geometry(pred.geometry, gt.geometry, pair.pred, pair.gt)
+        labels = resample_labels(
+            pred.labels, pred.geometry.affine, gt.geometry.shape, gt.geometry.affine
+        )
+        pred = LabelVolume(labels=labels, geometry=gt.geometry)
+        resampled = True
+    return CaseResult(
+        case=pair.case,
+        classes=evaluate_labels(pred.labels, gt.labels, gt.geometry.spacing, classes, tolerance),
+        spacing=gt.geometry.spacing,
+        pred=pair.pred,
+        gt=pair.gt,
+        resampled=resampled,
+    )
+
+
+def iter_evaluate(
+    pairs: Sequence[CasePair],
+    classes: Sequence[str] = CLASSES,
+    tolerance: float = 1.0,
+    resample: bool = False,
+) -> Iterator[CaseResult]:
+    """Evaluate ``pairs`` one by one, yielding each case's result as soon as it is ready.
+
+    All headers are read first, so that a missing file or a grid mismatch fails before any
+    long computation.
+    """
+    for pair in pairs:
+        gt = read_geometry(pair.gt, "ground truth")
+        pred = read_geometry(pair.pred, "prediction")
+        if not resample:
+            check_geometry(pred, gt, pair.pred, pair.gt)
+    for pair in pairs:
+        yield evaluate_pair(pair, classes, tolerance, resample)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """Mean and standard deviation of one metric over the cases where it is defined."""
+
+    mean: float
+    std: float
+    n: int
+    """Cases used."""
+    excluded: int
+    """Cases left out because the metric is undefined there (``nan``)."""
+
+
+@dataclass(frozen=True)
+class ClassSummary:
+    """The summary of one class over all cases."""
+
+    n_cases: int
+    dice_per_case: float
+    """LiTS "Dice per case": the mean of the per-case Dice scores."""
+    dice_global: float
+    """LiTS "Dice global": the Dice of all cases pooled into one volume."""
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)
+
+
+def _summary(values: Iterable[float]) -> MetricSummary:
+    values = np.asarray(list(values), dtype=np.float64)
+    defined = values[~np.isnan(values)]
+    if defined.size == 0:
+        return MetricSummary(math.nan, math.nan, 0, int(values.size))
+    return MetricSummary(
+        mean=float(defined.mean()),
+        std=float(defined.std()),
+        n=int(defined.size),
+        excluded=int(values.size - defined.size),
+    )
+
+
+def summarize(
+    results: Sequence[CaseResult], classes: Sequence[str] | None = None
+) -> dict[str, ClassSummary]:
+    """Summarize per-case results per class: mean/std/n/excluded of each metric, Dice per case
+    and Dice global (LiTS)."""
+    if classes is None:
+        classes = list(results[0].classes) if results else []
+    summaries = {}
+    for name in classes:
+        per_case = [r.classes[name] for r in results]
+        metrics = {m: _summary(c.metrics[m] for c in per_case) for m in METRICS}
+        summaries[name] = ClassSummary(
+            n_cases=len(per_case),
+            dice_per_case=metrics["dice"].mean,
+            dice_global=dice_global(c.counts for c in per_case),
+            metrics=metrics,
+        )
+    return summaries

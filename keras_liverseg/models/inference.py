@@ -1,0 +1,85 @@
+"""What the predictor needs to know about a model: its preprocessing and one output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+from keras_liverseg.layers import ClassificationGate, HUWindow
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The preprocessing a model expects, read from the model itself.
+
+    Attributes:
+        hu_window: ``(low, high)`` HU window of the model's :class:`HUWindow` layer.
+        input_size: ``(H, W)`` of the axial slices the model reads.
+        context_slices: neighbouring slices fed as channels (1 = 2D).
+        num_classes: channels of the ``"mask"`` output.
+        classes: names of those channels.
+    """
+
+    hu_window: tuple[float, float]
+    input_size: tuple[int, int]
+    context_slices: int
+    num_classes: int
+    classes: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "hu_window": list(self.hu_window),
+            "input_size": list(self.input_size),
+            "context_slices": self.context_slices,
+            "num_classes": self.num_classes,
+            "classes": list(self.classes),
+        }
+
+
+def class_names(num_classes: int) -> tuple[str, ...]:
+    """Channel names for ``num_classes`` outputs (LiTS order: background, liver, tumor)."""
+    if num_classes == 1:
+        return ("liver",)
+    names = ("background", "liver", "tumor")
+    if num_classes > len(names):
+        return names + tuple(f"class_{i}" for i in range(len(names), num_classes))
+    return names[:num_classes]
+
+
+def _mask_output(model: keras.Model):
+    if len(model.outputs) == 1:
+        return model.outputs[0]
+    return model.get_layer("mask").output
+
+
+def preprocessing_of(model: keras.Model) -> Preprocessing:
+    """Read a model's :class:`Preprocessing` (window, input size, context, classes)."""
+    windows = [layer for layer in model.layers if isinstance(layer, HUWindow)]
+    if not windows:
+        raise ValueError(f"model {model.name!r} has no HUWindow layer: it does not read CT")
+    _, height, width, channels = model.inputs[0].shape
+    num_classes = int(_mask_output(model).shape[-1])
+    return Preprocessing(
+        hu_window=tuple(windows[0].window),
+        input_size=(int(height), int(width)),
+        context_slices=int(channels),
+        num_classes=num_classes,
+        classes=class_names(num_classes),
+    )
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """One input, one output: the ``"mask"`` probabilities, gated by a CGM if there is one.
+
+    Deep-supervision heads are dropped. When the model has a classification guide on its
+    mask (``"cls_mask"``), the mask passes :class:`ClassificationGate`, the paper's
+    inference-time ``argmax`` gate (UNet# Sec. 2.3). A single-output model is returned as is.
+    """
+    if len(model.outputs) == 1:
+        return model
+    mask = model.get_layer("mask").output
+    if "cls_mask" in model.output_names:
+        cls = model.get_layer("cls_mask").output
+        mask = ClassificationGate(name="gated_mask")([mask, cls])
+    return keras.Model(model.inputs, mask, name=f"{model.name}_inference")

@@ -1,0 +1,1 @@
+"""Bundled model weights (package data); see the model cards in the repository's zoo/."""

@@ -1,0 +1,100 @@
+"""The zoo's table: every named model and the configuration it is built with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from keras_liverseg.models.common import DEFAULT_FILTERS
+
+WEIGHTS_PACKAGE = "keras_liverseg.weights"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One named model of the zoo.
+
+    Attributes:
+        name: the zoo name (``liverseg predict --model NAME``).
+        architecture: a builder name of :func:`keras_liverseg.models.build`.
+        config: keyword arguments of the builder (input shape, classes, HU window, ...).
+        summary: one line for ``liverseg models`` and the README.
+        paper: the paper the architecture follows.
+        weights_file: file name of the bundled ``.weights.h5`` in ``keras_liverseg/weights``,
+            or ``None`` while no weights are released.
+        sha256: the weights file's SHA-256, checked on every load.
+        prune_level: build the entry as the pruned head of this level (fast variants).
+    """
+
+    name: str
+    architecture: str
+    config: dict = field(default_factory=dict)
+    summary: str = ""
+    paper: str = ""
+    weights_file: str | None = None
+    sha256: str | None = None
+    prune_level: int | None = None
+
+    def weights_path(self) -> Path | None:
+        """Path of the bundled weights file, or ``None`` if it is not installed."""
+        if self.weights_file is None:
+            return None
+        path = Path(str(resources.files("keras_liverseg").joinpath("weights", self.weights_file)))
+        return path if path.is_file() else None
+
+    def has_default_weights(self) -> bool:
+        return self.weights_path() is not None
+
+
+# Reference configurations: the ones MODELS.md counts parameters in (nb = 32..512), with a
+# single CT channel and the LiTS classes. No weights are released for them yet.
+_REFERENCE = {"input_shape": (256, 256, 1), "num_classes": 3, "filters": DEFAULT_FILTERS}
+
+_ENTRIES = [
+    ZooEntry(
+        "unet_sharp", "unet_sharp",
+        {**_REFERENCE, "filters": (16, 32, 64, 128, 256), "input_shape": (256, 256, 3),
+         "deep_supervision": True},
+        "UNet# L4, 2.5D (3 slices), liver + tumor; the default model",
+        "Qian et al., UNet# (seed 004)",
+    ),
+    ZooEntry(
+        "unet_sharp_fast", "unet_sharp",
+        {**_REFERENCE, "filters": (16, 32, 64, 128, 256), "input_shape": (256, 256, 3),
+         "deep_supervision": True},
+        "unet_sharp pruned to level L2 (same weights, ~5x fewer FLOPs); --fast",
+        "Qian et al., UNet# (seed 004), Sec. 2.4",
+        prune_level=2,
+    ),
+    ZooEntry("unet", "unet", dict(_REFERENCE), "U-Net baseline", "Ronneberger et al. 2015"),
+    ZooEntry("unet_pp", "unet_pp", {**_REFERENCE, "deep_supervision": True},
+             "UNet++ with deep supervision", "Zhou et al. 2018"),
+    ZooEntry("unet3p", "unet3p", {**_REFERENCE, "filters": (64, 128, 256, 512, 1024)},
+             "UNet 3+ full-scale skips", "Huang et al. 2020"),
+    ZooEntry("wp_unet", "wp_unet",
+             {**_REFERENCE, "filters": (64, 128, 256, 512, 1024), "hu_window": (-200, 250)},
+             "weighted pooling + weighted full-scale skips", "Lei et al. 2022 (seed 000)"),
+    ZooEntry("mu_net", "mu_net", {**_REFERENCE, "filters": (64, 128, 256, 512, 1024)},
+             "mU-Net, object-dependent up-sampling", "Seo et al. 2020 (seed 001)"),
+    ZooEntry("isc_unet", "isc_unet", {**_REFERENCE, "variant": "skip+concat"},
+             "U-Net with improved skip connections", "Di et al. (seed 002)"),
+    ZooEntry("es_unet_pp", "es_unet_pp", dict(_REFERENCE),
+             "ES-UNet++ segmentation network", "Cui et al. (seed 003)"),
+]
+_BY_NAME = {entry.name: entry for entry in _ENTRIES}
+
+
+def entries() -> list[ZooEntry]:
+    """All zoo entries, in the README's order."""
+    return list(_ENTRIES)
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The entry called ``name``; a ``ValueError`` listing the names otherwise."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown zoo model {name!r}; available: {', '.join(_BY_NAME)}"
+        ) from None

@@ -1,0 +1,56 @@
+"""`liverseg models` and `liverseg export` from the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from keras_liverseg.cli.main import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_models_lists_architectures_and_zoo():
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_liverseg.cli.main", "models"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "unet_sharp_fast" in result.stdout and "wp_unet" in result.stdout
+    assert result.stderr == ""  # TensorFlow's start-up chatter is silenced
+
+
+def test_export_errors_are_one_line(tmp_path):
+    existing = tmp_path / "m.onnx"
+    existing.write_bytes(b"keep")
+    for args in (
+        ["-o", str(tmp_path / "m.txt")],
+        ["-o", str(existing)],
+        ["-o", str(tmp_path / "missing" / "m.onnx")],
+        ["--model", "nope", "--weights", "none", "-o", str(tmp_path / "n.onnx")],
+    ):
+        result = run("export", *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert existing.read_bytes() == b"keep"
+
+
+def test_export_writes_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    out = tmp_path / "fast.onnx"
+    result = run("export", "--model", "unet_sharp_fast", "--weights", "none", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, *session.get_inputs()[0].shape[1:]), "float32")
+    (y,) = session.run(None, {session.get_inputs()[0].name: x})
+    assert y.shape[:3] == x.shape[:3] and np.allclose(y.sum(-1), 1, atol=1e-4)
+    assert not list(tmp_path.glob(".*partial"))
