@@ -1,0 +1,352 @@
+"""``liverseg predict``: segment CT scans (NIfTI files or DICOM series) into label maps.
+
+INPUT is a ``.nii``/``.nii.gz`` file, a folder holding one DICOM series, or a folder of
+scans (its NIfTI files and its sub-folders holding a DICOM series); OUTPUT is then a
+``.nii``/``.nii.gz`` file, or a folder for a folder of scans (one file per scan, named after
+it). Labels: uint8, 0 background, 1 liver, 2 tumor, on the input's grid with its affine.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from keras_liverseg.cli.errors import UserError
+
+__all__ = ["predict"]
+
+
+@dataclass
+class _Job:
+    """One scan to segment and where its outputs go."""
+
+    source: Path
+    output: Path
+    overlay: Path | None = None
+
+
+def _is_nifti_name(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _check_free(path: Path, overwrite: bool, what: str) -> None:
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists; pass --overwrite to replace it")
+
+
+def _plan_single(
+    source: Path, output: Path, overlay: Path | None, report: Path | None, overwrite: bool
+) -> list[_Job]:
+    if _same(source, output):
+        raise UserError(f"OUTPUT {output} is the INPUT; choose another output file")
+    if output.is_dir():
+        raise UserError(f"OUTPUT {output} is a folder; for one scan give a .nii.gz file name")
+    if not _is_nifti_name(output):
+        raise UserError(f"OUTPUT {output} must end with .nii.gz or .nii")
+    _check_free(output, overwrite, "OUTPUT")
+    if overlay is not None and overlay.suffix.lower() != ".png":
+        raise UserError(f"--overlay {overlay} must end with .png")
+    for extra in (overlay, report):
+        if extra is not None:
+            if _same(extra, source) or _same(extra, output):
+                raise UserError(f"{extra} would overwrite the input or the segmentation")
+            _check_free(extra, overwrite, "output")
+    if overlay is not None and report is not None and _same(overlay, report):
+        raise UserError("--overlay and --report name the same file")
+    return [_Job(source, output, overlay)]
+
+
+def _output_name(scan: Path) -> str:
+    return scan.name if _is_nifti_name(scan) else f"{scan.name}.nii.gz"
+
+
+def _plan_batch(
+    source: Path, output: Path, overlay: Path | None, report: Path | None, overwrite: bool
+) -> list[_Job]:
+    from keras_liverseg.io import find_scans
+
+    if _same(source, output):
+        raise UserError(f"OUTPUT {output} is the INPUT folder; choose another output folder")
+    if output.exists() and not output.is_dir():
+        raise UserError(f"OUTPUT {output} must be a folder when INPUT is a folder of scans")
+    if overlay is not None and (overlay.suffix.lower() == ".png" or overlay.is_file()):
+        raise UserError(f"--overlay {overlay} must be a folder when INPUT is a folder of scans")
+    jobs, taken = [], {}
+    for scan in find_scans(source):
+        name = _output_name(scan)
+        if name in taken:
+            raise UserError(f"{taken[name].name} and {scan.name} would both write {output / name}")
+        taken[name] = scan
+        target = output / name
+        picture = overlay / f"{name.split('.nii')[0]}.png" if overlay is not None else None
+        for path in (target, picture):
+            if path is not None:
+                _check_free(path, overwrite, "output")
+        jobs.append(_Job(scan, target, picture))
+    if report is not None:
+        if report.resolve().parent == source.resolve():
+            raise UserError(f"--report {report} must not be inside the INPUT folder")
+        _check_free(report, overwrite, "--report")
+    return jobs
+
+
+def _warn(message: str, quiet: bool) -> None:
+    if not quiet:
+        click.echo(f"Warning: {message}", err=True)
+
+
+def _summary(output: Path, report: dict[str, Any]) -> str:
+    return (
+        f"{output}: liver {report['liver_volume_ml']:.1f} mL, tumor "
+        f"{report['tumor_volume_ml']:.2f} mL ({report['tumor_burden_percent']:.1f} %), "
+        f"{report['lesion_count']} lesion(s)"
+    )
+
+
+def _segment(scan, loaded, label: str, options: dict[str, Any], quiet: bool):
+    from keras_liverseg.inference import predict_volume
+    from keras_liverseg.io import to_canonical
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if quiet:
+            return predict_volume(loaded, scan, **options)
+        depth = to_canonical(scan.volume, scan.affine)[2].canonical_shape[2]
+        with click.progressbar(length=depth, label=label, file=sys.stderr) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.update(done - bar.pos)
+
+            return predict_volume(loaded, scan, progress=progress, **options)
+
+
+def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict | None) -> None:
+    """Write the segmentation, overlay and report together: all of them or none."""
+    import nibabel as nib
+
+    from keras_liverseg.inference.overlay import render_overlay
+    from keras_liverseg.inference.report import report_json
+    from keras_liverseg.io import atomic_paths
+
+    targets = [job.output]
+    picture = None
+    if job.overlay is not None:
+        picture = render_overlay(scan.volume, segmentation.labels, segmentation.affine)
+        targets.append(job.overlay)
+    if report_path is not None:
+        targets.append(report_path)
+    try:
+        with atomic_paths(targets) as temps:
+            nib.save(segmentation.to_nifti(), str(temps[0]))
+            if picture is not None:
+                picture.save(temps[1], format="PNG")
+            if report_path is not None:
+                temps[-1].write_text(report_json(report), encoding="utf-8")
+    except OSError as error:
+        where = error.filename or job.output
+        raise UserError(f"cannot write {where}: {error.strerror or error}") from None
+
+
+@click.command("predict")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output .nii.gz/.nii file; a folder when INPUT is a folder of scans.",
+)
+@click.option(
+    "-m",
+    "--model",
+    "model_name",
+    default="unet_sharp",
+    show_default=True,
+    help="Zoo model name (see `liverseg models`).",
+)
+@click.option(
+    "-w",
+    "--weights",
+    default=None,
+    metavar="PATH",
+    help="A .keras model file or a .weights.h5 file for --model. Default: the model's "
+    "bundled weights (none are released yet).",
+)
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Axial slices per model call. Default: 4 on the CPU (fastest there, least memory), "
+    "16 on a GPU.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "gpu"]),
+    default=None,
+    help="Run on the CPU or the GPU. Default: the GPU when there is one.",
+)
+@click.option(
+    "--fast",
+    is_flag=True,
+    help="Use the zoo's fast variant of --model (<model>_fast) when it has one.",
+)
+@click.option(
+    "--tta", is_flag=True, help="Also predict left-right flipped slices and average (twice slower)."
+)
+@click.option(
+    "--no-postprocess",
+    is_flag=True,
+    help="Keep the raw argmax labels (no largest component, hole filling, ...).",
+)
+@click.option(
+    "--min-lesion-mm3",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Turn tumor lesions smaller than this into liver (post-processing).",
+)
+@click.option(
+    "--overlay",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="PNG",
+    help="Write a PNG of axial slices with the contours (a folder in batch mode).",
+)
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="JSON",
+    help="Write volumes, lesions, model and timing as JSON (one file in batch mode).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, summary or warnings.")
+def predict(
+    input_path: Path,
+    output: Path,
+    model_name: str,
+    weights: str | None,
+    batch_size: int | None,
+    device: str | None,
+    fast: bool,
+    tta: bool,
+    no_postprocess: bool,
+    min_lesion_mm3: float,
+    overlay: Path | None,
+    report: Path | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Segment the liver and liver tumors of the CT scan(s) INPUT.
+
+    INPUT is a .nii/.nii.gz file, a folder holding one DICOM series, or a folder of scans
+    (NIfTI files and sub-folders with one DICOM series each), segmented in one run.
+    Labels: 0 background, 1 liver, 2 tumor, written on the input's voxel grid with its
+    affine (qform/sform kept).
+    """
+    from keras_liverseg.io import InputError, load_scan, scan_kind
+
+    started = time.perf_counter()
+    try:
+        kind = scan_kind(input_path)
+    except InputError as error:
+        raise UserError(str(error)) from None
+    plan = _plan_batch if kind == "batch" else _plan_single
+    jobs = plan(input_path, output, overlay, report, overwrite)
+    if not jobs:
+        raise UserError(f"{input_path}: no NIfTI file or DICOM series found")
+
+    first_scan = None
+    if kind != "batch":  # bad input fails before the backend and the model are loaded
+        try:
+            first_scan = load_scan(input_path)
+        except InputError as error:
+            raise UserError(str(error)) from None
+
+    from keras_liverseg.cli.quiet import import_backend
+    from keras_liverseg.inference.device import DeviceError, select_device
+
+    try:
+        if device == "cpu":
+            select_device("cpu")  # hides the GPUs before the backend starts
+        import_backend()
+        if device == "gpu":
+            select_device("gpu")
+    except DeviceError as error:
+        raise UserError(str(error)) from None
+
+    from keras_liverseg.inference import PostprocessOptions
+    from keras_liverseg.inference.loading import ModelLoadError, load_model
+
+    tick = time.perf_counter()
+    try:
+        loaded = load_model(model_name, weights if weights else "default", fast=fast)
+    except ModelLoadError as error:
+        raise UserError(str(error)) from None
+    model_seconds = round(time.perf_counter() - tick, 3)
+
+    post = PostprocessOptions(min_lesion_mm3=min_lesion_mm3)
+    if no_postprocess:
+        post = PostprocessOptions.off()
+    if batch_size is None:
+        from keras_liverseg.inference.device import gpu_count
+
+        batch_size = 16 if gpu_count() else 4
+    options = {"batch_size": batch_size, "tta": tta, "postprocess": post}
+    cli_facts = {"fast": fast, "device": device or "auto"}
+
+    reports, failures = [], []
+    for number, job in enumerate(jobs, start=1):
+        scan = first_scan
+        if scan is None:
+            try:
+                scan = load_scan(job.source)
+            except InputError as error:
+                click.echo(f"Error: {error}", err=True)
+                failures.append({"input": str(job.source), "error": str(error)})
+                continue
+        first_scan = None
+        for message in scan.warnings:
+            _warn(f"{job.source}: {message}", quiet)
+        label = f"[{number}/{len(jobs)}] {job.source.name}" if len(jobs) > 1 else job.source.name
+        segmentation = _segment(scan, loaded, label, options, quiet)
+        scan_report = dict(segmentation.report)
+        scan_report["output"] = str(job.output)
+        scan_report["overlay"] = str(job.overlay) if job.overlay is not None else None
+        scan_report["options"] = {**scan_report["options"], **cli_facts}
+        scan_report["timing_s"] = {**scan_report["timing_s"], "model_load": model_seconds}
+        single_report = report if kind != "batch" else None
+        _write(job, scan, segmentation, single_report, scan_report)
+        reports.append(scan_report)
+        if not quiet:
+            click.echo(_summary(job.output, scan_report))
+        del scan, segmentation
+
+    if kind == "batch" and report is not None:
+        from keras_liverseg.inference.report import REPORT_VERSION, write_report
+
+        write_report(
+            {
+                "report_version": REPORT_VERSION,
+                "input": str(input_path),
+                "output": str(output),
+                "scans": reports,
+                "failed": failures,
+                "wall_time_s": round(time.perf_counter() - started, 3),
+            },
+            report,
+        )
+    if failures:
+        raise UserError(f"{len(failures)} of {len(jobs)} scans could not be read")

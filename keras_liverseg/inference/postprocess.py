@@ -1,0 +1,167 @@
+"""Clean up a predicted label map (NumPy/SciPy, no Keras).
+
+Steps, each switchable with :class:`PostprocessOptions` and run in this order:
+
+1. ``largest_component``: the liver is the largest 3D connected component (6-connectivity)
+   of liver-or-tumor; everything outside it becomes background.
+2. ``fill_holes``: background enclosed by liver-or-tumor becomes liver, first slice by slice
+   (axial slices, ``labels[:, :, k]`` in canonical orientation), then in 3D.
+3. ``tumor_inside_liver``: tumor is kept only inside the liver of steps 1-2 (tumor outside
+   it becomes background). Without step 1 every tumor voxel is inside, so it is a no-op.
+4. ``min_lesion_mm3``: tumor lesions (26-connected components) smaller than this become
+   liver. 0 disables it.
+
+All work happens inside the bounding box of the foreground, so memory stays small even for
+large volumes. Labels follow the LiTS convention: 0 background, 1 liver, 2 tumor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "LESION_CONNECTIVITY",
+    "LIVER_CONNECTIVITY",
+    "PostprocessOptions",
+    "bounding_box",
+    "component_sizes",
+    "label_components",
+    "postprocess_labels",
+]
+
+LIVER_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
+"""Face (6-)connectivity for the liver component: thin diagonal bridges do not join organs."""
+LESION_CONNECTIVITY = ndimage.generate_binary_structure(3, 3)
+"""Full (26-)connectivity for lesions: a lesion is not split by a diagonal step."""
+
+
+@dataclass(frozen=True)
+class PostprocessOptions:
+    """Which post-processing steps to run (see the module docstring)."""
+
+    largest_component: bool = True
+    fill_holes: bool = True
+    tumor_inside_liver: bool = True
+    min_lesion_mm3: float = 0.0
+
+    @classmethod
+    def off(cls) -> PostprocessOptions:
+        """No post-processing at all."""
+        return cls(False, False, False, 0.0)
+
+    @property
+    def enabled(self) -> bool:
+        return (
+            self.largest_component
+            or self.fill_holes
+            or self.tumor_inside_liver
+            or self.min_lesion_mm3 > 0
+        )
+
+
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every True voxel, grown by ``margin`` voxels and
+    clipped to the array; None for an empty mask."""
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        if hits.size == 0:
+            return None
+        box.append(
+            slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, mask.shape[axis]))
+        )
+    return tuple(box)
+
+
+def component_sizes(components: np.ndarray, count: int) -> np.ndarray:
+    """Voxel count of each label ``0..count`` of a label image, slab by slab (``bincount``
+    on the whole image would first copy it as int64)."""
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    step = max(1, (1 << 22) // max(1, components[0].size))
+    for start in range(0, components.shape[0], step):
+        sizes += np.bincount(components[start : start + step].ravel(), minlength=count + 1)
+    return sizes
+
+
+def label_components(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label``: int32 component ids and their count.
+
+    (A uint16 output would halve the memory, but SciPy then labels twice into int32 when
+    the components do not fit, which costs more than it saves.)
+    """
+    return ndimage.label(mask, structure=structure)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest component of ``mask``, written into ``mask`` itself (saves memory)."""
+    components, count = label_components(mask, LIVER_CONNECTIVITY)
+    if count <= 1:
+        return mask
+    sizes = component_sizes(components, count)
+    sizes[0] = 0
+    np.equal(components, int(np.argmax(sizes)), out=mask)
+    return mask
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill holes slice by slice (in place), then in 3D (a new array)."""
+    for k in range(mask.shape[2]):
+        if mask[:, :, k].any():
+            mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
+    return ndimage.binary_fill_holes(mask)
+
+
+def postprocess_labels(
+    labels: np.ndarray,
+    voxel_volume_mm3: float,
+    options: PostprocessOptions | None = None,
+    *,
+    inplace: bool = False,
+) -> np.ndarray:
+    """Apply the post-processing steps to a 3D label map.
+
+    Args:
+        labels: uint8 ``(X, Y, Z)`` map, axial slices along the last axis.
+        voxel_volume_mm3: volume of one voxel, for ``min_lesion_mm3``.
+        options: steps to run; defaults to all but the lesion-size filter.
+        inplace: modify ``labels`` (a uint8 array) instead of a copy, to save memory.
+
+    Returns:
+        The post-processed labels (``labels`` itself when ``inplace``).
+    """
+    options = options or PostprocessOptions()
+    if inplace:
+        if not isinstance(labels, np.ndarray) or labels.dtype != np.uint8:
+            raise TypeError("inplace post-processing needs a uint8 NumPy array")
+        out = labels
+    else:
+        out = np.array(labels, dtype=np.uint8, copy=True)
+    if not options.enabled:
+        return out
+    box = bounding_box(out > 0, margin=1)
+    if box is None:
+        return out
+    crop = out[box]  # a view: written back in place below
+    organ = crop > 0
+    if options.largest_component:
+        organ = _largest_component(organ)
+    if options.fill_holes:
+        organ = _fill_holes(organ)
+    tumor = crop == 2
+    if options.tumor_inside_liver:
+        tumor &= organ
+    if options.min_lesion_mm3 > 0 and tumor.any():
+        lesions, count = label_components(tumor, LESION_CONNECTIVITY)
+        sizes = component_sizes(lesions, count) * float(voxel_volume_mm3)
+        small = sizes < options.min_lesion_mm3
+        small[0] = False
+        tumor &= ~small[lesions]
+        del lesions
+    np.copyto(crop, organ, casting="unsafe")
+    del organ
+    crop[tumor] = 2
+    return out

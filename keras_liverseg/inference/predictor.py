@@ -1,0 +1,292 @@
+"""``predict_volume``: segment a CT volume slice by slice and return labels on its grid.
+
+Pipeline (see docs of each step's module):
+
+1. load the scan (NIfTI, DICOM series folder, or array + affine) -> HU volume + affine;
+2. bring it to the canonical orientation (:func:`keras_liverseg.io.to_canonical`, an
+   exact axis permutation/flip);
+3. for each batch of axial slices: stack ``context_slices`` neighbours as channels (edge
+   slices replicated, channels ordered from inferior to superior), resize in-plane to the
+   model's input size (linear), predict (optionally also on the left-right flipped slices
+   and average), resize the probabilities back to the slice grid (linear), argmax;
+4. post-process (:mod:`keras_liverseg.inference.postprocess`);
+5. undo the reorientation: labels of exactly the input's shape and affine.
+
+Only a batch of slices is ever resampled at once; the volume-sized arrays are the input,
+the uint8 labels (and, on request, float16 probabilities).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_liverseg.inference.loading import LoadedModel, as_loaded
+from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
+from keras_liverseg.inference.report import REPORT_VERSION, lesions, versions, volume_summary
+from keras_liverseg.io.nifti import write_labels
+from keras_liverseg.io.orientation import CANONICAL_AXCODES, from_canonical, to_canonical
+from keras_liverseg.io.scan import Scan, load_scan, scan_from_array
+from keras_liverseg.io.slices import resize_axes, slice_stack
+
+__all__ = ["LABELS", "Segmentation", "predict_slices", "predict_volume"]
+
+LABELS = {0: "background", 1: "liver", 2: "tumor"}
+NAN_FILL_HU = -1024.0
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Segmentation:
+    """The result of :func:`predict_volume`.
+
+    Attributes:
+        labels: uint8 label map (0 background, 1 liver, 2 tumor) of exactly the input's
+            shape, on the input's voxel grid.
+        affine: voxel-to-world (RAS+, mm) affine of ``labels`` (the input's).
+        report: volumes, lesions, model, versions, timing (see
+            :mod:`keras_liverseg.inference.report`); JSON-serialisable.
+        probabilities: with ``return_probabilities=True``, float16 array of the input's
+            spatial shape plus a class axis (the model's classes, ``report["model"]
+            ["classes"]``), before post-processing; else None.
+        header: the input NIfTI header whose geometry :meth:`save` copies (None for DICOM
+            or array input: then qform and sform are both set from ``affine``).
+    """
+
+    labels: np.ndarray
+    affine: np.ndarray
+    report: dict[str, Any]
+    probabilities: np.ndarray | None = None
+    header: Any = field(default=None, repr=False)
+
+    @property
+    def liver_mask(self) -> np.ndarray:
+        """Liver as an organ, tumor included (``labels >= 1``)."""
+        return self.labels >= 1
+
+    @property
+    def tumor_mask(self) -> np.ndarray:
+        """Tumor voxels (``labels == 2``)."""
+        return self.labels == 2
+
+    def to_nifti(self):
+        """The labels as a ``nibabel.Nifti1Image`` with the input's geometry."""
+        import nibabel as nib
+
+        from keras_liverseg.io.nifti import label_header
+
+        header = label_header(self.header, self.affine, self.labels.shape)
+        klass = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+        return klass(self.labels, None, header=header)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the labels as ``.nii``/``.nii.gz`` (atomically) with the input's geometry."""
+        return write_labels(self.labels, path, self.affine, self.header)
+
+    def save_report(self, path: str | os.PathLike) -> Path:
+        """Write :attr:`report` as indented JSON (atomically)."""
+        from keras_liverseg.inference.report import write_report
+
+        return write_report(self.report, path)
+
+
+def _as_scan(path_or_array: Any, affine: np.ndarray | None) -> Scan:
+    if isinstance(path_or_array, Scan):
+        if affine is not None:
+            raise ValueError("pass affine only with an array; a Scan has its own")
+        return path_or_array
+    if isinstance(path_or_array, str | os.PathLike):
+        if affine is not None:
+            raise ValueError("pass affine only with an array; a file has its own")
+        return load_scan(path_or_array)
+    return scan_from_array(path_or_array, affine)
+
+
+
+
+def _predict_batch(model, batch: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
+    count = batch.shape[0]
+    if count < batch_size:  # keep one input shape: no retracing for the last batch
+        pad = np.zeros((batch_size - count, *batch.shape[1:]), dtype=batch.dtype)
+        batch = np.concatenate([batch, pad])
+    probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    if tta:
+        flipped = np.asarray(
+            model.predict_on_batch(np.ascontiguousarray(batch[:, :, ::-1, :])), dtype=np.float32
+        )
+        probs = (probs + flipped[:, :, ::-1, :]) * 0.5
+    return probs[:count]
+
+
+def predict_slices(
+    loaded: LoadedModel,
+    volume_c: np.ndarray,
+    *,
+    batch_size: int = 4,
+    tta: bool = False,
+    keep_probabilities: bool = False,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predict every axial slice of a canonical volume (``volume_c[:, :, k]``).
+
+    Returns:
+        ``(labels, probabilities)``: uint8 argmax labels of ``volume_c``'s shape, and
+        float16 probabilities (``volume_c.shape + (num_classes,)``) or None.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pre = loaded.preprocessing
+    rows, cols, depth = volume_c.shape
+    labels = np.empty((rows, cols, depth), dtype=np.uint8)
+    probabilities = None
+    if keep_probabilities:
+        probabilities = np.empty((rows, cols, depth, pre.num_classes), dtype=np.float16)
+    for start in range(0, depth, batch_size):
+        ks = np.arange(start, min(start + batch_size, depth))
+        batch = slice_stack(volume_c, ks, pre.context_slices, pre.input_size, NAN_FILL_HU)
+        probs = _predict_batch(loaded.model, batch, batch_size, tta)  # (b, H, W, K)
+        probs = resize_axes(probs, (rows, cols), axes=(1, 2))  # (b, X, Y, K)
+        if pre.num_classes == 1:
+            slab = (probs[..., 0] > 0.5).astype(np.uint8)
+        else:
+            slab = np.argmax(probs, axis=-1).astype(np.uint8)
+        labels[:, :, ks[0] : ks[-1] + 1] = slab.transpose(1, 2, 0)
+        if probabilities is not None:
+            probabilities[:, :, ks[0] : ks[-1] + 1] = probs.transpose(1, 2, 0, 3)
+        if progress is not None:
+            progress(int(ks[-1]) + 1, depth)
+    return labels, probabilities
+
+
+def _postprocess_options(postprocess: bool | PostprocessOptions) -> PostprocessOptions:
+    if isinstance(postprocess, PostprocessOptions):
+        return postprocess
+    return PostprocessOptions() if postprocess else PostprocessOptions.off()
+
+
+def predict_volume(
+    model: Any,
+    path_or_array: str | os.PathLike | np.ndarray | Scan,
+    affine: np.ndarray | None = None,
+    *,
+    batch_size: int = 4,
+    tta: bool = False,
+    postprocess: bool | PostprocessOptions = True,
+    return_probabilities: bool = False,
+    progress: Progress | None = None,
+) -> Segmentation:
+    """Segment the liver and liver tumors in a CT volume.
+
+    Args:
+        model: a Keras model following docs/CONTRACTS.md (first layer HUWindow, output
+            ``"mask"``), a zoo name (loaded with its default weights), or a
+            :class:`~keras_liverseg.inference.loading.LoadedModel`.
+        path_or_array: a ``.nii``/``.nii.gz`` file, a folder holding one DICOM series, a
+            :class:`keras_liverseg.io.Scan`, or an array of raw HU (3D, or 4D with a
+            trailing axis of length 1).
+        affine: voxel-to-world (RAS+, mm) affine of an array input; identity if None.
+        batch_size: axial slices per model call.
+        tta: also predict the left-right flipped slices and average the probabilities.
+        postprocess: True (default steps), False (none) or a
+            :class:`~keras_liverseg.inference.postprocess.PostprocessOptions`.
+        return_probabilities: keep float16 class probabilities on the input grid (costs
+            ``2 * num_classes`` bytes per voxel).
+        progress: called as ``progress(slices_done, slices_total)`` after every batch.
+
+    Returns:
+        A :class:`Segmentation` with labels of exactly the input's shape and affine.
+
+    Raises:
+        keras_liverseg.io.InputError: unreadable or unusable input.
+        keras_liverseg.inference.loading.ModelLoadError: a zoo name without weights.
+
+    Example:
+        >>> seg = keras_liverseg.predict_volume(model, "ct.nii.gz")
+        >>> seg.save("ct_seg.nii.gz"); seg.report["liver_volume_ml"]
+    """
+    started = time.perf_counter()
+    scan = _as_scan(path_or_array, affine)
+    loaded = as_loaded(model)
+    for message in scan.warnings:
+        warnings.warn(f"{scan.source}: {message}", UserWarning, stacklevel=2)
+    timing = {"load": time.perf_counter() - started}
+
+    tick = time.perf_counter()
+    volume_c, affine_c, reorientation = to_canonical(scan.volume, scan.affine)
+    labels_c, probs_c = predict_slices(
+        loaded,
+        volume_c,
+        batch_size=batch_size,
+        tta=tta,
+        keep_probabilities=return_probabilities,
+        progress=progress,
+    )
+    timing["predict"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    options = _postprocess_options(postprocess)
+    voxel_mm3 = float(abs(np.linalg.det(affine_c[:3, :3])))
+    if options.enabled:
+        labels_c = postprocess_labels(labels_c, voxel_mm3, options, inplace=True)
+    timing["postprocess"] = time.perf_counter() - tick
+
+    labels3d = np.ascontiguousarray(from_canonical(labels_c, reorientation))
+    del labels_c
+    probabilities = None
+    if probs_c is not None:
+        probabilities = np.ascontiguousarray(from_canonical(probs_c, reorientation))
+        del probs_c
+    tick = time.perf_counter()
+    found = lesions(labels3d, scan.affine)
+    summary = volume_summary(labels3d, scan.affine)
+    timing["report"] = time.perf_counter() - tick
+    timing["total"] = time.perf_counter() - started
+    report = {
+        "report_version": REPORT_VERSION,
+        "input": _describe_input(scan, reorientation),
+        "labels": {str(k): v for k, v in LABELS.items()},
+        **summary,
+        "lesion_count": len(found),
+        "lesions": found,
+        "model": loaded.describe(),
+        "options": {
+            "batch_size": batch_size,
+            "tta": tta,
+            "postprocess": {
+                "largest_component": options.largest_component,
+                "fill_holes": options.fill_holes,
+                "tumor_inside_liver": options.tumor_inside_liver,
+                "min_lesion_mm3": options.min_lesion_mm3,
+            },
+        },
+        "versions": versions(),
+        "timing_s": {key: round(value, 3) for key, value in timing.items()},
+        "warnings": list(scan.warnings),
+    }
+    return Segmentation(
+        labels=labels3d.reshape(scan.shape),
+        affine=scan.affine.copy(),
+        report=report,
+        probabilities=probabilities,
+        header=scan.header,
+    )
+
+
+def _describe_input(scan: Scan, reorientation) -> dict[str, Any]:
+    return {
+        "path": scan.source,
+        "kind": scan.kind,
+        "shape": list(scan.shape),
+        "spacing_mm": [round(v, 6) for v in scan.spacing],
+        "orientation": "".join(reorientation.original_axcodes),
+        "canonical_orientation": "".join(CANONICAL_AXCODES),
+        "affine": [[round(float(v), 6) for v in row] for row in scan.affine],
+        **scan.info,
+    }

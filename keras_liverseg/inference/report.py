@@ -1,0 +1,158 @@
+"""The JSON report of a segmentation: volumes, lesions, model, versions, timing.
+
+Volumes are in millilitres (1 mL = 1000 mm^3). ``liver_volume_ml`` is the whole organ,
+parenchyma and tumor (label >= 1); ``tumor_burden_percent`` is tumor / whole organ * 100.
+Lesions are 26-connected tumor components, largest first, with their centroid in world
+millimetres of the output file (NIfTI RAS+: x grows towards the patient's Right, y towards
+Anterior, z towards Superior).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_liverseg.inference.postprocess import (
+    LESION_CONNECTIVITY,
+    bounding_box,
+    component_sizes,
+    label_components,
+)
+from keras_liverseg.io.atomic import atomic_write_text
+
+__all__ = [
+    "REPORT_VERSION",
+    "lesions",
+    "report_json",
+    "sha256_file",
+    "versions",
+    "volume_summary",
+    "write_report",
+]
+
+REPORT_VERSION = 1
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python, keras_liverseg, Keras, its backend and the I/O libraries."""
+    from keras_liverseg import __version__
+
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    found["keras_liverseg"] = __version__
+    for package in ("keras", "tensorflow", "jax", "numpy", "scipy", "nibabel", "pydicom"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    try:
+        import keras
+
+        found["keras_backend"] = keras.backend.backend()
+    except ImportError:  # pragma: no cover
+        found["keras_backend"] = None
+    return found
+
+
+def _ml(voxels: int | float, voxel_mm3: float) -> float:
+    return round(float(voxels) * voxel_mm3 / 1000.0, 4)
+
+
+def volume_summary(labels: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
+    """Liver, parenchyma and tumor volumes (mL) and the tumor burden (% of the liver)."""
+    labels = np.asarray(labels)
+    voxel_mm3 = float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3])))
+    liver = int(np.count_nonzero(labels))
+    tumor = int(np.count_nonzero(labels == 2))
+    return {
+        "voxel_volume_mm3": round(voxel_mm3, 6),
+        "liver_volume_ml": _ml(liver, voxel_mm3),
+        "liver_parenchyma_volume_ml": _ml(liver - tumor, voxel_mm3),
+        "tumor_volume_ml": _ml(tumor, voxel_mm3),
+        "tumor_burden_percent": round(100.0 * tumor / liver, 4) if liver else 0.0,
+    }
+
+
+def lesions(labels: np.ndarray, affine: np.ndarray) -> list[dict[str, Any]]:
+    """One entry per tumor lesion (26-connected component of label 2), largest first.
+
+    Each entry: ``id`` (1-based, by decreasing size), ``voxels``, ``volume_ml``,
+    ``centroid_voxel`` (array indices) and ``centroid_mm`` (world RAS+ mm).
+    """
+    labels = np.asarray(labels)
+    affine = np.asarray(affine, dtype=np.float64)
+    tumor = labels == 2
+    box = bounding_box(tumor)
+    if box is None:
+        return []
+    tumor = tumor[box]
+    components, count = label_components(tumor, LESION_CONNECTIVITY)
+    sizes = component_sizes(components, count)[1:]
+    centres = _centroids(components, count, sizes) + [s.start for s in box]
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    entries = []
+    for rank, i in enumerate(np.argsort(-sizes, kind="stable"), start=1):
+        centre = centres[i]
+        world = affine[:3, :3] @ centre[:3] + affine[:3, 3]
+        entries.append(
+            {
+                "id": rank,
+                "voxels": int(sizes[i]),
+                "volume_ml": _ml(sizes[i], voxel_mm3),
+                "centroid_voxel": [round(float(v), 3) for v in centre[:3]],
+                "centroid_mm": [round(float(v), 3) for v in world],
+            }
+        )
+    return entries
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """``report`` as indented JSON text (NumPy scalars and arrays, paths and tuples allowed)."""
+    return json.dumps(report, indent=2, default=_jsonable) + "\n"
+
+
+def _centroids(components: np.ndarray, count: int, sizes: np.ndarray) -> np.ndarray:
+    """Mean voxel index of labels ``1..count``, ``(count, ndim)``, slab by slab (SciPy's
+    ``center_of_mass`` makes float64 copies of the whole image)."""
+    sums = np.zeros((count + 1, components.ndim))
+    step = max(1, (1 << 20) // max(1, components[0].size))
+    for start in range(0, components.shape[0], step):
+        slab = components[start : start + step]
+        where = np.nonzero(slab)
+        ids = slab[where]
+        for axis, coords in enumerate(where):
+            offset = start if axis == 0 else 0
+            sums[:, axis] += np.bincount(ids, weights=coords + offset, minlength=count + 1)
+    return sums[1:] / np.maximum(sizes, 1)[:, None]
+
+
+def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``report`` as indented JSON, atomically."""
+    return atomic_write_text(path, report_json(report))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | set):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,219 @@
+"""A CT scan in memory, loaded from a NIfTI file, a DICOM series folder or an array.
+
+Also finds the scans in a folder for batch processing (:func:`find_scans`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from keras_liverseg.io.dicom import dicom_files, is_dicom_file, read_dicom_series
+from keras_liverseg.io.errors import InputError
+from keras_liverseg.io.nifti import is_nifti_path, load_nifti
+from keras_liverseg.io.orientation import check_affine
+
+__all__ = ["Scan", "find_scans", "load_scan", "scan_from_array", "scan_kind"]
+
+
+@dataclass
+class Scan:
+    """A CT volume and its geometry.
+
+    Attributes:
+        volume: 3D array of HU (int16 or float32), spatial axes only.
+        affine: ``(4, 4)`` voxel-to-world affine, NIfTI convention (RAS+, mm).
+        shape: shape of the source image; differs from ``volume.shape`` only by trailing
+            singleton axes (a 4D NIfTI with one volume). Outputs are written in this shape.
+        header: the source NIfTI header (None for DICOM or arrays); outputs copy its
+            geometry fields (qform, sform, codes, zooms, units) unchanged.
+        source: where the scan came from (a path, or ``"<array>"``).
+        kind: ``"nifti"``, ``"dicom"`` or ``"array"``.
+        info: extra facts (DICOM series UID, ...).
+        warnings: problems that do not stop segmentation (constant or all-NaN volume, ...).
+    """
+
+    volume: np.ndarray
+    affine: np.ndarray
+    shape: tuple[int, ...]
+    header: nib.Nifti1Header | None = None
+    source: str = "<array>"
+    kind: str = "array"
+    info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size along the three array axes, in mm."""
+        return tuple(float(v) for v in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        """Volume of one voxel in mm^3."""
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    @property
+    def name(self) -> str:
+        """A short name for messages and output files: the file name without suffix."""
+        name = Path(self.source).name
+        for suffix in (".nii.gz", ".nii"):
+            if name.lower().endswith(suffix):
+                return name[: -len(suffix)]
+        return name
+
+
+def _spatial(data: np.ndarray, source: str) -> np.ndarray:
+    """Drop trailing singleton axes beyond the third; reject 2D and true 4D+ images."""
+    if data.ndim < 3:
+        raise InputError(f"{source}: a {data.ndim}D image of shape {data.shape}; expected a 3D CT")
+    if data.ndim > 3:
+        if any(int(v) != 1 for v in data.shape[3:]):
+            raise InputError(
+                f"{source}: a {data.ndim}D image of shape {data.shape}; expected a 3D CT "
+                "(a 4th axis of length 1 is fine)"
+            )
+        data = data.reshape(data.shape[:3])
+    if min(data.shape) < 1:
+        raise InputError(f"{source}: empty image of shape {data.shape}")
+    return data
+
+
+def _finite_range(volume: np.ndarray) -> tuple[float, float, int]:
+    """``(min, max, non-finite count)`` over the finite voxels, slab by slab (low memory)."""
+    lo, hi, bad = np.inf, -np.inf, 0
+    step = max(1, (1 << 22) // max(1, volume.shape[0] * volume.shape[1]))
+    for start in range(0, volume.shape[2], step):
+        slab = volume[:, :, start : start + step]
+        if slab.dtype.kind == "f":
+            finite = np.isfinite(slab)
+            bad += int(slab.size - np.count_nonzero(finite))
+            if not finite.any():
+                continue
+            slab = slab[finite]
+        lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
+    return lo, hi, bad
+
+
+def _content_warnings(volume: np.ndarray) -> list[str]:
+    lo, hi, bad = _finite_range(volume)
+    if bad == volume.size:
+        return ["the volume is all NaN/infinite: the segmentation will be meaningless"]
+    warnings = []
+    if bad:
+        warnings.append(f"{bad} NaN/infinite voxels, read as -1024 HU (air)")
+    if lo == hi:
+        warnings.append(f"the volume is constant ({lo:g}): the segmentation will be meaningless")
+    elif hi < 0 or lo > 3000:
+        warnings.append(f"intensities {lo:g}..{hi:g} do not look like CT Hounsfield units")
+    return warnings
+
+
+def scan_from_array(volume: np.ndarray, affine: np.ndarray | None = None) -> Scan:
+    """Wrap an array (HU) and its affine (identity, i.e. 1 mm RAS voxels, when None)."""
+    volume = np.asanyarray(volume)
+    if volume.dtype.kind not in "iuf" and volume.dtype != bool:
+        raise InputError(f"unsupported array type {volume.dtype}; expected real HU values")
+    shape = tuple(int(v) for v in volume.shape)
+    spatial = _spatial(volume, "array")
+    affine = check_affine(np.eye(4) if affine is None else affine)
+    if spatial.dtype.kind not in "if" or spatial.dtype.itemsize > 4:
+        spatial = spatial.astype(np.float32)
+    return Scan(spatial, affine, shape, warnings=_content_warnings(spatial))
+
+
+def scan_kind(path: str | os.PathLike) -> str:
+    """What ``path`` is: ``"nifti"``, ``"dicom"`` (a series folder) or ``"batch"`` (a folder
+    of scans).
+
+    Raises:
+        InputError: missing path, a file that is not NIfTI, a single DICOM file, an empty
+            folder, or a folder mixing DICOM files and NIfTI files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_file():
+        if is_nifti_path(path):
+            return "nifti"
+        if is_dicom_file(path):
+            raise InputError(f"{path} is a DICOM file: pass the folder holding its series")
+        raise InputError(
+            f"{path}: not a NIfTI file (.nii, .nii.gz) or a folder holding a DICOM series"
+        )
+    if not path.is_dir():
+        raise InputError(f"{path}: not a file or folder")
+    has_dicom = bool(dicom_files(path))
+    has_nifti = any(is_nifti_path(p) and p.is_file() for p in path.iterdir())
+    if has_dicom and has_nifti:
+        raise InputError(
+            f"{path} holds both DICOM files and NIfTI files; put them in separate folders"
+        )
+    if has_dicom:
+        return "dicom"
+    if has_nifti or any(p.is_dir() and dicom_files(p) for p in path.iterdir()):
+        return "batch"
+    if not any(path.iterdir()):
+        raise InputError(f"{path}: empty folder")
+    raise InputError(f"{path}: no NIfTI file (.nii, .nii.gz) or DICOM series found in the folder")
+
+
+def find_scans(folder: str | os.PathLike) -> list[Path]:
+    """The scans of a batch folder: its ``.nii``/``.nii.gz`` files and its sub-folders that
+    hold DICOM files (one level deep), sorted by name."""
+    folder = Path(folder)
+    found = [
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".")
+        and ((p.is_file() and is_nifti_path(p)) or (p.is_dir() and dicom_files(p)))
+    ]
+    return sorted(found, key=lambda p: p.name)
+
+
+def load_scan(path: str | os.PathLike) -> Scan:
+    """Load a NIfTI file or a folder holding one DICOM series.
+
+    Raises:
+        InputError: anything that makes the input unusable, with a one-line reason.
+    """
+    path = Path(path)
+    kind = scan_kind(path)
+    if kind == "batch":
+        raise InputError(f"{path} is a folder of several scans, not one scan")
+    if kind == "nifti":
+        data, image = load_nifti(path)
+        shape = tuple(int(v) for v in data.shape)
+        volume = _spatial(data, str(path))
+        try:
+            affine = check_affine(image.affine)
+        except InputError as error:
+            raise InputError(f"{path}: {error}") from None
+        return Scan(
+            volume,
+            affine,
+            shape,
+            header=image.header,
+            source=str(path),
+            kind="nifti",
+            warnings=_content_warnings(volume),
+        )
+    volume, affine, info = read_dicom_series(path)
+    try:
+        affine = check_affine(affine)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    warnings = list(info.pop("warnings", [])) + _content_warnings(volume)
+    return Scan(
+        volume,
+        affine,
+        tuple(volume.shape),
+        source=str(path),
+        kind="dicom",
+        info=info,
+        warnings=warnings,
+    )

@@ -1,0 +1,452 @@
+"""``liverseg predict``: outputs, geometry on real scans, batch mode and every bad input.
+
+The model is the oracle of conftest.py saved as a ``.keras`` file and passed with
+``--weights`` (no trained weights are released yet).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from keras_liverseg.cli.predict import predict
+from keras_liverseg.io import LPS_TO_RAS
+
+AFFINE = np.array([[-0.8, 0, 0, 12], [0, -0.8, 0, 9], [0, 0, 2.0, -30], [0, 0, 0, 1.0]])
+SHAPE = (32, 32, 8)  # LPS: the canonical slices are 32x32, the oracle's input size
+
+
+def _volume(shape=SHAPE) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.zeros(shape, np.uint8)
+    labels[6:24, 8:26, 2:7] = 1
+    labels[10:14, 12:15, 3:5] = 2
+    return np.choose(labels, [-1000, 150, 400]).astype(np.int16), labels
+
+
+def _save(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=1)
+    nib.save(image, str(path))
+    return path
+
+
+def _run(*args: object):
+    return CliRunner().invoke(predict, [str(a) for a in args])
+
+
+def _assert_user_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_single_scan_with_report_and_overlay(tmp_path, oracle_model_file):
+    volume, labels = _volume()
+    source = _save(tmp_path / "ct.nii.gz", volume)
+    out = tmp_path / "out" / "seg.nii.gz"
+    result = _run(
+        source,
+        "-o",
+        out,
+        "--weights",
+        oracle_model_file,
+        "--report",
+        tmp_path / "r.json",
+        "--overlay",
+        tmp_path / "o.png",
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "seg.nii.gz: liver" in result.stdout
+    written = nib.load(str(out))
+    assert written.get_data_dtype() == np.uint8
+    assert np.array_equal(np.asarray(written.dataobj), labels)
+    assert np.allclose(written.affine, AFFINE)
+    report = json.loads((tmp_path / "r.json").read_text())
+    voxel_ml = 0.8 * 0.8 * 2.0 / 1000
+    assert report["liver_volume_ml"] == pytest.approx((labels > 0).sum() * voxel_ml, abs=1e-4)
+    assert report["tumor_volume_ml"] == pytest.approx((labels == 2).sum() * voxel_ml, abs=1e-4)
+    assert report["tumor_burden_percent"] == pytest.approx(
+        100 * (labels == 2).sum() / (labels > 0).sum(), abs=1e-3
+    )
+    assert report["lesion_count"] == 1
+    centre = AFFINE @ [*np.argwhere(labels == 2).mean(0), 1.0]
+    assert report["lesions"][0]["centroid_mm"] == pytest.approx(centre[:3], abs=1e-3)
+    model = report["model"]
+    assert model["name"] == "unet_sharp" and model["weights"] == str(oracle_model_file)
+    assert model["weights_sha256"] == hashlib.sha256(oracle_model_file.read_bytes()).hexdigest()
+    assert model["input_size"] == [32, 32] and model["classes"] == [
+        "background",
+        "liver",
+        "tumor",
+    ]
+    assert report["versions"]["keras"] and report["versions"]["keras_liverseg"]
+    assert report["timing_s"]["total"] > 0 and report["output"] == str(out)
+    assert report["input"]["orientation"] == "LPS"
+    assert (tmp_path / "o.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["seg.nii.gz"]  # no temp files
+
+
+def test_options_reach_the_report_and_quiet_is_silent(tmp_path, oracle_model_file):
+    volume, labels = _volume()
+    source = _save(tmp_path / "ct.nii", volume)
+    out = tmp_path / "seg.nii"
+    result = _run(
+        source,
+        "-o",
+        out,
+        "--weights",
+        oracle_model_file,
+        "--tta",
+        "--no-postprocess",
+        "--batch-size",
+        3,
+        "--report",
+        tmp_path / "r.json",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr == ""
+    options = json.loads((tmp_path / "r.json").read_text())["options"]
+    assert options["tta"] is True and options["batch_size"] == 3
+    assert options["postprocess"]["largest_component"] is False
+    assert np.array_equal(np.asarray(nib.load(str(out)).dataobj), labels)
+
+
+def _geometry(header) -> dict:
+    keys = (
+        "dim",
+        "pixdim",
+        "qform_code",
+        "sform_code",
+        "srow_x",
+        "srow_y",
+        "srow_z",
+        "quatern_b",
+        "quatern_c",
+        "quatern_d",
+        "qoffset_x",
+        "qoffset_y",
+        "qoffset_z",
+    )
+    return {key: np.asarray(header[key]).tolist() for key in keys}
+
+
+def test_real_nifti_comes_back_with_its_geometry(tmp_path, shared_data, oracle_model_file):
+    source = shared_data / "totalsegmentator_example" / "example_ct_sm.nii.gz"
+    out = tmp_path / "seg.nii.gz"
+    result = _run(source, "-o", out, "--weights", oracle_model_file, "--quiet")
+    assert result.exit_code == 0, result.output
+    written, original = nib.load(str(out)), nib.load(str(source))
+    assert written.shape == original.shape == (122, 101, 30)
+    assert np.array_equal(written.affine, original.affine)
+    assert written.header.get_zooms() == original.header.get_zooms()
+    assert _geometry(written.header) == _geometry(original.header)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
+
+
+def _nrrd_affine_ras(path: Path) -> tuple[np.ndarray, tuple[int, ...], np.ndarray]:
+    head, _, body = path.read_bytes().partition(b"\n\n")
+    fields = dict(line.split(": ", 1) for line in head.decode().splitlines() if ": " in line)
+    assert fields["space"] == "left-posterior-superior"
+    directions = [
+        [float(v) for v in group.split(",")]
+        for group in re.findall(r"\(([^)]*)\)", fields["space directions"])
+    ]
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(directions).T
+    lps[:3, 3] = [float(v) for v in fields["space origin"].strip("()").split(",")]
+    sizes = tuple(int(v) for v in fields["sizes"].split())
+    mask = np.frombuffer(gzip.decompress(body), "<i2").reshape(sizes[::-1]).transpose(2, 1, 0)
+    return LPS_TO_RAS @ lps, sizes, mask
+
+
+def test_real_dicom_series_comes_back_on_the_nrrd_mask_grid(tmp_path, shared_data, oracle_model):
+    """The 3-slice DICOM series' output lines up with the NRRD liver mask's grid.
+
+    A 512x512 oracle calls 20..100 HU "liver" (no resizing): that must overlap the real
+    liver mask far more than the mask flipped left-right or transposed.
+    """
+    weights = tmp_path / "oracle512.keras"
+    oracle_model(input_size=(512, 512), liver_hu=20.0, tumor_hu=100.0).save(weights)
+    folder = shared_data / "dcmqi_ct_3slice"
+    out = tmp_path / "seg.nii.gz"
+    result = _run(folder, "-o", out, "--weights", weights, "--quiet", "--no-postprocess")
+    assert result.exit_code == 0, result.output
+    written = nib.load(str(out))
+    affine, sizes, mask = _nrrd_affine_ras(folder / "liver_seg.nrrd")
+    assert written.shape == sizes == (512, 512, 3)
+    assert np.allclose(written.affine, affine, atol=1e-4)
+    assert written.header.get_zooms() == pytest.approx((0.810547, 0.810547, 1.0), abs=1e-5)
+    assert int(written.header["qform_code"]) == 1 and int(written.header["sform_code"]) == 1
+    predicted = np.asarray(written.dataobj) == 1
+    inside = predicted[mask > 0].mean()
+    assert inside > 0.5 and inside > 5 * predicted[mask == 0].mean()
+    for wrong in (mask[::-1], mask[:, ::-1], mask.transpose(1, 0, 2)):
+        assert inside > predicted[wrong > 0].mean() + 0.2
+
+
+def _batch_folder(tmp_path: Path, write_dicom_series) -> Path:
+    folder = tmp_path / "scans"
+    volume, _ = _volume()
+    _save(folder / "a.nii.gz", volume)
+    _save(folder / "b.nii", volume[::-1].copy(), AFFINE @ np.diag([-1, 1, 1, 1.0]))
+    slices = [volume[:, :, k].T + 1024 for k in range(SHAPE[2])]
+    positions = [(-12.0, -9.0, -30.0 + 2.0 * k) for k in range(SHAPE[2])]
+    write_dicom_series(folder / "c_series", slices, positions, pixel_spacing=(0.8, 0.8))
+    (folder / "notes.txt").write_text("ignored")
+    return folder
+
+
+def test_batch_mode_loads_the_model_once(
+    tmp_path, oracle_model_file, write_dicom_series, monkeypatch
+):
+    from keras_liverseg.inference import loading
+
+    calls = []
+    original = loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: calls.append(a) or original(*a, **k))
+    folder = _batch_folder(tmp_path, write_dicom_series)
+    out = tmp_path / "out"
+    result = _run(
+        folder,
+        "-o",
+        out,
+        "--weights",
+        oracle_model_file,
+        "--report",
+        tmp_path / "all.json",
+        "--overlay",
+        tmp_path / "pngs",
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert len(calls) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.nii.gz", "b.nii", "c_series.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == [
+        "a.png",
+        "b.png",
+        "c_series.png",
+    ]
+    _, labels = _volume()
+    a = nib.load(str(out / "a.nii.gz"))
+    b = nib.load(str(out / "b.nii"))
+    c = nib.load(str(out / "c_series.nii.gz"))
+    assert np.array_equal(np.asarray(a.dataobj), labels)
+    assert np.array_equal(np.asarray(b.dataobj), labels[::-1])
+    assert np.allclose(
+        c.affine,
+        np.diag([-0.8, -0.8, 2.0, 1]) + [[0, 0, 0, 12], [0, 0, 0, 9], [0, 0, 0, -30], [0] * 4],
+    )
+    assert np.array_equal(np.asarray(c.dataobj), labels)  # same voxels as a.nii.gz
+    report = json.loads((tmp_path / "all.json").read_text())
+    assert [Path(s["input"]["path"]).name for s in report["scans"]] == [
+        "a.nii.gz",
+        "b.nii",
+        "c_series",
+    ]
+    assert report["failed"] == []
+    assert report["scans"][2]["input"]["kind"] == "dicom"
+    assert "[3/3] c_series" in result.stderr
+
+
+def test_batch_mode_goes_on_after_a_bad_scan(tmp_path, oracle_model_file):
+    folder = tmp_path / "scans"
+    _save(folder / "a.nii.gz", _volume()[0])
+    (folder / "b.nii.gz").write_bytes(b"garbage")
+    result = _run(folder, "-o", tmp_path / "out", "--weights", oracle_model_file, "--quiet")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "b.nii.gz" in lines[0] and "1 of 2 scans" in lines[1]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nii.gz"]
+
+
+def test_overwrite(tmp_path, oracle_model_file):
+    source = _save(tmp_path / "ct.nii.gz", _volume()[0])
+    out = tmp_path / "seg.nii.gz"
+    out.write_bytes(b"old")
+    _assert_user_error(_run(source, "-o", out, "--weights", oracle_model_file), "--overwrite")
+    assert out.read_bytes() == b"old"
+    result = _run(source, "-o", out, "--weights", oracle_model_file, "--overwrite", "-q")
+    assert result.exit_code == 0 and nib.load(str(out)).shape == SHAPE
+
+
+@pytest.mark.parametrize("kind", ["constant", "nan"])
+def test_constant_or_nan_volume_warns_and_still_writes(tmp_path, oracle_model_file, kind):
+    data = np.full(SHAPE, np.nan if kind == "nan" else 40.0, np.float32)
+    source = _save(tmp_path / "ct.nii.gz", data)
+    result = _run(source, "-o", tmp_path / "seg.nii.gz", "--weights", oracle_model_file)
+    assert result.exit_code == 0, result.output
+    assert "Warning:" in result.stderr
+    assert nib.load(str(tmp_path / "seg.nii.gz")).shape == SHAPE
+
+
+def _bad_inputs(t: Path, oracle: Path, write_dicom_series) -> dict[str, tuple[list, str]]:
+    good = _save(t / "good.nii.gz", _volume()[0])
+    out = t / "out" / "seg.nii.gz"
+    raw = good.read_bytes()
+    (t / "cut.nii.gz").write_bytes(raw[: len(raw) // 2])
+    (t / "text.txt").write_text("hello")
+    (t / "fake.nii.gz").write_text("hello")
+    _save(t / "flat.nii.gz", np.zeros((8, 8), np.int16))
+    _save(t / "4d.nii.gz", np.zeros((8, 8, 4, 2), np.int16))
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.int16)
+    header["sform_code"], header["srow_x"], header["srow_y"] = 1, [1, 0, 0, 0], [0, 1, 0, 0]
+    header["srow_z"] = [0, 0, 0, 0]  # a zero slice axis: no inverse
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.int16), None, header), str(t / "sing.nii.gz"))
+    (t / "empty").mkdir()
+    (t / "only_text").mkdir()
+    (t / "only_text" / "a.txt").write_text("x")
+    pixels = [np.zeros((4, 4), int)] * 2
+    write_dicom_series(
+        t / "mixed",
+        pixels,
+        [(0, 0, 0), (0, 0, 1)],
+        series_uid="1.2.826.1",
+        names=["a1.dcm", "a2.dcm"],
+    )
+    write_dicom_series(
+        t / "mixed",
+        pixels,
+        [(0, 0, 0), (0, 0, 1)],
+        series_uid="1.2.826.2",
+        names=["b1.dcm", "b2.dcm"],
+    )
+    (t / "exists.nii.gz").write_bytes(b"x")
+    w = ["--weights", oracle]
+    return {
+        "missing file": ([t / "nope.nii.gz", "-o", out, *w], "no such file"),
+        "truncated nii.gz": ([t / "cut.nii.gz", "-o", out, *w], "cut.nii.gz"),
+        "not NIfTI or DICOM": ([t / "text.txt", "-o", out, *w], "not a NIfTI"),
+        "fake nii.gz": ([t / "fake.nii.gz", "-o", out, *w], "not a readable NIfTI"),
+        "2D image": ([t / "flat.nii.gz", "-o", out, *w], "2D image"),
+        "4D image": ([t / "4d.nii.gz", "-o", out, *w], "4D image"),
+        "non-invertible affine": ([t / "sing.nii.gz", "-o", out, *w], "not invertible"),
+        "empty folder": ([t / "empty", "-o", out, *w], "empty folder"),
+        "folder without scans": ([t / "only_text", "-o", out, *w], "no NIfTI"),
+        "mixed DICOM series": ([t / "mixed", "-o", out, *w], "1.2.826.1"),
+        "single DICOM file": ([t / "mixed" / "a1.dcm", "-o", out, *w], "pass the folder"),
+        "output is input": ([good, "-o", good, *w], "is the INPUT"),
+        "output exists": ([good, "-o", t / "exists.nii.gz", *w], "--overwrite"),
+        "output not NIfTI": ([good, "-o", t / "out" / "seg.png", *w], ".nii.gz"),
+        "batch output is input": ([t, "-o", t, *w], "INPUT folder"),
+        "overlay not png": ([good, "-o", out, *w, "--overlay", t / "out" / "o.jpg"], ".png"),
+        "no weights released": ([good, "-o", out], "--weights PATH"),
+        "weights missing": ([good, "-o", out, "--weights", t / "w.keras"], "not found"),
+        "weights bad suffix": ([good, "-o", out, "--weights", t / "text.txt"], ".weights.h5"),
+        "weights corrupt": ([good, "-o", out, "--weights", t / "fake.weights.h5"], "cannot load"),
+        "unknown model": ([good, "-o", out, "--model", "nonet", *w], "nonet"),
+    }
+
+
+def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(
+    tmp_path, oracle_model_file, write_dicom_series
+):
+    (tmp_path / "fake.weights.h5").write_bytes(b"not hdf5")
+    cases = _bad_inputs(tmp_path, oracle_model_file, write_dicom_series)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for name, (args, fragment) in cases.items():
+        result = _run(*args)
+        try:
+            _assert_user_error(result, fragment)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from None
+        after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        assert after == before, f"{name}: left {set(after) ^ set(before)}"
+
+
+def test_gpu_request_without_gpu_is_a_user_error(tmp_path, oracle_model_file):
+    from keras_liverseg.cli.quiet import import_backend
+    from keras_liverseg.inference.device import gpu_count
+
+    import_backend()
+    if gpu_count():
+        pytest.skip("this machine has a GPU")
+    source = _save(tmp_path / "ct.nii.gz", _volume()[0])
+    result = _run(
+        source, "-o", tmp_path / "seg.nii.gz", "--weights", oracle_model_file, "--device", "gpu"
+    )
+    _assert_user_error(result, "no GPU")
+    assert not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_fast_variant_mapping():
+    from keras_liverseg.inference.loading import fast_variant
+
+    assert fast_variant("unet_sharp") == "unet_sharp_fast"
+    assert fast_variant("unet_sharp_fast") == "unet_sharp_fast"
+    assert fast_variant("unet") == "unet"
+
+
+def _liverseg_command() -> list[str]:
+    from keras_liverseg.cli import main
+
+    script = shutil.which("liverseg")
+    if script and "predict" in main.cli.commands:
+        return [script, "predict"]
+    # until `predict` is registered in cli/main.py: the same command, in a real process
+    code = (
+        "import sys; from keras_liverseg.cli.predict import predict; "
+        "predict.main(sys.argv[1:], prog_name='liverseg predict')"
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_console_script_in_a_real_process(tmp_path, oracle_model_file):
+    command = _liverseg_command()
+    source = _save(tmp_path / "ct.nii.gz", _volume()[0])
+    bad = subprocess.run(
+        [*command, str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path / "x.nii")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'nope.nii.gz'}: no such file or folder"
+    ]
+    out = tmp_path / "seg.nii.gz"
+    good = subprocess.run(
+        [
+            *command,
+            str(source),
+            "-o",
+            str(out),
+            "--weights",
+            str(oracle_model_file),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert good.returncode == 0, good.stderr
+    assert "Traceback" not in good.stderr and "Error" not in good.stderr
+    assert np.array_equal(np.asarray(nib.load(str(out)).dataobj), _volume()[1])
+
+
+def test_registered_in_the_liverseg_command():
+    from keras_liverseg.cli import main
+
+    assert "predict" in main.cli.commands, (
+        "register the command in cli/main.py _register(): "
+        "from keras_liverseg.cli import predict as predict_cmd; "
+        "cli.add_command(predict_cmd.predict)"
+    )

@@ -1,0 +1,129 @@
+"""NIfTI reading, label writing with the input's exact header geometry, atomic writes."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from keras_liverseg.io import InputError, atomic_path, load_scan, scan_from_array, write_labels
+
+AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
+
+
+def _save(path, data, affine=AFFINE, **header):
+    image = nib.Nifti1Image(data, affine)
+    for key, value in header.items():
+        image.header[key] = value
+    nib.save(image, str(path))
+    return path
+
+
+def test_int16_stays_int16_and_scaled_data_become_float32(tmp_path):
+    data = np.arange(60, dtype=np.int16).reshape(3, 4, 5) - 1000
+    assert load_scan(_save(tmp_path / "a.nii.gz", data)).volume.dtype == np.int16
+    image = nib.Nifti1Image(data, np.eye(4))
+    image.header.set_slope_inter(2.0, -1024.0)
+    nib.save(image, str(tmp_path / "b.nii"))
+    scan = load_scan(tmp_path / "b.nii")
+    assert scan.volume.dtype == np.float32
+    assert np.allclose(scan.volume, data * 2.0 - 1024.0)
+
+
+def test_4d_with_singleton_axis_keeps_its_shape(tmp_path):
+    scan = load_scan(_save(tmp_path / "a.nii.gz", np.zeros((3, 4, 5, 1), np.int16)))
+    assert scan.volume.shape == (3, 4, 5) and scan.shape == (3, 4, 5, 1)
+
+
+@pytest.mark.parametrize(("shape", "message"), [((3, 4), "2D image"), ((3, 4, 5, 2), "4D image")])
+def test_2d_and_4d_are_errors(tmp_path, shape, message):
+    with pytest.raises(InputError, match=message):
+        load_scan(_save(tmp_path / "a.nii.gz", np.zeros(shape, np.int16)))
+
+
+def test_truncated_and_fake_files(tmp_path):
+    good = _save(tmp_path / "good.nii.gz", np.zeros((20, 20, 20), np.int16))
+    raw = good.read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match="truncated or corrupt|not a readable"):
+        load_scan(tmp_path / "cut.nii.gz")
+    plain = gzip.decompress(raw)
+    (tmp_path / "cut.nii").write_bytes(plain[: len(plain) - 100])
+    with pytest.raises(InputError, match="truncated or corrupt|not a readable"):
+        load_scan(tmp_path / "cut.nii")
+    (tmp_path / "text.nii.gz").write_text("hello")
+    with pytest.raises(InputError, match="not a readable NIfTI"):
+        load_scan(tmp_path / "text.nii.gz")
+
+
+def test_content_warnings(tmp_path):
+    assert any("constant" in w for w in scan_from_array(np.full((4, 4, 4), 7.0)).warnings)
+    assert any("all NaN" in w for w in scan_from_array(np.full((4, 4, 4), np.nan)).warnings)
+    some_nan = np.zeros((4, 4, 4), np.float32)
+    some_nan[0, 0, 0], some_nan[1, 1, 1] = np.nan, 40
+    assert any("1 NaN" in w for w in scan_from_array(some_nan).warnings)
+
+
+def _geometry(header):
+    keys = (
+        "dim",
+        "pixdim",
+        "qform_code",
+        "sform_code",
+        "quatern_b",
+        "quatern_c",
+        "quatern_d",
+        "qoffset_x",
+        "qoffset_y",
+        "qoffset_z",
+        "srow_x",
+        "srow_y",
+        "srow_z",
+        "xyzt_units",
+        "dim_info",
+    )
+    return {key: np.asarray(header[key]).tolist() for key in keys}
+
+
+def test_labels_keep_qform_and_sform_even_when_they_differ(tmp_path):
+    data = np.zeros((6, 5, 4, 1), np.int16)
+    image = nib.Nifti1Image(data, None)
+    qform = np.array([[-0.7, 0, 0, 10], [0, 0.9, 0, -5], [0, 0, 2.5, 7], [0, 0, 0, 1]])
+    sform = qform.copy()
+    sform[0, 1] = 0.1  # a shear only the sform can hold
+    image.header.set_qform(qform, code=1)
+    image.header.set_sform(sform, code=4)
+    image.header.set_xyzt_units("mm", "sec")
+    nib.save(image, str(tmp_path / "in.nii.gz"))
+    scan = load_scan(tmp_path / "in.nii.gz")
+    labels = np.ones(scan.shape, np.uint8)
+    write_labels(labels, tmp_path / "out.nii.gz", scan.affine, scan.header)
+    written = nib.load(str(tmp_path / "out.nii.gz"))
+    original = nib.load(str(tmp_path / "in.nii.gz"))
+    assert _geometry(written.header) == _geometry(original.header)
+    assert written.get_data_dtype() == np.uint8 and written.shape == (6, 5, 4, 1)
+    assert np.array_equal(np.asarray(written.dataobj), labels)
+    assert np.allclose(written.affine, sform)
+
+
+def test_labels_from_arrays_get_qform_and_sform(tmp_path):
+    affine = np.array([[0, -0.8, 0, 5], [0.8, 0, 0, 3], [0, 0, 3, 1], [0, 0, 0, 1.0]])
+    write_labels(np.zeros((3, 4, 5), np.uint8), tmp_path / "out.nii", affine)
+    header = nib.load(str(tmp_path / "out.nii")).header
+    assert header["qform_code"] == 1 and header["sform_code"] == 1
+    assert np.allclose(header.get_qform(), affine, atol=1e-6)
+    assert np.allclose(header.get_sform(), affine, atol=1e-6)
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "sub" / "out.nii.gz"
+    with pytest.raises(RuntimeError), atomic_path(target) as temp:
+        assert temp.name.endswith(".nii.gz") and temp.parent == target.parent
+        temp.write_bytes(b"half")
+        raise RuntimeError("boom")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    with atomic_path(target) as temp:
+        temp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and len(list(target.parent.iterdir())) == 1

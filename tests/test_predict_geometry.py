@@ -1,0 +1,241 @@
+"""predict_volume puts every voxel's label back at its world position.
+
+An oracle model (a fixed per-pixel function of HU, see conftest.py) labels a phantom whose
+liver and tumor are spheres defined in world millimetres, so the expected label of any
+output voxel is known from its world coordinate alone, whatever the file's orientation.
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import keras_liverseg
+from keras_liverseg.inference import PostprocessOptions, predict_volume
+from keras_liverseg.io import LPS_TO_RAS, to_canonical
+
+LIVER = (np.array([8.0, -6.0, 4.0]), 9.0)  # centre (RAS mm), radius
+TUMOR = (np.array([11.0, -4.0, 5.0]), 3.5)
+
+
+def _world(shape, affine):
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    return index @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _expected(world):
+    """0/1/2 labels of the phantom at world points (RAS mm)."""
+    labels = (np.linalg.norm(world - LIVER[0], axis=-1) <= LIVER[1]).astype(np.uint8)
+    labels[np.linalg.norm(world - TUMOR[0], axis=-1) <= TUMOR[1]] = 2
+    return labels
+
+
+def _phantom(shape, affine):
+    labels = _expected(_world(shape, affine))
+    return np.choose(labels, [-1000, 200, 400]).astype(np.int16), labels
+
+
+def _rotation(degrees, axis):
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    i, j = [a for a in range(3) if a != axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def _affine(linear, shape, centre=(8.0, -6.0, 4.0)):
+    """An affine with this 3x3 part whose grid centre lies at ``centre``."""
+    affine = np.eye(4)
+    affine[:3, :3] = linear
+    affine[:3, 3] = np.asarray(centre) - linear @ ((np.asarray(shape) - 1) / 2)
+    return affine
+
+
+CASES = {
+    "RAS": (np.diag([0.9, 0.9, 1.5]), (28, 24, 16)),
+    "LPS": (np.diag([-0.9, -0.9, 1.5]), (28, 24, 16)),
+    "LAI_anisotropic": (np.diag([-0.6, 1.1, -2.0]), (36, 20, 12)),
+    "oblique_ASL": (
+        _rotation(20, 2) @ _rotation(-12, 0) @ np.array([[0, 0, -1.8], [0.8, 0, 0], [0, 0.7, 0]]),
+        (12, 30, 34),
+    ),
+}
+
+
+def _save(tmp_path, name, volume, affine):
+    image = nib.Nifti1Image(volume, affine)
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=2)
+    path = tmp_path / f"{name}.nii.gz"
+    nib.save(image, str(path))
+    return path
+
+
+def _canonical_inplane(shape, affine):
+    return to_canonical(np.zeros(shape, np.int8), affine)[0].shape[:2]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_nifti_round_trip_is_voxel_exact_when_resize_is_identity(tmp_path, oracle_model, case):
+    linear, shape = CASES[case]
+    affine = _affine(linear, shape)
+    volume, expected = _phantom(shape, affine)
+    assert (expected == 2).sum() > 10 and (expected == 1).sum() > 100
+    path = _save(tmp_path, case, volume, affine)
+    model = oracle_model(input_size=_canonical_inplane(shape, affine))
+    seg = predict_volume(model, path, batch_size=5)
+    assert seg.labels.dtype == np.uint8 and seg.labels.shape == shape
+    assert np.array_equal(seg.labels, expected)
+    seg.save(tmp_path / "out.nii.gz")
+    written, original = nib.load(str(tmp_path / "out.nii.gz")), nib.load(str(path))
+    assert written.shape == original.shape
+    assert np.allclose(written.affine, original.affine)
+    assert np.allclose(written.header.get_qform(), original.header.get_qform())
+    assert written.header.get_zooms() == original.header.get_zooms()
+    assert int(written.header["qform_code"]) == 1 and int(written.header["sform_code"]) == 2
+    assert np.array_equal(np.asarray(written.dataobj), expected)
+
+
+def _centroid_mm(mask, affine):
+    return affine[:3, :3] @ np.argwhere(mask).mean(axis=0) + affine[:3, 3]
+
+
+@pytest.mark.parametrize("case", ["LPS", "oblique_ASL"])
+def test_resized_prediction_lands_at_the_same_world_position(oracle_model, case):
+    """Model grid 32x32 != slice grid: the liver's world centroid must not move."""
+    linear, shape = CASES[case]
+    affine = _affine(linear, shape)
+    volume, expected = _phantom(shape, affine)
+    seg = predict_volume(oracle_model(input_size=(32, 32)), volume, affine)
+    spacing = np.sqrt((linear**2).sum(axis=0))
+    for mask, truth in ((seg.liver_mask, expected >= 1), (seg.tumor_mask, expected == 2)):
+        shift = _centroid_mm(mask, affine) - _centroid_mm(truth, affine)
+        assert np.linalg.norm(shift) < 0.25 * spacing.min(), shift
+    # a sharp HU step resampled twice and thresholded near its top shrinks a little
+    overlap = (seg.liver_mask & (expected >= 1)).sum()
+    assert 2 * overlap / (seg.liver_mask.sum() + (expected >= 1).sum()) > 0.8
+
+
+@pytest.mark.parametrize(
+    "orientation",
+    [(1, 0, 0, 0, 1, 0), (-1, 0, 0, 0, 1, 0), (0.9848, 0.1736, 0, -0.1736, 0.9848, 0)],
+    ids=["axial", "axial_flipped_rows", "axial_rotated_10deg"],
+)
+def test_dicom_series_round_trip(tmp_path, oracle_model, write_dicom_series, orientation):
+    """Labels written for a DICOM series sit where the DICOM tags put the phantom."""
+    rows, cols, n, spacing, step = 26, 30, 12, (0.9, 0.8), 1.5
+    row_cos, col_cos = np.array(orientation[:3], float), np.array(orientation[3:], float)
+    row_cos, col_cos = row_cos / np.linalg.norm(row_cos), col_cos / np.linalg.norm(col_cos)
+    normal = np.cross(row_cos, col_cos)
+    centre_lps = (LPS_TO_RAS @ [*LIVER[0], 1])[:3]
+    origin = (
+        centre_lps - (cols - 1) / 2 * spacing[1] * row_cos - (rows - 1) / 2 * spacing[0] * col_cos
+    )
+    origin -= (n - 1) / 2 * step * normal
+    slices, positions = [], []
+    for k in range(n):
+        position = origin + k * step * normal
+        r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        lps = position + c[..., None] * spacing[1] * row_cos + r[..., None] * spacing[0] * col_cos
+        ras = lps * [-1, -1, 1]
+        slices.append(np.choose(_expected(ras), [-1000, 200, 400]) + 1024)
+        positions.append(position)
+    folder = tmp_path / "series"
+    write_dicom_series(folder, slices, positions, orientation=orientation, pixel_spacing=spacing)
+    scan = keras_liverseg.io.load_scan(folder)
+    model = oracle_model(input_size=_canonical_inplane(scan.volume.shape, scan.affine))
+    seg = predict_volume(model, folder)
+    seg.save(tmp_path / "out.nii.gz")
+    written = nib.load(str(tmp_path / "out.nii.gz"))
+    labels = np.asarray(written.dataobj)
+    expected = _expected(_world(written.shape, written.affine))
+    assert (expected == 2).sum() > 10
+    assert np.array_equal(labels, expected)
+    assert int(written.header["qform_code"]) == 1 and int(written.header["sform_code"]) == 1
+
+
+def test_context_slices_are_ordered_inferior_to_superior(oracle_model):
+    """A 2.5D oracle reading channel 0 sees the slice below (edge slices replicated)."""
+    shape = (16, 20, 10)
+    affine = np.diag([-1.0, 1.0, -2.0, 1.0])  # L, A, I: array axis 2 runs downwards
+    volume = np.full(shape, -1000, np.int16)
+    volume[4:10, 5:15, 3:6] = 200  # slices 3..5 of the array, i.e. world z -6..-10 mm
+    volume[:, :, 9] = 200  # the most inferior slice: replicated as its own neighbour
+    model = oracle_model(input_size=(20, 16), context_slices=3, channel=0, tumor_hu=None)
+    seg = predict_volume(model, volume, affine, postprocess=False)
+    expected = np.zeros(shape, np.uint8)
+    expected[4:10, 5:15, 2:5] = 1  # one slice superior = one array index lower
+    expected[:, :, 8:10] = 1
+    assert np.array_equal(seg.labels, expected)
+
+
+def test_tta_flips_back(oracle_model):
+    linear, shape = CASES["LAI_anisotropic"]
+    affine = _affine(linear, shape)
+    volume, expected = _phantom(shape, affine)
+    model = oracle_model(input_size=_canonical_inplane(shape, affine))
+    seg = predict_volume(model, volume, affine, tta=True)
+    assert np.array_equal(seg.labels, expected)
+    assert seg.report["options"]["tta"] is True
+
+
+def test_probabilities_and_4d_input(oracle_model):
+    linear, shape = CASES["RAS"]
+    affine = _affine(linear, shape)
+    volume, expected = _phantom(shape, affine)
+    model = oracle_model(input_size=_canonical_inplane(shape, affine))
+    seg = predict_volume(
+        model,
+        volume[..., None],
+        affine,
+        return_probabilities=True,
+        postprocess=PostprocessOptions.off(),
+    )
+    assert seg.labels.shape == (*shape, 1)
+    assert seg.probabilities.shape == (*shape, 3) and seg.probabilities.dtype == np.float16
+    assert np.array_equal(np.argmax(seg.probabilities, -1), expected)
+    assert np.allclose(seg.probabilities.sum(-1), 1.0, atol=1e-2)
+
+
+def test_single_sigmoid_channel_model(oracle_model):
+    linear, shape = CASES["RAS"]
+    affine = _affine(linear, shape)
+    volume, expected = _phantom(shape, affine)
+    model = oracle_model(input_size=_canonical_inplane(shape, affine), num_classes=1)
+    seg = predict_volume(model, volume, affine)
+    assert np.array_equal(seg.labels, (expected >= 1).astype(np.uint8))
+    assert seg.report["model"]["classes"] == ["liver"]
+
+
+@pytest.mark.filterwarnings("ignore:.*constant")
+def test_progress_is_reported_per_batch(oracle_model):
+    volume = np.full((8, 8, 7), -1000, np.int16)
+    calls = []
+    predict_volume(
+        oracle_model(input_size=(8, 8)),
+        volume,
+        batch_size=3,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(3, 7), (6, 7), (7, 7)]
+
+
+def test_constant_and_nan_volumes_warn_but_segment(oracle_model):
+    with pytest.warns(UserWarning, match="constant"):
+        seg = predict_volume(oracle_model(input_size=(8, 8)), np.zeros((8, 8, 3)))
+    assert seg.labels.shape == (8, 8, 3) and seg.report["warnings"]
+    with pytest.warns(UserWarning, match="NaN"):
+        seg = predict_volume(oracle_model(input_size=(8, 8)), np.full((8, 8, 3), np.nan))
+    assert not seg.labels.any()
+
+
+def test_top_level_api_and_saving(tmp_path, oracle_model):
+    assert keras_liverseg.predict_volume is predict_volume
+    assert keras_liverseg.Segmentation is keras_liverseg.inference.Segmentation
+    volume, expected = _phantom((16, 16, 6), np.diag([-1.0, -1.0, 2.0, 1.0]))
+    seg = keras_liverseg.predict_volume(oracle_model(input_size=(16, 16)), volume)
+    seg.save(tmp_path / "seg.nii.gz")
+    seg.save_report(tmp_path / "seg.json")
+    assert nib.load(str(tmp_path / "seg.nii.gz")).shape == (16, 16, 6)
+    assert "liver_volume_ml" in (tmp_path / "seg.json").read_text()
