@@ -28,13 +28,19 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from keras_liverseg.cli import demo as demo_cmd
     from keras_liverseg.cli import evaluate as evaluate_cmd
     from keras_liverseg.cli import export as export_cmd
     from keras_liverseg.cli import models as models_cmd
+    from keras_liverseg.cli import predict as predict_cmd
+    from keras_liverseg.cli import train as train_cmd
 
+    cli.add_command(demo_cmd.demo)
+    cli.add_command(predict_cmd.predict)
     cli.add_command(models_cmd.models)
     cli.add_command(evaluate_cmd.evaluate)
     cli.add_command(export_cmd.export)
+    cli.add_command(train_cmd.train)
 
 
 _register()

@@ -33,9 +33,14 @@ def silenced_stderr():
 
 
 def import_backend() -> None:
-    """Import Keras and its backend, and run one op so that lazy start-up happens now."""
+    """Import Keras and its backend, and run one op so that lazy start-up happens now.
+
+    Under ``TF_CONFIG`` (multi-worker training) no op is run: TensorFlow's collective ops
+    must be configured by ``MultiWorkerMirroredStrategy`` before the first op.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with silenced_stderr():
         import keras
 
-        keras.ops.add(keras.ops.zeros((1,)), 1.0)
+        if "TF_CONFIG" not in os.environ:
+            keras.ops.add(keras.ops.zeros((1,)), 1.0)

@@ -1,0 +1,132 @@
+"""Training datasets on disk: LiTS and Medical Segmentation Decathlon layouts, case splits.
+
+- LiTS (Bilic et al. 2023): ``volume-N.nii[.gz]`` with ``segmentation-N.nii[.gz]`` in one
+  folder (``liverseg sample-data`` writes this layout).
+- MSD Task03_Liver (Antonelli et al. 2022): ``imagesTr/liver_N.nii.gz`` with
+  ``labelsTr/liver_N.nii.gz``.
+
+Splits are by case, never by slice, so no patient is in both training and validation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+NIFTI = re.compile(r"\.nii(\.gz)?$")
+LITS_VOLUME = re.compile(r"^volume-(\d+)\.nii(\.gz)?$")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used for training; the message names the case."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One training case: a CT volume and its label map (0 background, 1 liver, 2 tumor)."""
+
+    case_id: str
+    image: Path
+    label: Path
+
+
+def find_cases(root: str | os.PathLike) -> list[Case]:
+    """The cases of a dataset folder in LiTS or MSD layout, sorted by id.
+
+    Raises:
+        DatasetError: the folder is missing or empty, or a volume has no label file.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    if (root / "imagesTr").is_dir():
+        cases = _msd_cases(root)
+    else:
+        cases = _lits_cases(root)
+    if not cases:
+        raise DatasetError(
+            f"no cases in {root}: expected volume-N.nii[.gz] + segmentation-N.nii[.gz] (LiTS) "
+            "or imagesTr/ + labelsTr/ (Medical Segmentation Decathlon)"
+        )
+    return cases
+
+
+def _lits_cases(root: Path) -> list[Case]:
+    cases = []
+    for path in root.iterdir():
+        match = LITS_VOLUME.match(path.name)
+        if not match:
+            continue
+        number = match.group(1)
+        labels = [root / f"segmentation-{number}{ext}" for ext in (".nii", ".nii.gz")]
+        label = next((p for p in labels if p.is_file()), None)
+        if label is None:
+            raise DatasetError(f"case volume-{number}: label file segmentation-{number}.nii[.gz] "
+                               f"is missing in {root}")
+        cases.append(Case(f"volume-{number}", path, label))
+    return sorted(cases, key=lambda c: int(c.case_id.split("-")[1]))
+
+
+def _msd_cases(root: Path) -> list[Case]:
+    labels_dir = root / "labelsTr"
+    cases = []
+    for path in sorted((root / "imagesTr").iterdir()):
+        if not NIFTI.search(path.name) or path.name.startswith("."):
+            continue
+        label = labels_dir / path.name
+        if not label.is_file():
+            raise DatasetError(f"case {path.name}: label file {label} is missing")
+        cases.append(Case(NIFTI.sub("", path.name), path, label))
+    return cases
+
+
+def split_cases(
+    cases: Sequence[Case],
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    split_file: str | os.PathLike | None = None,
+) -> tuple[list[Case], list[Case]]:
+    """Split cases into training and validation sets, by case, reproducibly.
+
+    Args:
+        cases: the dataset's cases.
+        validation_fraction: share of cases for validation (at least one case when there
+            are two or more cases, none when 0).
+        seed: the shuffle seed; the same seed and cases give the same split.
+        split_file: a JSON file ``{"train": [ids], "validation": [ids]}`` that fixes the
+            split instead (ids as :attr:`Case.case_id`).
+    """
+    by_id = {case.case_id: case for case in cases}
+    if split_file is not None:
+        spec = json.loads(Path(split_file).read_text())
+        try:
+            train = [by_id[i] for i in spec["train"]]
+            validation = [by_id[i] for i in spec.get("validation", [])]
+        except KeyError as error:
+            raise DatasetError(f"split file {split_file}: unknown case or key {error}") from None
+        overlap = {c.case_id for c in train} & {c.case_id for c in validation}
+        if overlap:
+            raise DatasetError(f"split file {split_file}: cases in both sets: {sorted(overlap)}")
+        return train, validation
+    if not 0 <= validation_fraction < 1:
+        raise DatasetError(f"validation fraction must be in [0, 1), got {validation_fraction}")
+    order = np.random.default_rng(seed).permutation(len(cases))
+    count = int(round(validation_fraction * len(cases)))
+    if validation_fraction > 0 and len(cases) >= 2:
+        count = min(max(count, 1), len(cases) - 1)
+    shuffled = [cases[i] for i in order]
+    validation = sorted(shuffled[:count], key=cases.index)
+    train = sorted(shuffled[count:], key=cases.index)
+    return train, validation
+
+
+def write_split(path: str | os.PathLike, train: Sequence[Case], validation: Sequence[Case]):
+    """Write a split file that :func:`split_cases` reads back."""
+    Path(path).write_text(json.dumps({"train": [c.case_id for c in train],
+                                      "validation": [c.case_id for c in validation]}, indent=2))

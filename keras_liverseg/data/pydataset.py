@@ -1,0 +1,38 @@
+"""A backend-agnostic batch source (``keras.utils.PyDataset``) for the JAX backend."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_liverseg.data.sampler import SliceSampler
+from keras_liverseg.losses import deep_supervision_targets
+
+
+class SliceBatches(keras.utils.PyDataset):
+    """``steps`` batches of ``(x, {head: target})`` per epoch from a :class:`SliceSampler`.
+
+    Epoch ``e`` serves slices ``start + (e * steps + i) * batch_size ...``: the same stream
+    as :func:`keras_liverseg.data.tfdata.slice_dataset`, so both backends train on
+    identical data.
+    """
+
+    def __init__(self, sampler: SliceSampler, heads: dict[str, tuple], batch_size: int,
+                 steps: int, start: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.sampler = sampler
+        self.heads = {n: s for n, s in heads.items() if not n.startswith("enc_")}
+        self.batch_size = int(batch_size)
+        self.steps = int(steps)
+        self.start = int(start)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, i: int):
+        first = self.start + (self.epoch * self.steps + i) * self.batch_size
+        x, y = self.sampler.batch(range(first, first + self.batch_size))
+        return x, deep_supervision_targets(list(self.heads), y)
+
+    def on_epoch_end(self):
+        self.epoch += 1

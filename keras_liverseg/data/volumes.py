@@ -1,0 +1,116 @@
+"""Decoded training volumes: canonical orientation, checked labels, an on-disk cache.
+
+A case is read once with nibabel, brought to the canonical orientation that inference uses
+(:func:`keras_liverseg.io.to_canonical`), checked, and stored as two ``.npy`` files in the
+cache folder; later epochs (and later runs) memory-map those instead of decoding NIfTI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from keras_liverseg.data.datasets import Case, DatasetError
+from keras_liverseg.io import InputError, load_nifti, to_canonical
+
+LABELS = (0, 1, 2)
+
+
+@dataclass
+class Volume:
+    """A training case in canonical orientation (axial slices are ``image[:, :, k]``).
+
+    Attributes:
+        case_id: the case's id.
+        image: ``(X, Y, Z)`` HU, int16 (or float32 for float sources), possibly memory-mapped.
+        labels: ``(X, Y, Z)`` uint8 in {0, 1, 2}.
+        liver_slices: indices ``k`` of slices containing liver or tumor.
+        tumor_slices: indices ``k`` of slices containing tumor.
+    """
+
+    case_id: str
+    image: np.ndarray
+    labels: np.ndarray
+    liver_slices: np.ndarray
+    tumor_slices: np.ndarray
+
+    @property
+    def depth(self) -> int:
+        return int(self.image.shape[2])
+
+
+def load_volume(case: Case, cache_dir: str | os.PathLike | None = None) -> Volume:
+    """Read (or take from the cache) one case as a :class:`Volume`.
+
+    Raises:
+        DatasetError: unreadable files, a shape mismatch between volume and label, or label
+            values outside {0, 1, 2}; the message names the case.
+    """
+    cached = _cache_paths(case, cache_dir)
+    if cached and all(p.is_file() for p in cached):
+        image, labels = (np.load(p, mmap_mode="r") for p in cached)
+    else:
+        image, labels = _decode(case)
+        if cached:
+            cached[0].parent.mkdir(parents=True, exist_ok=True)
+            for path, array in zip(cached, (image, labels), strict=True):
+                partial = path.with_suffix(".partial.npy")
+                np.save(partial, array)
+                partial.replace(path)
+    per_slice = labels.reshape(-1, labels.shape[2])
+    return Volume(
+        case_id=case.case_id,
+        image=image,
+        labels=labels,
+        liver_slices=np.flatnonzero(per_slice.max(axis=0) >= 1),
+        tumor_slices=np.flatnonzero((per_slice == 2).any(axis=0)),
+    )
+
+
+def _decode(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        image, image_nii = load_nifti(case.image)
+        labels, label_nii = load_nifti(case.label)
+    except InputError as error:
+        raise DatasetError(f"case {case.case_id}: {error}") from None
+    image, labels = _squeeze(image, case, "volume"), _squeeze(labels, case, "label")
+    if image.shape != labels.shape:
+        raise DatasetError(f"case {case.case_id}: volume shape {image.shape} and label shape "
+                           f"{labels.shape} differ")
+    values = np.unique(labels)
+    bad = [v for v in values.tolist() if v not in LABELS]
+    if bad:
+        raise DatasetError(f"case {case.case_id}: label values {bad[:5]} outside {{0, 1, 2}} "
+                           f"in {case.label.name}")
+    if not np.allclose(image_nii.affine, label_nii.affine, atol=1e-3):
+        raise DatasetError(f"case {case.case_id}: volume and label affines differ")
+    try:
+        image, _, _ = to_canonical(image, image_nii.affine)
+        labels, _, _ = to_canonical(labels, image_nii.affine)
+    except InputError as error:
+        raise DatasetError(f"case {case.case_id}: {error}") from None
+    image = image.astype(np.int16 if np.issubdtype(image.dtype, np.integer) else np.float32)
+    return np.ascontiguousarray(image), np.ascontiguousarray(labels.astype(np.uint8))
+
+
+def _squeeze(array: np.ndarray, case: Case, what: str) -> np.ndarray:
+    if array.ndim == 4 and array.shape[3] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise DatasetError(f"case {case.case_id}: {what} is {array.ndim}D, expected 3D")
+    return array
+
+
+def _cache_paths(case: Case, cache_dir) -> tuple[Path, Path] | None:
+    if cache_dir is None:
+        return None
+    key = hashlib.sha1()
+    for path in (case.image, case.label):
+        stat = path.stat()
+        key.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    stem = f"{case.case_id}-{key.hexdigest()[:12]}"
+    return Path(cache_dir) / f"{stem}.image.npy", Path(cache_dir) / f"{stem}.labels.npy"

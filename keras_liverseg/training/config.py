@@ -1,0 +1,91 @@
+"""The settings of a training run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from keras_liverseg.data.sampler import TASKS
+
+STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; the run folder keeps it as ``config.json``.
+
+    Attributes:
+        data: dataset folder (LiTS or MSD layout).
+        output: the run folder.
+        model: zoo name (its architecture and configuration) to train.
+        model_config: overrides of the zoo entry's builder configuration.
+        task: ``"both"`` (3 classes: background, liver, tumor), ``"liver"`` (liver incl.
+            tumor vs background, 2 classes) or ``"tumor"`` (tumor vs rest, 2 classes).
+        epochs, steps_per_epoch, batch_size, learning_rate: the schedule (Adam with cosine
+            decay over the run).
+        strategy: ``auto`` (mirrored with 2+ GPUs, else one device), ``one``, ``mirrored``,
+            ``multi-worker`` (from ``TF_CONFIG``); TensorFlow only.
+        mixed_precision: bfloat16 compute (float32 heads and losses).
+        init: ``None``, ``"zoo:NAME"`` (that entry's default weights) or a weights path.
+        validation_fraction, split_file, seed: the case split and the sampling seed.
+        liver_fraction, tumor_fraction: foreground-aware sampling shares.
+        augment: use the default augmentation.
+        validation_cases_max: at most this many validation volumes per epoch.
+        command: the command line that started the run (for the model card).
+    """
+
+    data: str
+    output: str
+    model: str = "unet_sharp"
+    model_config: dict = field(default_factory=dict)
+    task: str = "both"
+    epochs: int = 10
+    steps_per_epoch: int = 100
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    init: str | None = None
+    validation_fraction: float = 0.2
+    split_file: str | None = None
+    seed: int = 0
+    liver_fraction: float = 0.5
+    tumor_fraction: float = 0.15
+    augment: bool = True
+    validation_cases_max: int = 20
+    command: str = ""
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        for name in ("epochs", "steps_per_epoch", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.learning_rate!r}")
+
+    @property
+    def num_classes(self) -> int:
+        return 3 if self.task == "both" else 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> TrainConfig:
+        """Read a JSON config file; ``overrides`` (e.g. from the CLI) take precedence."""
+        values = json.loads(Path(path).read_text())
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values)
+

@@ -1,0 +1,284 @@
+"""A training run: data, model, the epoch loop, checkpoints, history, model card, resume.
+
+The run folder holds::
+
+    config.json        the TrainConfig (resume reads it back)
+    split.json         training / validation case ids
+    state.json         last completed epoch, best validation Dice, slices seen
+    checkpoints/       last.weights.h5 + last.optimizer.npz (resume), best.weights.h5
+    model.keras        the final model (best validation weights), loads in safe mode
+    model_card.json    architecture, preprocessing, classes, data, metrics, versions, command
+    model_card.md      the same for people
+    history.csv        one row per epoch
+    logs/              TensorBoard scalars
+    cache/             decoded volumes (.npy), reused by later epochs and runs
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_liverseg import __version__, losses, models, zoo
+from keras_liverseg.data.datasets import find_cases, split_cases, write_split
+from keras_liverseg.data.sampler import Augmentation, SliceSampler
+from keras_liverseg.data.volumes import load_volume
+from keras_liverseg.training.config import TrainConfig
+from keras_liverseg.training.validation import validate
+
+HISTORY_FIELDS = ["epoch", "loss", "dice_per_case", "dice_per_case_liver",
+                  "dice_per_case_tumor", "learning_rate", "seconds"]
+
+
+def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
+    """Train as ``config`` says; with ``resume`` continue the run in ``config.output``."""
+    run = Path(config.output)
+    backend = keras.backend.backend()
+    # MultiWorkerMirroredStrategy must exist before TensorFlow runs its first op.
+    strategy = _strategy(config) if backend == "tensorflow" else None
+    _check_model(config)
+    cases = find_cases(config.data)
+    train_cases, val_cases = split_cases(cases, config.validation_fraction, config.seed,
+                                         config.split_file)
+    state = _start(run, config, resume)
+    write_split(run / "split.json", train_cases, val_cases)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+    cache = run / "cache"
+    train_volumes = [load_volume(c, cache) for c in train_cases]
+    val_volumes = [load_volume(c, cache) for c in val_cases[: config.validation_cases_max]]
+    log(f"data: {len(train_cases)} training and {len(val_cases)} validation cases "
+        f"({sum(v.depth for v in train_volumes)} training slices)")
+
+    with _scope(strategy):
+        model = _build_model(config)
+        total_steps = config.epochs * config.steps_per_epoch
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps,
+                                                          alpha=0.05)
+        optimizer = keras.optimizers.Adam(schedule)
+        head_losses, head_weights = losses.deep_supervision_losses(
+            model, _segmentation_loss(model.name, config.num_classes))
+        optimizer.build(model.trainable_variables)
+    if state["epoch"] > 0:
+        _restore(run, model, optimizer)
+        log(f"resuming after epoch {state['epoch']}")
+
+    pre = models.preprocessing_of(model)
+    sampler = SliceSampler(train_volumes, pre.input_size, pre.context_slices,
+                           config.liver_fraction, config.tumor_fraction,
+                           Augmentation() if config.augment else None, config.seed, config.task)
+    heads = {name: tuple(out.shape[1:]) for name, out in zip(model.output_names, model.outputs,
+                                                            strict=True)}
+    heads = {name: shape for name, shape in heads.items() if name in head_losses}
+    epoch_runner = _epoch_runner(backend, model, optimizer, head_losses, head_weights,
+                                 strategy, sampler, heads, config)
+    writer = _summary_writer(run / "logs")
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        started = time.perf_counter()
+        first = (epoch - 1) * config.steps_per_epoch * config.batch_size
+        loss = epoch_runner(first)
+        scores = validate(model, val_volumes, config.task)
+        row = {"epoch": epoch, "loss": loss, **scores,
+               "learning_rate": float(keras.ops.convert_to_numpy(
+                   schedule(epoch * config.steps_per_epoch))),
+               "seconds": time.perf_counter() - started}
+        state["epoch"] = epoch
+        score = scores.get("dice_per_case", -loss)
+        if score > state["best"]:
+            state["best"], state["best_epoch"] = score, epoch
+            model.save_weights(run / "checkpoints" / "best.weights.h5")
+        _checkpoint(run, model, optimizer, state)
+        _append_history(run / "history.csv", row)
+        writer(epoch, row)
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in row.items()))
+
+    model.load_weights(run / "checkpoints" / "best.weights.h5")
+    model.save(run / "model.keras")
+    final = validate(model, val_volumes, config.task)
+    _write_model_card(run, config, model, train_cases, val_cases, state, final)
+    return run
+
+
+# --- setting up -----------------------------------------------------------------------------
+
+def _start(run: Path, config: TrainConfig, resume: bool) -> dict:
+    state_path = run / "state.json"
+    if resume:
+        if not state_path.is_file():
+            raise FileNotFoundError(f"nothing to resume in {run}: no state.json")
+        saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+        if (saved.model, saved.task, saved.model_config) != (config.model, config.task,
+                                                              config.model_config):
+            raise ValueError(f"{run} holds a run of another model/task; start a new run folder")
+        return json.loads(state_path.read_text())
+    if run.exists() and any(run.iterdir()):
+        raise FileExistsError(f"run folder {run} is not empty; pass --resume to continue it "
+                              "or choose another folder")
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    state = {"epoch": 0, "best": -np.inf, "best_epoch": 0}
+    state_path.write_text(json.dumps(state))
+    return state
+
+
+def _check_model(config: TrainConfig) -> None:
+    entry = zoo.get_entry(config.model)
+    if entry.prune_level is not None:
+        raise ValueError(f"{config.model} is a pruned view of another entry; train that one")
+
+
+def _build_model(config: TrainConfig) -> keras.Model:
+    overrides = {"num_classes": config.num_classes, **config.model_config}
+    model = zoo.load(config.model, weights=None, **overrides)
+    if config.init:
+        if config.init.startswith("zoo:"):
+            source = zoo.load(config.init[4:], weights="default", **overrides)
+            model.set_weights(source.get_weights())
+        else:
+            model.load_weights(config.init)
+    return model
+
+
+def _segmentation_loss(architecture: str, num_classes: int):
+    """The loss of each architecture's paper (per head)."""
+    if architecture.startswith("unet_sharp"):
+        return losses.MixedLoss()  # 0.5 focal + Dice + 0.5 Lovasz (UNet#)
+    if architecture.startswith("mu_net"):
+        return losses.SoftmaxMSELoss()  # mU-Net
+    return losses.SegLoss()  # Dice + cross-entropy (ES-UNet++)
+
+
+def _strategy(config: TrainConfig):
+    from keras_liverseg.training.steps import make_strategy
+
+    return make_strategy(config.strategy)
+
+
+class _NoScope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _scope(strategy):
+    return strategy.scope() if strategy is not None else _NoScope()
+
+
+# --- one epoch, per backend -----------------------------------------------------------------
+
+def _epoch_runner(backend, model, optimizer, head_losses, head_weights, strategy, sampler,
+                  heads, config: TrainConfig):
+    """A function ``first_slice_index -> mean training loss`` of one epoch."""
+    steps, batch = config.steps_per_epoch, config.batch_size
+    if backend == "tensorflow":
+        from keras_liverseg.data.tfdata import slice_dataset
+        from keras_liverseg.training.steps import DistributedTrainer
+
+        trainer = DistributedTrainer(model, head_losses, head_weights, optimizer, strategy)
+
+        def run_epoch(first: int) -> float:
+            dataset = slice_dataset(sampler, heads, batch, start=first, count=steps)
+            return trainer.train(strategy.experimental_distribute_dataset(dataset), steps)
+
+        return run_epoch
+
+    from keras_liverseg.data.pydataset import SliceBatches
+
+    model.compile(optimizer=optimizer, loss=head_losses, loss_weights=head_weights)
+
+    def run_epoch(first: int) -> float:
+        data = SliceBatches(sampler, heads, batch, steps, start=first)
+        history = model.fit(data, epochs=1, verbose=0)
+        return float(history.history["loss"][-1])
+
+    return run_epoch
+
+
+# --- saving ---------------------------------------------------------------------------------
+
+def _checkpoint(run: Path, model, optimizer, state: dict) -> None:
+    folder = run / "checkpoints"
+    model.save_weights(folder / "last.partial.weights.h5")
+    (folder / "last.partial.weights.h5").replace(folder / "last.weights.h5")
+    values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
+    np.savez(folder / "last.optimizer.partial.npz", **values)
+    (folder / "last.optimizer.partial.npz").replace(folder / "last.optimizer.npz")
+    (run / "state.partial.json").write_text(json.dumps(state))
+    (run / "state.partial.json").replace(run / "state.json")
+
+
+def _restore(run: Path, model, optimizer) -> None:
+    folder = run / "checkpoints"
+    model.load_weights(folder / "last.weights.h5")
+    saved = np.load(folder / "last.optimizer.npz")
+    for i, variable in enumerate(optimizer.variables):
+        variable.assign(saved[f"v{i}"])
+
+
+def _append_history(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, HISTORY_FIELDS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+
+
+def _summary_writer(folder: Path):
+    """TensorBoard scalars via tf.summary (TensorFlow is installed on every backend)."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(folder))
+
+    def write(epoch: int, row: dict) -> None:
+        with writer.as_default():
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, float):
+                    tf.summary.scalar(key, value, step=epoch)
+        writer.flush()
+
+    return write
+
+
+def _write_model_card(run, config: TrainConfig, model, train_cases, val_cases, state, scores):
+    pre = models.preprocessing_of(model)
+    card = {
+        "model": config.model,
+        "architecture": zoo.get_entry(config.model).architecture,
+        "config": {**zoo.get_entry(config.model).config, "num_classes": config.num_classes,
+                   **config.model_config},
+        "preprocessing": pre.to_dict(),
+        "classes": list(pre.classes),
+        "task": config.task,
+        "data": {"folder": str(config.data), "training_cases": [c.case_id for c in train_cases],
+                 "validation_cases": [c.case_id for c in val_cases]},
+        "training": {k: v for k, v in config.to_dict().items() if k not in ("data", "output")},
+        "best_epoch": state["best_epoch"],
+        "validation": scores,
+        "weights_sha256": zoo.sha256_of(run / "checkpoints" / "best.weights.h5"),
+        "versions": {"keras_liverseg": __version__, "keras": keras.__version__,
+                     "backend": keras.backend.backend(), "python": platform.python_version()},
+        "command": config.command,
+    }
+    (run / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
+    lines = [f"# {config.model} ({card['architecture']}), task {config.task}", "",
+             f"- command: `{config.command}`",
+             f"- preprocessing: {json.dumps(card['preprocessing'])}",
+             f"- data: {len(train_cases)} training / {len(val_cases)} validation cases "
+             f"from `{config.data}`",
+             f"- best epoch: {state['best_epoch']} of {config.epochs}",
+             f"- validation: {json.dumps(scores)}",
+             f"- weights sha256: `{card['weights_sha256']}`",
+             f"- versions: {json.dumps(card['versions'])}"]
+    (run / "model_card.md").write_text("\n".join(lines) + "\n")

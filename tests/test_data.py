@@ -1,0 +1,126 @@
+"""Datasets, splits, decoded volumes, slice sampling and head targets."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from synthetic import blob_case, write_lits
+
+from keras_liverseg.data.datasets import DatasetError, find_cases, split_cases, write_split
+from keras_liverseg.data.sampler import (
+    Augmentation,
+    SliceSampler,
+    task_labels,
+)
+from keras_liverseg.data.volumes import load_volume
+from keras_liverseg.io.slices import context_indices
+
+
+@pytest.fixture(scope="module")
+def lits(tmp_path_factory):
+    return write_lits(tmp_path_factory.mktemp("lits"), count=5)
+
+
+def test_lits_and_msd_layouts(lits, tmp_path):
+    cases = find_cases(lits)
+    assert [c.case_id for c in cases] == [f"volume-{i}" for i in range(5)]
+    msd = tmp_path / "Task03_Liver"
+    (msd / "imagesTr").mkdir(parents=True)
+    (msd / "labelsTr").mkdir()
+    image, labels, affine = blob_case(0)
+    nib.save(nib.Nifti1Image(image, affine), msd / "imagesTr" / "liver_7.nii.gz")
+    nib.save(nib.Nifti1Image(labels, affine), msd / "labelsTr" / "liver_7.nii.gz")
+    (case,) = find_cases(msd)
+    assert case.case_id == "liver_7" and case.label.parent.name == "labelsTr"
+
+
+def test_split_is_by_case_and_reproducible(lits, tmp_path):
+    cases = find_cases(lits)
+    train, val = split_cases(cases, 0.4, seed=3)
+    assert len(val) == 2 and len(train) == 3
+    assert not {c.case_id for c in train} & {c.case_id for c in val}
+    assert split_cases(cases, 0.4, seed=3) == (train, val)
+    assert any(split_cases(cases, 0.4, seed=s) != (train, val) for s in range(10))
+    write_split(tmp_path / "split.json", train, val)
+    assert split_cases(cases, split_file=tmp_path / "split.json") == (train, val)
+    (tmp_path / "bad.json").write_text(json.dumps({"train": ["volume-99"]}))
+    with pytest.raises(DatasetError, match="volume-99"):
+        split_cases(cases, split_file=tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("defect, message", [
+    ("missing_label", "segmentation-1"),
+    ("shape", "shape"),
+    ("labels", "outside"),
+])
+def test_bad_data_names_the_case(tmp_path, defect, message):
+    folder = write_lits(tmp_path / "d", count=2)
+    image, labels, affine = blob_case(1)
+    if defect == "missing_label":
+        (folder / "segmentation-1.nii.gz").unlink()
+        with pytest.raises(DatasetError, match=message):
+            find_cases(folder)
+        return
+    if defect == "shape":
+        labels = labels[:, :, :-1]
+    else:
+        labels[0, 0, 0] = 5
+    nib.save(nib.Nifti1Image(labels, affine), folder / "segmentation-1.nii.gz")
+    case = find_cases(folder)[1]
+    with pytest.raises(DatasetError, match=f"volume-1.*{message}"):
+        load_volume(case)
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(DatasetError, match="no cases"):
+        find_cases(tmp_path)
+    with pytest.raises(DatasetError, match="not found"):
+        find_cases(tmp_path / "nope")
+
+
+def test_volumes_are_canonical_and_cached(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    image, labels, affine = blob_case(2)
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # stored LPS-like
+    flip[:3, 3] = [63 * 1.5, 63 * 1.5, 0]
+    nib.save(nib.Nifti1Image(image, flip), folder / "volume-0.nii.gz")
+    nib.save(nib.Nifti1Image(labels, flip), folder / "segmentation-0.nii.gz")
+    (case,) = find_cases(folder)
+    volume = load_volume(case, tmp_path / "cache")
+    # canonical P-L-S: rows anterior->posterior, columns right->left (see keras_liverseg.io)
+    expected = nib.orientations.apply_orientation(
+        image, nib.orientations.ornt_transform(nib.orientations.io_orientation(flip),
+                                               nib.orientations.axcodes2ornt(("P", "L", "S"))))
+    np.testing.assert_array_equal(volume.image, expected)
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".npy", ".npy"]
+    again = load_volume(case, tmp_path / "cache")
+    assert isinstance(again.image, np.memmap)
+    np.testing.assert_array_equal(again.labels, volume.labels)
+    assert volume.liver_slices.tolist() == np.flatnonzero(labels.max(axis=(0, 1)) >= 1).tolist()
+    assert 0 not in volume.liver_slices
+
+
+def test_sampler_is_deterministic_and_foreground_aware(lits):
+    volumes = [load_volume(c) for c in find_cases(lits)]
+    sampler = SliceSampler(volumes, (32, 32), context_slices=3, liver_fraction=0.0,
+                           tumor_fraction=1.0, augmentation=Augmentation(), seed=7)
+    x, y = sampler.batch(range(8))
+    assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32 and y.shape == (8, 32, 32)
+    x2, y2 = sampler.batch(range(8))
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    tumors = SliceSampler(volumes, (32, 32), liver_fraction=0.0, tumor_fraction=1.0, seed=7)
+    assert (tumors.batch(range(16))[1] == 2).any(axis=(1, 2)).all()  # forced onto tumor slices
+    plain = SliceSampler(volumes, (32, 32), liver_fraction=0, tumor_fraction=0, seed=7)
+    assert not np.array_equal(plain.batch(range(8))[0][..., 0], x[..., 1])
+
+
+def test_context_and_task_labels():
+    np.testing.assert_array_equal(context_indices(0, 3, 10), [0, 0, 1])
+    np.testing.assert_array_equal(context_indices(9, 5, 10), [7, 8, 9, 9, 9])
+    np.testing.assert_array_equal(task_labels(np.array([0, 1, 2]), "liver"), [0, 1, 1])
+    np.testing.assert_array_equal(task_labels(np.array([0, 1, 2]), "tumor"), [0, 0, 1])

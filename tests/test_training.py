@@ -1,0 +1,180 @@
+"""`liverseg train`: a tiny run end to end, resume, bad data, multi-worker, JAX."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from synthetic import write_lits
+
+from keras_liverseg.cli.main import cli
+
+TINY = {"input_shape": [32, 32, 3], "filters": [4, 8, 16, 32, 64]}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_lits(tmp_path_factory.mktemp("train_data"), count=4, shape=(48, 48, 10))
+
+
+def config_file(folder: Path, **values) -> Path:
+    path = folder / "train.json"
+    settings = {"model_config": TINY, "steps_per_epoch": 6, "batch_size": 4,
+                "learning_rate": 3e-3, "validation_fraction": 0.25, **values}
+    path.write_text(json.dumps(settings))
+    return path
+
+
+def train_args(data, out, config, *extra):
+    return ["train", "--data", str(data), "-o", str(out), "--config", str(config), *extra]
+
+
+def history(run: Path) -> list[dict]:
+    with (run / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_tiny_run_learns_and_writes_every_artefact(dataset, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, train_args(dataset, run, config_file(tmp_path),
+                                                "--epochs", "4"))
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "split.json", "state.json", "model.keras", "model_card.json",
+                 "model_card.md", "history.csv", "checkpoints/best.weights.h5",
+                 "checkpoints/last.weights.h5", "checkpoints/last.optimizer.npz"):
+        assert (run / name).is_file(), name
+    assert any((run / "logs").iterdir())
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["preprocessing"]["input_size"] == [32, 32]
+    assert card["classes"] == ["background", "liver", "tumor"]
+    assert card["command"].startswith("liverseg train")
+    assert len(card["data"]["validation_cases"]) == 1
+    assert 0 <= card["validation"]["dice_per_case_liver"] <= 1
+
+    import keras
+
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    assert model.output_names  # loads without custom objects in safe mode
+
+
+def _optimizer_iterations(run: Path) -> int:
+    saved = np.load(run / "checkpoints" / "last.optimizer.npz")
+    return int(saved["v0"])
+
+
+def test_resume_continues_after_the_last_completed_epoch(dataset, tmp_path):
+    config = config_file(tmp_path)
+    run = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_liverseg.cli.main",
+         *train_args(dataset, run, config, "--epochs", "8", "--quiet")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        state = run / "state.json"
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # an interrupted run
+    process.wait()
+    done = json.loads((run / "state.json").read_text())["epoch"]
+    assert 1 <= done < 8
+
+    result = CliRunner().invoke(cli, train_args(dataset, run, config, "--epochs", "8",
+                                                "--resume"))
+    assert result.exit_code == 0, result.output
+    assert f"resuming after epoch {done}" in result.output
+    epochs = [int(r["epoch"]) for r in history(run)]
+    assert epochs == list(range(1, 9))
+    assert _optimizer_iterations(run) == 8 * 6  # the optimizer state came back too
+
+
+def test_bad_runs_are_one_line_errors(dataset, tmp_path):
+    config = config_file(tmp_path)
+    existing = tmp_path / "busy"
+    existing.mkdir()
+    (existing / "something").write_text("x")
+    broken = write_lits(tmp_path / "broken", count=2, shape=(32, 32, 6))
+    (broken / "segmentation-1.nii.gz").unlink()
+    cases = [
+        train_args(tmp_path / "none", tmp_path / "r1", config),
+        train_args(tmp_path / "empty_dir", tmp_path / "r2", config),
+        train_args(broken, tmp_path / "r3", config),
+        train_args(dataset, existing, config),
+        train_args(dataset, tmp_path / "r4", config, "--resume"),
+        train_args(dataset, tmp_path / "r5", config, "--model", "nnunet"),
+        train_args(dataset, tmp_path / "r6", config, "--epochs", "0"),
+    ]
+    (tmp_path / "empty_dir").mkdir()
+    for args in cases:
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+        assert result.output.strip().count("\n") == 0, result.output
+    assert "segmentation-1" in CliRunner().invoke(cli, cases[2]).output
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_end_with_identical_weights(dataset, tmp_path):
+    config = config_file(tmp_path, validation_fraction=0.0)
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        args = train_args(dataset, tmp_path / f"worker{index}", config, "--epochs", "1",
+                          "--strategy", "multi-worker", "--quiet")
+        processes.append(subprocess.Popen([sys.executable, "-m", "keras_liverseg.cli.main",
+                                           *args], env=env, stderr=subprocess.PIPE, text=True))
+    for process in processes:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+    weights = []
+    for index in range(2):
+        with h5py.File(tmp_path / f"worker{index}" / "checkpoints" / "last.weights.h5") as f:
+            arrays = {}
+            f.visititems(lambda name, obj, a=arrays: a.__setitem__(name, obj[()])
+                         if isinstance(obj, h5py.Dataset) else None)
+            weights.append(arrays)
+    assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 10
+    for name in weights[0]:
+        np.testing.assert_array_equal(weights[0][name], weights[1][name], err_msg=name)
+    initial = json.loads((tmp_path / "worker0" / "state.json").read_text())
+    assert initial["epoch"] == 1
+
+
+def test_the_same_tiny_run_on_jax(dataset, tmp_path):
+    pytest.importorskip("jax")
+    run = tmp_path / "run"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    args = train_args(dataset, run, config_file(tmp_path), "--epochs", "3", "--quiet")
+    result = subprocess.run([sys.executable, "-m", "keras_liverseg.cli.main", *args], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = history(run)
+    assert len(rows) == 3 and float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert json.loads((run / "model_card.json").read_text())["versions"]["backend"] == "jax"
