@@ -1,0 +1,83 @@
+"""``liverseg demo``: the main job on the embedded default, from nothing.
+
+Generates one synthetic abdominal CT scan (the package's phantom generator), segments it
+with the default zoo model through ``liverseg predict``, scores the result against the
+phantom's ground truth with the LiTS metrics, and prints the report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from keras_liverseg.cli.errors import UserError
+
+DEMO_SEED = 20261123
+DEMO_SHAPE = (512, 512, 60)
+
+
+@click.command("demo")
+@click.option("-o", "--output", "folder", default="liverseg-demo", show_default=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the sample scan, its segmentation, report and overlay.")
+@click.option("--model", "model_name", default="unet_sharp", show_default=True,
+              help="Zoo model to run.")
+@click.option("--overwrite", is_flag=True, help="Replace the files of an earlier demo.")
+@click.pass_context
+def demo(ctx: click.Context, folder: Path, model_name: str, overwrite: bool) -> None:
+    """Generate a sample CT scan, segment it, and print the report."""
+    from keras_liverseg.data.phantom import write_lits_dataset
+
+    scan, truth = folder / "volume-0.nii.gz", folder / "segmentation-0.nii.gz"
+    seg, report, overlay = (folder / "prediction-0.nii.gz", folder / "report.json",
+                            folder / "overlay.png")
+    existing = [p for p in (scan, truth, seg, report, overlay) if p.exists()]
+    if existing and not overwrite:
+        raise UserError(f"{existing[0]} exists; pass --overwrite to replace the demo's files")
+    folder.mkdir(parents=True, exist_ok=True)
+    click.echo(f"1/3 generating a sample scan {DEMO_SHAPE} (phantom seed {DEMO_SEED}) "
+               f"-> {scan}", err=True)
+    write_lits_dataset(folder, cases=1, seed=DEMO_SEED, shape=DEMO_SHAPE, overwrite=True)
+
+    weights = _weights_for(model_name, folder)
+    click.echo(f"2/3 liverseg predict {scan} --model {model_name} -> {seg}", err=True)
+    from keras_liverseg.cli.predict import predict
+
+    ctx.invoke(predict, input_path=scan, output=seg, model_name=model_name, weights=weights,
+               overlay=overlay, report=report, overwrite=True, quiet=True)
+
+    click.echo(f"3/3 liverseg evaluate --pred {seg} --gt {truth}", err=True)
+    from keras_liverseg.metrics import evaluate_labels, read_labels
+
+    predicted, reference = read_labels(seg), read_labels(truth)
+    results = evaluate_labels(predicted.labels, reference.labels, reference.geometry.spacing,
+                              classes=("liver", "tumor"))
+    scores = {name: {k: round(v, 4) for k, v in result.metrics.items()}
+              for name, result in results.items()}
+    summary = json.loads(report.read_text())
+    click.echo(json.dumps({"report": summary, "scores_vs_phantom_truth": scores}, indent=2,
+                          default=str))
+    click.echo(f"wrote {seg}, {report}, {overlay}", err=True)
+
+
+def _weights_for(model_name: str, folder: Path) -> str | None:
+    """The bundled weights, or (while none are released) an untrained model saved here."""
+    from keras_liverseg.cli.quiet import import_backend
+
+    import_backend()
+    from keras_liverseg import zoo
+
+    try:
+        entry = zoo.get_entry(model_name)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if entry.has_default_weights():
+        return None
+    click.echo(f"NOTE: no trained weights are released for {model_name!r} yet; the demo runs "
+               "an UNTRAINED model, so its segmentation is meaningless (it shows the pipeline, "
+               "not accuracy).", err=True)
+    path = folder / f"untrained_{model_name}.keras"
+    zoo.load(model_name, weights=None).save(path)
+    return str(path)
