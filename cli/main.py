@@ -33,10 +33,12 @@ def _register() -> None:
     from keras_liverseg.cli import export as export_cmd
     from keras_liverseg.cli import models as models_cmd
     from keras_liverseg.cli import predict as predict_cmd
+    from keras_liverseg.cli import sample_data as sample_data_cmd
     from keras_liverseg.cli import train as train_cmd
 
     cli.add_command(demo_cmd.demo)
     cli.add_command(predict_cmd.predict)
+    cli.add_command(sample_data_cmd.sample_data)
     cli.add_command(models_cmd.models)
     cli.add_command(evaluate_cmd.evaluate)
     cli.add_command(export_cmd.export)

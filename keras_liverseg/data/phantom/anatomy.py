@@ -1,0 +1,40 @@
+"""Paint a whole synthetic patient onto a canvas, in anatomical order.
+
+Order matters (later shapes carve earlier ones): table, body wall and cavity, diaphragm and
+lungs, back muscles and skeleton, bowel, retroperitoneal and upper-abdominal organs, liver
+(with its vessels), gallbladder and great vessels, then lesions (see :mod:`.lesions`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from keras_liverseg.data.phantom import skeleton
+from keras_liverseg.data.phantom.body import Body
+from keras_liverseg.data.phantom.bowel import paint_bowel
+from keras_liverseg.data.phantom.canvas import Canvas
+from keras_liverseg.data.phantom.liver import Liver
+from keras_liverseg.data.phantom.organs import Organs
+from keras_liverseg.data.phantom.patient import Patient
+
+__all__ = ["paint_patient"]
+
+
+def paint_patient(
+    canvas: Canvas, patient: Patient, rng: np.random.Generator
+) -> tuple[Liver, dict]:
+    """Paint every organ of ``patient``; returns the liver (for lesions) and meta."""
+    body = Body(canvas, patient, rng)
+    body.paint(rng)
+    skeleton.paint_skeleton(canvas, body, rng)
+    organs = Organs(canvas, body, rng)
+    liver = Liver(canvas, body, organs, rng)
+    meta = {"bowel": paint_bowel(organs, rng)}
+    organs.paint_stomach_duodenum(liver.core_sdf)
+    organs.paint_pancreas()
+    organs.paint_spleen()
+    organs.paint_kidneys()
+    meta["liver"] = liver.paint()
+    meta["gallbladder"] = organs.paint_gallbladder(liver.sdf)
+    organs.paint_vessels()
+    return liver, meta

@@ -1,0 +1,183 @@
+"""Small bowel, colon and mesentery: the soft-tissue clutter of the slices below the liver.
+
+Small-bowel loops are the level set ``n1^2 + n2^2 < w^2`` of two smooth random fields: the
+intersection of two random surfaces is a tangle of curves, so its neighbourhood is a
+packed tangle of tubes, which in an axial slice looks like round and elongated loops.
+How tightly they pack depends on the patient's visceral fat. A third field decides what
+each stretch holds: mostly collapsed loops (soft tissue at liver-like HU), fluid or gas.
+The colon is an explicit haustrated tube framing the abdomen (caecum, ascending colon up
+to the hepatic flexure under the liver tip, transverse, splenic flexure, descending,
+sigmoid) holding stool and gas. Thin mesenteric vessels run in the fat between the loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from keras_liverseg.data.phantom import fields
+from keras_liverseg.data.phantom.organs import Organs
+
+__all__ = ["paint_bowel"]
+
+F32 = np.float32
+
+
+def paint_bowel(organs: Organs, rng: np.random.Generator) -> dict:
+    """Paint ascites in the gutters (if any), mesenteric vessels, small bowel and colon."""
+    cv, p, _body = organs.cv, organs.p, organs.body
+    wc, fc, sf = organs.wc, organs.fc, organs.sf
+    top = organs.pz + rng.uniform(0, 25)
+    box = cv.box((-wc - 5, organs.p.spine_y - 40, cv.z.min()), (wc + 5, fc + 40, top + 40))
+    meta = {"small_bowel_top_mm": round(float(top), 1)}
+    if box is None:
+        return meta
+    X, Y, Z = box.X, box.Y, box.Z
+    floor = sf - 5 - 35 * np.clip((np.abs(X) - 40) / 60, 0, 1)
+    left_high = top + 30 * np.clip(-X / wc, 0, 1)
+    region = fields.intersect(organs.abdomen_clip(box), floor - Y, Z - left_high)
+    spacing = (cv.h, cv.h, cv.hz)
+    if p.ascites:
+        cv.paint(box, region, "ascites")
+    # mesenteric vessels: thin tangled tubes in the fat
+    scale_v = rng.uniform(18, 30)
+    v1 = fields.lattice_noise(rng, box.shape, spacing, scale_v)
+    v2 = fields.lattice_noise(rng, box.shape, spacing, scale_v)
+    vessel = (np.sqrt(v1 * v1 + v2 * v2) - F32(0.12)) * F32(scale_v / 1.6)
+    del v1, v2
+    cv.paint(box, fields.intersect(vessel, region + 3), "portal_vein")
+    # small bowel: random-walk loops packed into the region
+    packing = float(np.clip(1.0 - 0.55 * p.visceral_fat + rng.normal(0, 0.1), 0.3, 1.0))
+    loops = _walks(organs, box, region, packing, rng)
+    fluid = "oral_contrast" if p.oral_contrast and rng.random() < 0.8 else "bowel_fluid"
+    kinds = {"collapsed": 0, "fluid": 0, "gas": 0}
+    for path, radius in loops:
+        u = rng.random()
+        kind = "gas" if u < p.bowel_gas else "fluid" if u < p.bowel_gas + p.bowel_fluid else (
+            "collapsed")
+        kinds[kind] += 1
+        if kind == "collapsed":
+            radius = radius * rng.uniform(0.45, 0.7)
+        _paint_loop(organs, box, region, path, radius, kind, fluid, rng)
+    meta.update(small_bowel_packing=round(packing, 2), bowel_fluid=fluid, small_bowel_loops=kinds)
+    _colon(organs, rng)
+    return meta
+
+
+def _walks(organs: Organs, box, region: np.ndarray, packing: float, rng: np.random.Generator):
+    """Random-walk centrelines (mm) that wander through ``region`` (sdf on ``box``)."""
+    cv = organs.cv
+    inside = region < -6.0
+    idx = np.argwhere(inside)
+    if len(idx) == 0:
+        return []
+    origin = np.array([box.X.ravel()[0], box.Y.ravel()[0], box.Z.ravel()[0]])
+    step_vox = np.array([cv.h, cv.h, cv.hz])
+    volume = len(idx) * cv.h * cv.h * cv.hz
+    mean_r = rng.uniform(9, 14)
+    total = packing * 0.9 * volume / (np.pi * mean_r**2)  # mm of bowel to place
+    centre = origin + idx.mean(0) * step_vox
+    loops, placed, step = [], 0.0, 9.0
+
+    def ok(q):
+        i = np.round((q - origin) / step_vox).astype(int)
+        if np.any(i < 0) or np.any(i >= inside.shape):
+            return False
+        return bool(inside[tuple(i)])
+
+    while placed < total and len(loops) < 60:
+        p = origin + idx[rng.integers(len(idx))] * step_vox
+        d = rng.normal(size=3)
+        d[2] *= 0.5
+        d /= np.linalg.norm(d)
+        pts = [p]
+        for _ in range(int(rng.integers(15, 60))):
+            for _attempt in range(4):
+                nd = d * 2.0 + rng.normal(size=3) * 1.2
+                nd[2] *= 0.6
+                nd /= np.linalg.norm(nd)
+                q = pts[-1] + nd * step
+                if ok(q):
+                    break
+                d = (centre - pts[-1]) / max(np.linalg.norm(centre - pts[-1]), 1e-6)
+            else:
+                break
+            d = nd
+            pts.append(q)
+        if len(pts) >= 4:
+            path = fields.spline(np.array(pts), 3)
+            loops.append((path, mean_r * rng.uniform(0.8, 1.25)))
+            placed += step * (len(pts) - 1)
+    return loops
+
+
+def _paint_loop(organs: Organs, box, region, path, radius, kind, fluid, rng) -> None:
+    """Wall of the whole loop, then its contents chunk by chunk (no septa at the joins)."""
+    cv = organs.cv
+    wall = rng.uniform(1.5, 3.0)
+    chunks = [path[i : i + 16] for i in range(0, len(path) - 1, 15)]
+    boxes = []
+    for chunk in chunks:
+        sub = cv.sub(box, chunk.min(0) - radius - 4, chunk.max(0) + radius + 4)
+        if sub is None:
+            continue
+        b = _shift(box, sub)
+        d = fields.intersect(cv.tube(b, chunk, radius), region[sub.sl])
+        boxes.append((b, d))
+        cv.paint(b, d, "bowel_wall" if kind != "collapsed" else "bowel_collapsed")
+    for b, d in boxes:
+        lumen = d + F32(wall if kind != "collapsed" else radius * 0.6)
+        if kind == "collapsed":
+            cv.paint(b, lumen, "bowel_fluid", texture=1.5)
+            continue
+        cv.paint(b, lumen, fluid)
+        if kind == "gas":
+            inside = lumen < 0
+            if inside.any():
+                ys = np.broadcast_to(b.Y, lumen.shape)[inside]
+                level = np.quantile(ys, rng.uniform(0.2, 0.8))
+                cv.paint(b, fields.intersect(lumen, F32(level) - b.Y), "gas")
+
+
+def _shift(outer, sub):
+    """A sub-box of ``outer`` (relative slices) as an absolute canvas box."""
+    from keras_liverseg.data.phantom.canvas import Box
+
+    sl = tuple(slice((o.start or 0) + s.start, (o.start or 0) + s.stop)
+               for o, s in zip(outer.sl, sub.sl, strict=False))
+    return Box(sl, sub.X, sub.Y, sub.Z)
+
+
+def _colon(organs: Organs, rng: np.random.Generator) -> None:
+    cv, p = organs.cv, organs.p
+    wc, fc, sy, pz, H = organs.wc, organs.fc, p.spine_y, organs.pz, organs.H
+    sc = organs.spleen[0]
+    flex_z = max(p.liver_bottom, -0.8 * H) - rng.uniform(0, 15)
+    pts = [
+        (0.45 * wc, 0.25 * fc, pz - 170),
+        (0.62 * wc, sy + 25, pz - 100),
+        (0.6 * wc, sy + 30, flex_z - 25),
+        (0.45 * wc, 0.15 * fc, flex_z),
+        (0.1 * wc, 0.7 * fc, pz - rng.uniform(20, 90)),
+        (-0.35 * wc, 0.65 * fc, pz - rng.uniform(0, 50)),
+        (-0.68 * wc, 0.1 * fc, sc[2] - 40),
+        (-0.7 * wc, sy + 25, pz - 60),
+        (-0.65 * wc, sy + 25, pz - 170),
+        (-0.25 * wc, 0.35 * fc, pz - 230),
+    ]
+    path = fields.spline(pts, 10)
+    seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
+    s = np.concatenate([[0], np.cumsum(seg)])
+    r0 = rng.uniform(15, 26)
+    rad = r0 * (1 + 0.15 * np.cos(2 * np.pi * s / rng.uniform(20, 35)))
+    m = rad.max() + 6
+    box = cv.box(path.min(0) - m, path.max(0) + m)
+    if box is None:
+        return
+    d = fields.intersect(cv.tube(box, path, rad), organs.abdomen_clip(box, 2))
+    cv.paint(box, d, "bowel_wall")
+    lumen = d + F32(rng.uniform(1.5, 3))
+    cv.paint(box, lumen, "stool", texture=1.0)
+    bubbles = fields.lattice_noise(rng, box.shape, (cv.h, cv.h, cv.hz), 6.0)
+    cv.paint(box, fields.intersect(lumen, F32(rng.uniform(0.6, 1.4)) - bubbles), "gas")
+    gassy = fields.lattice_noise(rng, box.shape, (cv.h, cv.h, cv.hz), 70.0)
+    cv.paint(box, fields.intersect(lumen, (F32(rng.uniform(-0.5, 0.8)) - gassy) * 20), "gas")

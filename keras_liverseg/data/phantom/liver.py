@@ -1,0 +1,189 @@
+"""The liver: lobes as implicit shapes, clipped by the body wall and the diaphragm, with
+portal and hepatic vein trees.
+
+Shape. A large right lobe (tilted so that its lower surface is lower laterally), a left lobe
+reaching across the midline in front of the stomach (small to very large), a caudate lobe
+next to the IVC, and a thin crescent "tip" that runs down along the right lateral wall
+below the right lobe (sometimes a long Riedel's lobe). The union is cut by the cavity wall
+(so the liver touches the right ribs and lateral wall), by the diaphragm (so its dome
+follows the right hemidiaphragm, with lung in the posterior recess around it) and by the
+impressions of the right kidney, stomach and spine; low-frequency noise displaces the
+surface (nodular in cirrhosis). A fat-filled fissure (ligamentum teres) often splits the
+left lobe from the right anteriorly.
+
+Vessels. Random branching trees of tapered tubes: the portal vein enters at the hilum and
+branches into right and left systems; three hepatic veins fan out from the IVC below the
+dome. Their HU follows the contrast phase; they stay inside the liver label (as in LiTS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from keras_liverseg.data.phantom import fields
+from keras_liverseg.data.phantom.body import Body
+from keras_liverseg.data.phantom.canvas import Box, Canvas
+from keras_liverseg.data.phantom.organs import Organs
+
+__all__ = ["Liver"]
+
+F32 = np.float32
+
+
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return v / max(np.linalg.norm(v), 1e-9)
+
+
+def _tree(rng, start, direction, radius, length, depth, out, min_radius=1.0) -> None:
+    """Append tapered segments ``(a, b, ra, rb)`` of a random branching tree to ``out``."""
+    start = np.asarray(start, dtype=np.float64)
+    direction = _unit(direction)
+    n = max(2, int(length // 12))
+    pts = [start]
+    d = direction
+    for _ in range(n):  # a gently curving branch
+        d = _unit(d + rng.normal(0, 0.15, 3))
+        pts.append(pts[-1] + d * length / n)
+    r_end = radius * 0.85
+    for i in range(n):
+        ra = radius + (r_end - radius) * i / n
+        rb = radius + (r_end - radius) * (i + 1) / n
+        out.append((pts[i], pts[i + 1], ra, rb))
+    if depth <= 0 or r_end * 0.7 < min_radius:
+        return
+    for _ in range(2 if rng.random() < 0.8 else 3):
+        axis = _unit(np.cross(d, rng.normal(size=3)))
+        ang = rng.uniform(0.35, 0.9)
+        child = d * np.cos(ang) + np.cross(axis, d) * np.sin(ang)
+        _tree(rng, pts[-1], child, r_end * rng.uniform(0.6, 0.8), length * rng.uniform(0.6, 0.85),
+              depth - 1, out, min_radius)
+
+
+class Liver:
+    """One patient's liver shape and vessels."""
+
+    def __init__(self, canvas: Canvas, body: Body, organs: Organs, rng: np.random.Generator):
+        self.cv, self.body, self.organs, self.p, self.rng = canvas, body, organs, body.p, rng
+        p = self.p
+        wc, fc = organs.wc, organs.fc
+        bc = p.back - p.skin - p.fat_back - p.wall_back
+        H = p.liver_height
+        ls = p.liver_scale
+        self.right = (
+            (0.42 * wc, (fc - bc) / 2 - rng.uniform(0, 15), -0.42 * H),
+            (0.7 * wc * ls[0], 0.58 * (fc + bc) * ls[1], 0.58 * H),
+            fields.rotation(pitch=rng.uniform(0.15, 0.45), yaw=rng.uniform(-0.15, 0.15)),
+        )
+        self.boxiness = rng.uniform(2.0, 3.5)  # 2: ellipsoid; larger: more prismatic
+        if p.cirrhosis:  # shrunken right lobe
+            c, s, r = self.right
+            self.right = (c, (s[0] * 0.85, s[1] * 0.85, s[2] * 0.9), r)
+        ll = p.left_lobe
+        self.left = (
+            (-(0.05 + 0.25 * ll) * wc, 0.5 * fc + rng.uniform(-8, 8), -0.22 * H),
+            ((0.22 + 0.38 * ll) * wc, rng.uniform(0.22, 0.32) * (fc + bc), 0.24 * H),
+            fields.rotation(yaw=rng.uniform(-0.3, 0.2), roll=rng.uniform(-0.2, 0.2)),
+        )
+        caud = 1.5 if p.cirrhosis else 1.0
+        self.caudate = (
+            (organs.ivc_x - 8, p.spine_front + 22, -0.3 * H),
+            (20 * caud, 16 * caud, 0.22 * H),
+        )
+        self.tip_top = -0.35 * H
+        self.bottom = p.liver_bottom
+        self.tip_angles = (-rng.uniform(0.3, 0.8), rng.uniform(0.4, 1.0))
+        self.fissure = rng.random() < 0.7
+        self.fissure_x = -rng.uniform(0.0, 0.15) * wc
+        self.lo = (-wc * (0.35 + 0.45 * ll) - 20, -bc - 10, self.bottom - 10)
+        self.hi = (p.half_width * 1.3, p.front * 1.3, 15.0)
+        self.noise_seed = int(rng.integers(2**31))
+
+    def box(self) -> Box | None:
+        return self.cv.box(self.lo, self.hi)
+
+    def core_sdf(self, box: Box) -> np.ndarray:
+        """The right lobe alone (no noise, not clipped): what pushes the stomach aside."""
+        c, s, r = self.right
+        return fields.superellipsoid(box.X, box.Y, box.Z, c, s, self.boxiness, r)
+
+    def sdf(self, box: Box) -> np.ndarray:
+        """Signed distance to the liver parenchyma (vessels and tumors included)."""
+        cv, p, body = self.cv, self.p, self.body
+        X, Y, Z = box.X, box.Y, box.Z
+        rng = np.random.default_rng(self.noise_seed)  # same surface on every call
+        d = self.core_sdf(box)
+        c, s, r = self.left
+        d = fields.smooth_union(d, fields.ellipsoid(X, Y, Z, c, s, r), 25.0)
+        c, s = self.caudate
+        d = fields.smooth_union(d, fields.ellipsoid(X, Y, Z, c, s), 10.0)
+        cav = body.cavity_sdf(box)
+        # crescent tip along the right lateral wall
+        theta = np.arctan2(Y, X)
+        rad = np.sqrt(X * X + Y * Y)
+        span = max(self.tip_top - self.bottom, 1.0)
+        thick = F32(p.tip_thickness) * np.clip((Z - self.bottom) / span, 0, 1) ** 0.6
+        a0, a1 = self.tip_angles
+        tip = fields.intersect(-cav - thick, (theta - a1) * rad, (a0 - theta) * rad,
+                               Z - self.tip_top - 20, F32(self.bottom) - Z)
+        d = fields.smooth_union(d, tip, 12.0)
+        spacing = (cv.h, cv.h, cv.hz)
+        d = d + F32(p.liver_bumpiness) * fields.lattice_noise(rng, box.shape, spacing, 55.0)
+        if p.cirrhosis:
+            d = d + F32(2.0) * fields.lattice_noise(rng, box.shape, spacing, 12.0)
+        d = fields.intersect(d, cav, body.below_diaphragm(box, 0.5))
+        d = fields.subtract(d, self.organs.kidney_sdf(box, 1.0), 3.0)
+        kc, (ka, kb, kc_), krot = self.organs.kidneys[1.0]
+        shadow = fields.ellipsoid(X, Y, Z, (kc[0] - 0.6 * ka, kc[1] - 35, kc[2] + 5),
+                                  (ka * 1.6, kb * 1.8, kc_ * 1.05), krot)
+        d = fields.subtract(d, shadow, 2.0)
+        sbox = self.organs.stomach_box()
+        if sbox is not None:
+            d = fields.subtract(d, self.organs.stomach_sdf(box), 2.0)
+        # nothing behind and medial to the IVC (a round-cornered column; crus, aorta)
+        sf, rad_c = p.spine_front, 60.0
+        cx, cy = self.organs.ivc_x + 4 - rad_c, sf + 12 - rad_c
+        behind_ivc = np.sqrt((X - F32(cx)) ** 2 + (Y - F32(cy)) ** 2) - F32(rad_c)
+        d = fields.subtract(d, behind_ivc + Z * 0)
+        guard = fields.ellipsoid(X, Y, Z * 0, (0.0, p.spine_y - 30, 0.0),
+                                 (p.vb_half[0] + 14, p.vb_half[1] + 45, 1e4))
+        d = fields.subtract(d, guard)
+        if self.fissure:
+            plane = np.abs(X - F32(self.fissure_x) - F32(0.25) * Y) - F32(1.8)
+            cleft = fields.intersect(plane, F32(0.15 * self.organs.fc) - Y,
+                                     Z - F32(-0.25 * p.liver_height))
+            d = fields.subtract(d, cleft)
+        return d.astype(F32, copy=False)
+
+    def paint(self) -> dict:
+        """Paint (perihepatic ascites,) parenchyma and vessels; returns meta."""
+        cv, p, rng = self.cv, self.p, self.rng
+        box = self.box()
+        if box is None:
+            return {}
+        d = self.sdf(box)
+        if p.ascites:
+            shell = fields.intersect(d - F32(rng.uniform(5, 20)), self.organs.abdomen_clip(box))
+            cv.paint(box, shell, "ascites")
+        cv.paint(box, d, "liver", label="liver")
+        self._vessels(box, d)
+        return {"right_lobe_semi_mm": [round(float(v), 1) for v in self.right[1]],
+                "left_lobe": round(float(p.left_lobe), 2), "fissure": bool(self.fissure)}
+
+    def _vessels(self, box: Box, liver: np.ndarray) -> None:
+        cv, rng, o = self.cv, self.rng, self.organs
+        porta = np.asarray(o.porta)
+        portal: list = []
+        _tree(rng, porta, (1.0, -0.3, 0.35), rng.uniform(5, 6.5), rng.uniform(25, 40), 3, portal)
+        _tree(rng, porta, (-1.0, 0.6, 0.2), rng.uniform(4, 5.5), rng.uniform(30, 45), 3, portal)
+        hv0 = np.array((o.ivc_x + 4, self.p.spine_front + 22, -0.12 * self.p.liver_height - 10))
+        hepatic: list = []
+        for direction, r in (((1.0, 0.1, -0.35), 5.0), ((0.25, 1.0, -0.35), 4.5),
+                             ((-0.8, 0.8, -0.2), 4.0)):
+            _tree(rng, hv0, direction, r * rng.uniform(0.8, 1.15), rng.uniform(35, 60), 2, hepatic)
+        inside = liver + F32(2.0)
+        for segs, tissue in ((portal, "portal_vein"), (hepatic, "hepatic_vein")):
+            v = np.full(box.shape, 1e3, dtype=F32)
+            for a, b, ra, rb in segs:
+                cv.tube(box, [a, b], [ra, rb], out=v)
+            cv.paint(box, fields.intersect(v, inside), tissue, label="keep")
