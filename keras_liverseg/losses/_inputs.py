@@ -19,6 +19,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable
 
+import keras
 from keras import ops
 
 EPSILON = 1e-7
@@ -97,3 +98,38 @@ def per_sample_mean(values):
 def per_sample(value, like):
     """Broadcast a scalar (a whole-batch loss) to ``(batch,)`` of ``like``."""
     return ops.broadcast_to(ops.reshape(value, (1,)), (ops.shape(like)[0],))
+
+
+class PixelwiseLoss(keras.losses.Loss):
+    """Base of the losses that compare probabilities with the one-hot target pixel by pixel.
+
+    A subclass defines :meth:`pixel_loss` (``(batch, ...)`` values) and ``DEFAULT_NAME``;
+    the loss is their mean per sample.
+
+    Args:
+        foreground_labels: label values that are foreground for a one-channel output.
+        name, reduction, dtype: as for :class:`keras.losses.Loss`.
+    """
+
+    DEFAULT_NAME = "pixelwise_loss"
+
+    def __init__(
+        self,
+        foreground_labels: Iterable[int] = LIVER_LABELS,
+        name: str | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        dtype: str | None = None,
+    ) -> None:
+        super().__init__(name=name or self.DEFAULT_NAME, reduction=reduction, dtype=dtype)
+        self.foreground_labels = foreground_tuple(foreground_labels)
+
+    def pixel_loss(self, target, probs):
+        raise NotImplementedError
+
+    def call(self, y_true, y_pred):
+        probs = probabilities(y_pred)
+        target = one_hot_targets(y_true, probs, self.foreground_labels)
+        return per_sample_mean(self.pixel_loss(target, probs))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "foreground_labels": list(self.foreground_labels)}

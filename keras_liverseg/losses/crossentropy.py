@@ -12,18 +12,10 @@ on a two-way softmax binary and categorical cross-entropy are the same number).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import keras
 from keras import ops
 
-from keras_liverseg.losses._inputs import (
-    LIVER_LABELS,
-    foreground_tuple,
-    one_hot_targets,
-    per_sample_mean,
-    probabilities,
-)
+from keras_liverseg.losses._inputs import PixelwiseLoss
 
 __all__ = ["CrossEntropyLoss", "pixel_crossentropy"]
 
@@ -36,7 +28,7 @@ def pixel_crossentropy(target, probs):
 
 
 @keras.saving.register_keras_serializable(package="keras_liverseg")
-class CrossEntropyLoss(keras.losses.Loss):
+class CrossEntropyLoss(PixelwiseLoss):
     """Pixel-wise (binary or categorical) cross-entropy from label maps, mean over pixels.
 
     Args:
@@ -44,20 +36,7 @@ class CrossEntropyLoss(keras.losses.Loss):
         name, reduction, dtype: as for :class:`keras.losses.Loss`.
     """
 
-    def __init__(
-        self,
-        foreground_labels: Iterable[int] = LIVER_LABELS,
-        name: str = "crossentropy_loss",
-        reduction: str | None = "sum_over_batch_size",
-        dtype: str | None = None,
-    ) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.foreground_labels = foreground_tuple(foreground_labels)
+    DEFAULT_NAME = "crossentropy_loss"
 
-    def call(self, y_true, y_pred):
-        probs = probabilities(y_pred)
-        target = one_hot_targets(y_true, probs, self.foreground_labels)
-        return per_sample_mean(pixel_crossentropy(target, probs))
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "foreground_labels": list(self.foreground_labels)}
+    def pixel_loss(self, target, probs):
+        return pixel_crossentropy(target, probs)

@@ -11,18 +11,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import keras
 from keras import ops
 
-from keras_liverseg.losses._inputs import (
-    LIVER_LABELS,
-    foreground_tuple,
-    one_hot_targets,
-    per_sample_mean,
-    probabilities,
-)
+from keras_liverseg.losses._inputs import PixelwiseLoss, per_sample_mean
 
 __all__ = ["SmoothL1Loss", "SoftmaxMSELoss"]
 
@@ -65,7 +57,7 @@ class SmoothL1Loss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="keras_liverseg")
-class SoftmaxMSELoss(keras.losses.Loss):
+class SoftmaxMSELoss(PixelwiseLoss):
     """Mean squared error between probabilities and one-hot labels (mU-Net's loss).
 
     ``loss = mean over pixels and channels of (p_c - y_c)^2``; with one sigmoid channel the
@@ -76,20 +68,7 @@ class SoftmaxMSELoss(keras.losses.Loss):
         name, reduction, dtype: as for :class:`keras.losses.Loss`.
     """
 
-    def __init__(
-        self,
-        foreground_labels: Iterable[int] = LIVER_LABELS,
-        name: str = "softmax_mse_loss",
-        reduction: str | None = "sum_over_batch_size",
-        dtype: str | None = None,
-    ) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.foreground_labels = foreground_tuple(foreground_labels)
+    DEFAULT_NAME = "softmax_mse_loss"
 
-    def call(self, y_true, y_pred):
-        probs = probabilities(y_pred)
-        target = one_hot_targets(y_true, probs, self.foreground_labels)
-        return per_sample_mean(ops.square(probs - target))
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "foreground_labels": list(self.foreground_labels)}
+    def pixel_loss(self, target, probs):
+        return ops.square(probs - target)

@@ -131,11 +131,7 @@ def _paint_loop(organs: Organs, box, region, path, radius, kind, fluid, rng) -> 
             continue
         cv.paint(b, lumen, fluid)
         if kind == "gas":
-            inside = lumen < 0
-            if inside.any():
-                ys = np.broadcast_to(b.Y, lumen.shape)[inside]
-                level = np.quantile(ys, rng.uniform(0.2, 0.8))
-                cv.paint(b, fields.intersect(lumen, F32(level) - b.Y), "gas")
+            cv.paint_gas_level(b, lumen, rng, 0.2, 0.8)
 
 
 def _shift(outer, sub):

@@ -140,6 +140,20 @@ class Canvas:
         return fields.occupancy(sdf, self.h)
 
     # -- painting -------------------------------------------------------------------------
+    def paint_gas_level(self, box: Box, lumen: np.ndarray, rng: np.random.Generator,
+                        low: float, high: float) -> None:
+        """Gas above an air-fluid level inside ``lumen`` (a hollow organ lying supine).
+
+        The level lies at a random quantile in ``[low, high]`` of the lumen's y range; gas
+        rises to the anterior (smaller y) side.
+        """
+        inside = lumen < 0
+        if not inside.any():
+            return
+        ys = np.broadcast_to(box.Y, lumen.shape)[inside]
+        level = np.quantile(ys, rng.uniform(low, high))
+        self.paint(box, fields.intersect(lumen, np.float32(level) - box.Y), "gas")
+
     def paint(
         self,
         box: Box | None,

@@ -143,11 +143,7 @@ class Organs:
             return
         cv.paint(box, lumen, fluid)
         if content == "gas_fluid":
-            inside = lumen < 0
-            if inside.any():
-                ys = np.broadcast_to(box.Y, lumen.shape)[inside]
-                level = np.quantile(ys, rng.uniform(0.4, 0.9))
-                cv.paint(box, fields.intersect(lumen, F32(level) - box.Y), "gas")
+            cv.paint_gas_level(box, lumen, rng, 0.4, 0.9)
 
     def paint_pancreas(self) -> None:
         cv, rng = self.cv, self.rng
