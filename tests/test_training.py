@@ -178,3 +178,25 @@ def test_the_same_tiny_run_on_jax(dataset, tmp_path):
     rows = history(run)
     assert len(rows) == 3 and float(rows[-1]["loss"]) < float(rows[0]["loss"])
     assert json.loads((run / "model_card.json").read_text())["versions"]["backend"] == "jax"
+
+
+def test_es_unet_pp_trains_in_two_stages_from_one_command(dataset, tmp_path):
+    config = config_file(tmp_path, encoder_epochs=3, feature_supervision="encoder",
+                         model_config={"input_shape": [32, 32, 3],
+                                       "filters": [4, 8, 16, 32, 64]})
+    run = tmp_path / "es"
+    result = CliRunner().invoke(cli, train_args(dataset, run, config, "--model", "es_unet_pp",
+                                                "--epochs", "2"))
+    assert result.exit_code == 0, result.output
+    assert (run / "encoder.weights.h5").is_file()
+    with (run / "encoder_history.csv").open() as handle:
+        encoder_losses = [float(r["loss"]) for r in csv.DictReader(handle)]
+    assert len(encoder_losses) == 3 and encoder_losses[-1] < encoder_losses[0]
+    assert len(history(run)) == 2
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["training"]["feature_supervision"] == "encoder"
+
+    import keras
+
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    assert {f"enc_{i}_0" for i in range(1, 5)} <= set(model.output_names)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_liverseg.data.sampler import SliceSampler
+from keras_liverseg.data.sampler import SliceSampler, one_hot
 from keras_liverseg.losses import deep_supervision_targets
 
 
@@ -13,11 +13,14 @@ class SliceBatches(keras.utils.PyDataset):
 
     Epoch ``e`` serves slices ``start + (e * steps + i) * batch_size ...``: the same stream
     as :func:`keras_liverseg.data.tfdata.slice_dataset`, so both backends train on
-    identical data.
+    identical data. ``label_inputs`` feeds one-hot label maps instead of CT (ES-UNet++'s
+    encoding network); ``extra_targets(labels) -> {name: target}`` adds targets that are not
+    label maps (ES-UNet++'s encoder features).
     """
 
     def __init__(self, sampler: SliceSampler, heads: dict[str, tuple], batch_size: int,
-                 steps: int, start: int = 0, **kwargs):
+                 steps: int, start: int = 0, label_inputs: int | None = None,
+                 extra_targets=None, **kwargs):
         super().__init__(**kwargs)
         self.sampler = sampler
         self.heads = {n: s for n, s in heads.items() if not n.startswith("enc_")}
@@ -25,6 +28,8 @@ class SliceBatches(keras.utils.PyDataset):
         self.steps = int(steps)
         self.start = int(start)
         self.epoch = 0
+        self.label_inputs = label_inputs
+        self.extra_targets = extra_targets
 
     def __len__(self) -> int:
         return self.steps
@@ -32,7 +37,10 @@ class SliceBatches(keras.utils.PyDataset):
     def __getitem__(self, i: int):
         first = self.start + (self.epoch * self.steps + i) * self.batch_size
         x, y = self.sampler.batch(range(first, first + self.batch_size))
-        return x, deep_supervision_targets(list(self.heads), y)
+        targets = deep_supervision_targets(list(self.heads), y)
+        if self.extra_targets is not None:
+            targets.update(self.extra_targets(y))
+        return (one_hot(y, self.label_inputs) if self.label_inputs else x), targets
 
     def on_epoch_end(self):
         self.epoch += 1

@@ -107,6 +107,11 @@ def _random_affine(x, y, aug: Augmentation, rng):
     return out, labels
 
 
+def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    """``(..., classes)`` float32 one-hot of integer labels (values above clipped)."""
+    return np.eye(classes, dtype=np.float32)[np.minimum(labels, classes - 1)]
+
+
 class SliceSampler:
     """Draw training slices from a list of :class:`Volume`.
 

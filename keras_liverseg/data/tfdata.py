@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_liverseg.data.sampler import SliceSampler
+from keras_liverseg.data.sampler import SliceSampler, one_hot
 from keras_liverseg.losses import deep_supervision_targets
 
 
@@ -21,6 +21,7 @@ def slice_dataset(
     batch_size: int,
     start: int = 0,
     count: int | None = None,
+    label_inputs: int | None = None,
 ) -> tf.data.Dataset:
     """Batches ``(x, {head: target})`` of training slices.
 
@@ -31,14 +32,18 @@ def slice_dataset(
         batch_size: slices per batch.
         start: index of the first slice (a resumed run continues where it stopped).
         count: number of batches, or ``None`` for an endless stream.
+        label_inputs: feed the one-hot label map of the slice (this many classes) instead
+            of CT: the input of ES-UNet++'s encoding UNet++.
     """
     names = [n for n in heads if not n.startswith("enc_")]
     height, width = sampler.input_size
-    channels = sampler.context_slices
+    channels = label_inputs or sampler.context_slices
 
     def make_batch(first):
         indices = range(int(first), int(first) + batch_size)
         x, y = sampler.batch(indices)
+        if label_inputs:
+            x = one_hot(y, label_inputs)
         targets = deep_supervision_targets(names, y)
         return (x, *[targets[n] for n in names])
 

@@ -32,6 +32,11 @@ class TrainConfig:
         liver_fraction, tumor_fraction: foreground-aware sampling shares.
         augment: use the default augmentation.
         validation_cases_max: at most this many validation volumes per epoch.
+        encoder_epochs: ES-UNet++ only: epochs of the encoding UNet++ (default: a third of
+            ``epochs``, at least 1).
+        feature_supervision: ES-UNet++ only: Smooth-L1 on every encoder level
+            (``"encoder"``, ES) or on the bottleneck only (``"bottleneck"``, BS).
+        feature_weight: ES-UNet++ only: weight ``w2`` of the Smooth-L1 loss.
         command: the command line that started the run (for the model card).
     """
 
@@ -54,6 +59,9 @@ class TrainConfig:
     tumor_fraction: float = 0.15
     augment: bool = True
     validation_cases_max: int = 20
+    encoder_epochs: int | None = None
+    feature_supervision: str = "encoder"
+    feature_weight: float = 1.0
     command: str = ""
 
     def __post_init__(self):
@@ -64,6 +72,9 @@ class TrainConfig:
         for name in ("epochs", "steps_per_epoch", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.feature_supervision not in ("encoder", "bottleneck"):
+            raise ValueError("feature_supervision must be 'encoder' or 'bottleneck', got "
+                             f"{self.feature_supervision!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning rate must be > 0, got {self.learning_rate!r}")
 

@@ -30,6 +30,8 @@ from keras_liverseg.data.datasets import find_cases, split_cases, write_split
 from keras_liverseg.data.sampler import Augmentation, SliceSampler
 from keras_liverseg.data.volumes import load_volume
 from keras_liverseg.training.config import TrainConfig
+from keras_liverseg.training.epochs import make_epoch_runner, strategy_scope
+from keras_liverseg.training.es_unet_pp import FEATURES, encoding_stage, supervised_features
 from keras_liverseg.training.validation import validate
 
 HISTORY_FIELDS = ["epoch", "loss", "dice_per_case", "dice_per_case_liver",
@@ -57,15 +59,14 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     log(f"data: {len(train_cases)} training and {len(val_cases)} validation cases "
         f"({sum(v.depth for v in train_volumes)} training slices)")
 
-    with _scope(strategy):
+    with strategy_scope(strategy):
         model = _build_model(config)
         total_steps = config.epochs * config.steps_per_epoch
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps,
                                                           alpha=0.05)
         optimizer = keras.optimizers.Adam(schedule)
-        head_losses, head_weights = losses.deep_supervision_losses(
-            model, _segmentation_loss(model.name, config.num_classes))
         optimizer.build(model.trainable_variables)
+    head_losses, head_weights = _losses(config, model)
     if state["epoch"] > 0:
         _restore(run, model, optimizer)
         log(f"resuming after epoch {state['epoch']}")
@@ -77,8 +78,12 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     heads = {name: tuple(out.shape[1:]) for name, out in zip(model.output_names, model.outputs,
                                                             strict=True)}
     heads = {name: shape for name, shape in heads.items() if name in head_losses}
-    epoch_runner = _epoch_runner(backend, model, optimizer, head_losses, head_weights,
-                                 strategy, sampler, heads, config)
+    extra_targets = None
+    if _two_stage(config):
+        extra_targets = encoding_stage(config, run, strategy, sampler, log)
+    epoch_runner = make_epoch_runner(model, optimizer, head_losses, head_weights, strategy,
+                                     sampler, heads, config.steps_per_epoch, config.batch_size,
+                                     extra_targets=extra_targets)
     writer = _summary_writer(run / "logs")
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
@@ -136,8 +141,31 @@ def _check_model(config: TrainConfig) -> None:
         raise ValueError(f"{config.model} is a pruned view of another entry; train that one")
 
 
+def _two_stage(config: TrainConfig) -> bool:
+    """ES-UNet++ trains an encoding UNet++ first and supervises the encoder with it."""
+    return zoo.get_entry(config.model).architecture == "es_unet_pp"
+
+
+def _losses(config: TrainConfig, model: keras.Model) -> tuple[dict, dict]:
+    """The paper's loss on every segmentation head (and Smooth-L1 for ES-UNet++)."""
+    head_losses, head_weights = losses.deep_supervision_losses(
+        model, _segmentation_loss(model.name, config.num_classes),
+        feature_loss=losses.SmoothL1Loss() if _two_stage(config) else None,
+        feature_weight=config.feature_weight)
+    if _two_stage(config):
+        for name in set(FEATURES) - set(supervised_features(config)):
+            head_losses.pop(name)
+            head_weights.pop(name)
+        supervised = supervised_features(config)
+        for name in supervised:
+            head_weights[name] = config.feature_weight / len(supervised)
+    return head_losses, head_weights
+
+
 def _build_model(config: TrainConfig) -> keras.Model:
     overrides = {"num_classes": config.num_classes, **config.model_config}
+    if _two_stage(config):
+        overrides["encoder_features"] = True
     model = zoo.load(config.model, weights=None, **overrides)
     if config.init:
         if config.init.startswith("zoo:"):
@@ -162,47 +190,6 @@ def _strategy(config: TrainConfig):
 
     return make_strategy(config.strategy)
 
-
-class _NoScope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _scope(strategy):
-    return strategy.scope() if strategy is not None else _NoScope()
-
-
-# --- one epoch, per backend -----------------------------------------------------------------
-
-def _epoch_runner(backend, model, optimizer, head_losses, head_weights, strategy, sampler,
-                  heads, config: TrainConfig):
-    """A function ``first_slice_index -> mean training loss`` of one epoch."""
-    steps, batch = config.steps_per_epoch, config.batch_size
-    if backend == "tensorflow":
-        from keras_liverseg.data.tfdata import slice_dataset
-        from keras_liverseg.training.steps import DistributedTrainer
-
-        trainer = DistributedTrainer(model, head_losses, head_weights, optimizer, strategy)
-
-        def run_epoch(first: int) -> float:
-            dataset = slice_dataset(sampler, heads, batch, start=first, count=steps)
-            return trainer.train(strategy.experimental_distribute_dataset(dataset), steps)
-
-        return run_epoch
-
-    from keras_liverseg.data.pydataset import SliceBatches
-
-    model.compile(optimizer=optimizer, loss=head_losses, loss_weights=head_weights)
-
-    def run_epoch(first: int) -> float:
-        data = SliceBatches(sampler, heads, batch, steps, start=first)
-        history = model.fit(data, epochs=1, verbose=0)
-        return float(history.history["loss"][-1])
-
-    return run_epoch
 
 
 # --- saving ---------------------------------------------------------------------------------

@@ -49,18 +49,23 @@ class DistributedTrainer:
         loss_weights: output name -> weight.
         optimizer: a Keras optimizer created inside ``strategy.scope()``.
         strategy: the ``tf.distribute`` strategy.
+        extra_targets: ``targets -> {name: target}`` computed inside the step (ES-UNet++'s
+            encoder-feature targets from the frozen encoding network).
     """
 
-    def __init__(self, model, losses, loss_weights, optimizer, strategy):
+    def __init__(self, model, losses, loss_weights, optimizer, strategy, extra_targets=None):
         self.model = model
         self.losses = dict(losses)
         self.loss_weights = {name: float(loss_weights.get(name, 1.0)) for name in self.losses}
         self.optimizer = optimizer
         self.strategy = strategy
+        self.extra_targets = extra_targets
         self._step = tf.function(self._distributed_step, reduce_retracing=True)
         self._sync = tf.function(self._average_non_trainable)
 
     def _replica_step(self, x, targets):
+        if self.extra_targets is not None:
+            targets = {**targets, **self.extra_targets(targets)}
         with tf.GradientTape() as tape:
             outputs = self.model(x, training=True)
             if not isinstance(outputs, dict):
