@@ -44,6 +44,8 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     backend = keras.backend.backend()
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs its first op.
     strategy = _strategy(config) if backend == "tensorflow" else None
+    if backend == "jax":
+        _jax_distribution(config, log)
     _check_model(config)
     cases = find_cases(config.data)
     train_cases, val_cases = split_cases(cases, config.validation_fraction, config.seed,
@@ -189,6 +191,18 @@ def _strategy(config: TrainConfig):
     from keras_liverseg.training.steps import make_strategy
 
     return make_strategy(config.strategy)
+
+
+def _jax_distribution(config: TrainConfig, log) -> None:
+    """On JAX, ``keras.distribution.DataParallel`` over the local devices (``auto`` with
+    more than one device, or ``mirrored``); ``multi-worker`` is TensorFlow-only."""
+    if config.strategy == "multi-worker":
+        raise ValueError("strategy multi-worker needs the TensorFlow backend; on JAX use "
+                         "auto, one or mirrored (data parallel over the local devices)")
+    devices = keras.distribution.list_devices()
+    if config.strategy == "mirrored" or (config.strategy == "auto" and len(devices) > 1):
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        log(f"data parallel over {len(devices)} JAX devices")
 
 
 
