@@ -124,3 +124,17 @@ def test_context_and_task_labels():
     np.testing.assert_array_equal(context_indices(9, 5, 10), [7, 8, 9, 9, 9])
     np.testing.assert_array_equal(task_labels(np.array([0, 1, 2]), "liver"), [0, 1, 1])
     np.testing.assert_array_equal(task_labels(np.array([0, 1, 2]), "tumor"), [0, 0, 1])
+
+
+def test_liver_roi_crops_for_the_tumor_stage(lits):
+    from keras_liverseg.data.volumes import crop_to_liver
+
+    volume = load_volume(find_cases(lits)[0])
+    crop = crop_to_liver(volume, margin=0.1, slices=1)
+    liver = np.asarray(volume.labels) >= 1
+    assert (np.asarray(crop.labels) >= 1).sum() == liver.sum()  # the whole liver is inside
+    assert crop.image.shape == crop.labels.shape
+    assert all(crop.image.shape[a] < volume.image.shape[a] for a in (0, 1))
+    assert crop.depth <= volume.liver_slices.size + 2
+    np.testing.assert_array_equal(crop.tumor_slices - crop.tumor_slices.min(),
+                                  volume.tumor_slices - volume.tumor_slices.min())

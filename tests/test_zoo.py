@@ -90,3 +90,18 @@ def test_loaded_keras_file_keeps_safe_mode(tmp_path):
     assert isinstance(zoo.load("unet", weights=path), keras.Model)
     with pytest.raises(ValueError, match="configuration"):
         zoo.load("unet", weights=path, input_shape=(64, 64, 1))
+
+
+BUNDLED = [e for e in zoo.entries() if e.weights_file is not None]
+
+
+@pytest.mark.parametrize("entry", BUNDLED, ids=[e.name for e in BUNDLED])
+def test_bundled_weights_load_and_match_their_sha256(entry):
+    path = entry.weights_path()
+    assert path is not None, f"{entry.weights_file} is not installed with the package"
+    assert entry.sha256 and zoo.sha256_of(path) == entry.sha256
+    assert path.stat().st_size < 25 * 2**20
+    model = zoo.load(entry.name)
+    x = np.random.default_rng(5).uniform(-300, 300, (1, *model.inputs[0].shape[1:]))
+    y = models.inference_model(model).predict(x.astype("float32"), verbose=0)
+    assert np.isfinite(y).all()

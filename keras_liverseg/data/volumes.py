@@ -61,14 +61,41 @@ def load_volume(case: Case, cache_dir: str | os.PathLike | None = None) -> Volum
                 partial = path.with_suffix(".partial.npy")
                 np.save(partial, array)
                 partial.replace(path)
+    return _volume(case.case_id, image, labels)
+
+
+def _volume(case_id: str, image: np.ndarray, labels: np.ndarray) -> Volume:
     per_slice = labels.reshape(-1, labels.shape[2])
     return Volume(
-        case_id=case.case_id,
+        case_id=case_id,
         image=image,
         labels=labels,
         liver_slices=np.flatnonzero(per_slice.max(axis=0) >= 1),
         tumor_slices=np.flatnonzero((per_slice == 2).any(axis=0)),
     )
+
+
+def crop_to_liver(volume: Volume, margin: float = 0.1, slices: int = 2) -> Volume:
+    """The liver's region of interest: the tumor stage of a liver -> tumor cascade.
+
+    ES-UNet++ (Cui et al., Sec. 4.1) segments tumors in a second network that sees only the
+    liver's region. The crop is the liver's in-plane bounding box over the whole volume,
+    widened by ``margin`` of its size on every side, and the liver's slices plus ``slices``
+    on each end; a volume without liver is returned whole. The sampler then resizes the
+    crops to the model input like whole slices.
+    """
+    if volume.liver_slices.size == 0:
+        return volume
+    liver = np.asarray(volume.labels[:, :, volume.liver_slices]) >= 1
+    bounds = []
+    for axis, length in ((0, volume.labels.shape[0]), (1, volume.labels.shape[1])):
+        hit = np.flatnonzero(liver.any(axis=tuple(a for a in range(3) if a != axis)))
+        pad = int(np.ceil(margin * (hit[-1] - hit[0] + 1)))
+        bounds.append(slice(max(hit[0] - pad, 0), min(hit[-1] + 1 + pad, length)))
+    first, last = volume.liver_slices[0], volume.liver_slices[-1]
+    bounds.append(slice(max(first - slices, 0), min(last + 1 + slices, volume.depth)))
+    box = tuple(bounds)
+    return _volume(volume.case_id, volume.image[box], volume.labels[box])
 
 
 def _decode(case: Case) -> tuple[np.ndarray, np.ndarray]:

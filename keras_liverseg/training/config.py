@@ -37,6 +37,8 @@ class TrainConfig:
         feature_supervision: ES-UNet++ only: Smooth-L1 on every encoder level
             (``"encoder"``, ES) or on the bottleneck only (``"bottleneck"``, BS).
         feature_weight: ES-UNet++ only: weight ``w2`` of the Smooth-L1 loss.
+        liver_roi: train (and validate) on the liver's region of interest, the tumor stage
+            of a cascade (default: on for ``task="tumor"``).
         command: the command line that started the run (for the model card).
     """
 
@@ -62,6 +64,7 @@ class TrainConfig:
     encoder_epochs: int | None = None
     feature_supervision: str = "encoder"
     feature_weight: float = 1.0
+    liver_roi: bool | None = None
     command: str = ""
 
     def __post_init__(self):
@@ -77,6 +80,10 @@ class TrainConfig:
                              f"{self.feature_supervision!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning rate must be > 0, got {self.learning_rate!r}")
+
+    @property
+    def crops_to_liver(self) -> bool:
+        return self.task == "tumor" if self.liver_roi is None else bool(self.liver_roi)
 
     @property
     def num_classes(self) -> int:

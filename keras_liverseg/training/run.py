@@ -28,7 +28,7 @@ import numpy as np
 from keras_liverseg import __version__, losses, models, zoo
 from keras_liverseg.data.datasets import find_cases, split_cases, write_split
 from keras_liverseg.data.sampler import Augmentation, SliceSampler
-from keras_liverseg.data.volumes import load_volume
+from keras_liverseg.data.volumes import crop_to_liver, load_volume
 from keras_liverseg.training.config import TrainConfig
 from keras_liverseg.training.epochs import make_epoch_runner, strategy_scope
 from keras_liverseg.training.es_unet_pp import FEATURES, encoding_stage, supervised_features
@@ -58,6 +58,9 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     cache = run / "cache"
     train_volumes = [load_volume(c, cache) for c in train_cases]
     val_volumes = [load_volume(c, cache) for c in val_cases[: config.validation_cases_max]]
+    if config.crops_to_liver:  # the tumor stage of a liver -> tumor cascade
+        train_volumes = [crop_to_liver(v) for v in train_volumes]
+        val_volumes = [crop_to_liver(v) for v in val_volumes]
     log(f"data: {len(train_cases)} training and {len(val_cases)} validation cases "
         f"({sum(v.depth for v in train_volumes)} training slices)")
 
