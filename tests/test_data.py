@@ -138,3 +138,19 @@ def test_liver_roi_crops_for_the_tumor_stage(lits):
     assert crop.depth <= volume.liver_slices.size + 2
     np.testing.assert_array_equal(crop.tumor_slices - crop.tumor_slices.min(),
                                   volume.tumor_slices - volume.tumor_slices.min())
+
+
+def test_clahe_spreads_a_narrow_window_and_keeps_the_rest():
+    from keras_liverseg.data.clahe import clahe
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(60, 5, (64, 64)).astype(np.float32)  # low-contrast soft tissue
+    image[:8] = -1000.0  # air, outside the window
+    out = clahe(image, window=(-100, 400), clip_limit=4.0, tiles=(4, 4))
+    np.testing.assert_array_equal(out[:8], image[:8])
+    assert out[8:].std() > 3 * image[8:].std()  # contrast stretched
+    assert out[8:].min() >= -100 and out[8:].max() <= 400
+    order = np.argsort(image[8:40, 8:40].ravel())  # locally monotone mapping
+    assert np.corrcoef(image[8:40, 8:40].ravel()[order], out[8:40, 8:40].ravel()[order])[0, 1] > 0.9
+    flat = np.full((32, 32), 150.0, np.float32)
+    assert np.ptp(clahe(flat, tiles=(2, 2))) < 1e-3  # a flat slice stays flat

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from keras_liverseg.data.clahe import clahe
 from keras_liverseg.data.volumes import Volume
 from keras_liverseg.io.slices import resize_labels, slice_stack
 
@@ -57,6 +58,8 @@ class Augmentation:
         hu_shift: maximum additive HU offset (contrast-phase / calibration variation).
         hu_scale: maximum relative contrast change around 40 HU (soft tissue).
         noise_hu: maximum standard deviation of added Gaussian noise, HU.
+        clahe: probability of CLAHE on the [-100, 400] HU window (ES-UNet++; clip 4, 8x8
+            tiles; :func:`keras_liverseg.data.clahe.clahe`).
     """
 
     flip_lr: float = 0.0
@@ -69,6 +72,7 @@ class Augmentation:
     hu_shift: float = 25.0
     hu_scale: float = 0.12
     noise_hu: float = 12.0
+    clahe: float = 0.0
 
 
 def augment(x: np.ndarray, y: np.ndarray, aug: Augmentation, rng: np.random.Generator):
@@ -83,6 +87,9 @@ def augment(x: np.ndarray, y: np.ndarray, aug: Augmentation, rng: np.random.Gene
     if rng.random() < aug.affine:
         x, y = _random_affine(x, y, aug, rng)
     x = np.array(x, dtype=np.float32)
+    if rng.random() < aug.clahe:
+        for c in range(x.shape[2]):
+            x[..., c] = clahe(x[..., c])
     contrast = 1.0 + rng.uniform(-aug.hu_scale, aug.hu_scale)
     x = (x - 40.0) * contrast + 40.0 + rng.uniform(-aug.hu_shift, aug.hu_shift)
     if aug.noise_hu > 0:

@@ -31,6 +31,7 @@ class TrainConfig:
         validation_fraction, split_file, seed: the case split and the sampling seed.
         liver_fraction, tumor_fraction: foreground-aware sampling shares.
         augment: use the default augmentation.
+        clahe: with ``augment``, the probability of CLAHE on a slice (ES-UNet++).
         validation_cases_max: at most this many validation volumes per epoch.
         encoder_epochs: ES-UNet++ only: epochs of the encoding UNet++ (default: a third of
             ``epochs``, at least 1).
@@ -60,6 +61,7 @@ class TrainConfig:
     liver_fraction: float = 0.5
     tumor_fraction: float = 0.15
     augment: bool = True
+    clahe: float = 0.0
     validation_cases_max: int = 20
     encoder_epochs: int | None = None
     feature_supervision: str = "encoder"
