@@ -77,9 +77,10 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
         log(f"resuming after epoch {state['epoch']}")
 
     pre = models.preprocessing_of(model)
+    augmentation = Augmentation(clahe=config.clahe) if config.augment else None
     sampler = SliceSampler(train_volumes, pre.input_size, pre.context_slices,
-                           config.liver_fraction, config.tumor_fraction,
-                           Augmentation(clahe=config.clahe) if config.augment else None, config.seed, config.task)
+                           config.liver_fraction, config.tumor_fraction, augmentation,
+                           config.seed, config.task)
     heads = {name: tuple(out.shape[1:]) for name, out in zip(model.output_names, model.outputs,
                                                             strict=True)}
     heads = {name: shape for name, shape in heads.items() if name in head_losses}
