@@ -47,8 +47,10 @@ def history(run: Path) -> list[dict]:
 
 def test_tiny_run_learns_and_writes_every_artefact(dataset, tmp_path):
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, train_args(dataset, run, config_file(tmp_path),
-                                                "--epochs", "4"))
+    # UNet# with both kinds of deep supervision and the classification guides, together
+    config = config_file(tmp_path, model_config={**TINY, "decoder_heads": True,
+                                                 "classification_guide": True})
+    result = CliRunner().invoke(cli, train_args(dataset, run, config, "--epochs", "4"))
     assert result.exit_code == 0, result.output
     for name in ("config.json", "split.json", "state.json", "model.keras", "model_card.json",
                  "model_card.md", "history.csv", "checkpoints/best.weights.h5",
@@ -68,7 +70,18 @@ def test_tiny_run_learns_and_writes_every_artefact(dataset, tmp_path):
     import keras
 
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
-    assert model.output_names  # loads without custom objects in safe mode
+    assert {"mask", "de_3_0", "cls_mask", "cls_de_1_2"} <= set(model.output_names)
+
+
+def test_mixed_precision_run_stays_finite_and_restores_the_policy(dataset, tmp_path):
+    import keras
+
+    run = tmp_path / "bf16"
+    result = CliRunner().invoke(cli, train_args(dataset, run, config_file(tmp_path),
+                                                "--epochs", "1", "--mixed-precision"))
+    assert result.exit_code == 0, result.output
+    assert np.isfinite(float(history(run)[0]["loss"]))
+    assert keras.mixed_precision.global_policy().name == "float32"
 
 
 def _optimizer_iterations(run: Path) -> int:

@@ -40,6 +40,14 @@ HISTORY_FIELDS = ["epoch", "loss", "dice_per_case", "dice_per_case_liver",
 
 def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     """Train as ``config`` says; with ``resume`` continue the run in ``config.output``."""
+    policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(config, resume, log)
+    finally:  # --mixed-precision must not leak into the caller's later models
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(config: TrainConfig, resume: bool, log) -> Path:
     run = Path(config.output)
     backend = keras.backend.backend()
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs its first op.
