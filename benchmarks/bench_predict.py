@@ -8,8 +8,9 @@ TensorFlow/Keras and the model. Models:
   at 256x256x3 whose output is a per-pixel function of HU. It costs almost nothing, so
   the numbers measure the pipeline itself: reading, 2.5D stacking, resizing 512 -> 256 ->
   512, argmax, post-processing, writing.
-* ``zoo:NAME``: the untrained zoo model NAME (e.g. ``zoo:unet_sharp_fast``), saved as a
-  ``.keras`` file and passed with ``--weights``: realistic network cost, random output.
+* ``zoo:NAME``: the zoo model NAME (e.g. ``zoo:unet_sharp``) with its bundled weights (or
+  untrained when it has none), saved as a ``.keras`` file and passed with ``--weights``:
+  the real network cost.
 
 Usage::
 
@@ -81,7 +82,8 @@ def zoo_model(name: str, path: Path) -> None:
     from keras_liverseg import zoo
     from keras_liverseg.models import inference_model
 
-    inference_model(zoo.load(name, weights=None)).save(path)
+    weights = "default" if zoo.get_entry(name).has_default_weights() else None
+    inference_model(zoo.load(name, weights=weights)).save(path)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import click
 from keras_liverseg.cli.errors import UserError
 
 DEMO_SEED = 20261123
-DEMO_SHAPE = (512, 512, 60)
+DEMO_SHAPE = (512, 512, 80)
 
 
 @click.command("demo")

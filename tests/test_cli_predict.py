@@ -1,7 +1,7 @@
 """``liverseg predict``: outputs, geometry on real scans, batch mode and every bad input.
 
 The model is the oracle of conftest.py saved as a ``.keras`` file and passed with
-``--weights`` (no trained weights are released yet).
+``--weights`` (so the tests do not depend on the bundled weights).
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def _bad_inputs(t: Path, oracle: Path, write_dicom_series) -> dict[str, tuple[li
         "output not NIfTI": ([good, "-o", t / "out" / "seg.png", *w], ".nii.gz"),
         "batch output is input": ([t, "-o", t, *w], "INPUT folder"),
         "overlay not png": ([good, "-o", out, *w, "--overlay", t / "out" / "o.jpg"], ".png"),
-        "no weights released": ([good, "-o", out], "--weights PATH"),
+        "no weights released": ([good, "-o", out, "--model", "unet"], "--weights PATH"),
         "weights missing": ([good, "-o", out, "--weights", t / "w.keras"], "not found"),
         "weights bad suffix": ([good, "-o", out, "--weights", t / "text.txt"], ".weights.h5"),
         "weights corrupt": ([good, "-o", out, "--weights", t / "fake.weights.h5"], "cannot load"),

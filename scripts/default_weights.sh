@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Reproduce the default weights of `unet_sharp` and every number of its model card.
+#
+#   bash scripts/default_weights.sh [train|evaluate|all]     (default: all)
+#
+# train:    40 phantoms (seed 1) -> liverseg train -> runs/unet_sharp-default
+# evaluate: 10 held-out phantoms (seed 2, never used in training) -> liverseg predict ->
+#           liverseg evaluate; and predictions on the two real CT examples in ../shared/data
+# Everything runs on the CPU. Outputs: data/, runs/ (both git-ignored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stage=${1:-all}
+run=runs/unet_sharp-default
+weights=$run/checkpoints/best.weights.h5
+
+if [[ $stage == train || $stage == all ]]; then
+  liverseg sample-data -o data/phantoms-train --cases 40 --seed 1 --size 512 512 80
+  liverseg train --data data/phantoms-train --model unet_sharp --epochs 6 \
+    --steps-per-epoch 300 --batch-size 8 --lr 2e-3 --seed 0 -o "$run"
+fi
+
+if [[ $stage == evaluate || $stage == all ]]; then
+  liverseg sample-data -o data/phantoms-test --cases 10 --seed 2 --size 512 512 80 --overwrite
+  mkdir -p data/phantoms-test-volumes data/phantoms-test-pred
+  for f in data/phantoms-test/volume-*.nii.gz; do
+    ln -sf "../phantoms-test/$(basename "$f")" data/phantoms-test-volumes/
+  done
+  liverseg predict data/phantoms-test-volumes -o data/phantoms-test-pred --weights "$weights" \
+    --overwrite --quiet
+  for f in data/phantoms-test-pred/volume-*.nii.gz; do
+    n=$(basename "$f" .nii.gz); mv "$f" "data/phantoms-test-pred/segmentation-${n#volume-}.nii.gz"
+  done
+  liverseg evaluate --pred data/phantoms-test-pred --gt data/phantoms-test \
+    --json data/phantoms-test-metrics.json --overwrite
+  shared=../shared/data
+  if [[ -d $shared ]]; then
+    mkdir -p data/real
+    liverseg predict "$shared/totalsegmentator_example/example_ct_sm.nii.gz" \
+      -o data/real/totalsegmentator_example_seg.nii.gz --weights "$weights" \
+      --report data/real/totalsegmentator_example.json \
+      --overlay data/real/totalsegmentator_example.png --overwrite --quiet
+    liverseg predict "$shared/dcmqi_ct_3slice" -o data/real/dcmqi_ct_3slice_seg.nii.gz \
+      --weights "$weights" --report data/real/dcmqi_ct_3slice.json \
+      --overlay data/real/dcmqi_ct_3slice.png --overwrite --quiet
+  fi
+fi
