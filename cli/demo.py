@@ -8,6 +8,7 @@ phantom's ground truth with the LiTS metrics, and prints the report.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -54,7 +55,8 @@ def demo(ctx: click.Context, folder: Path, model_name: str, overwrite: bool) -> 
     predicted, reference = read_labels(seg), read_labels(truth)
     results = evaluate_labels(predicted.labels, reference.labels, reference.geometry.spacing,
                               classes=("liver", "tumor"))
-    scores = {name: {k: round(v, 4) for k, v in result.metrics.items()}
+    scores = {name: {k: round(v, 4) if math.isfinite(v) else None
+                     for k, v in result.metrics.items()}
               for name, result in results.items()}
     summary = json.loads(report.read_text())
     click.echo(json.dumps({"report": summary, "scores_vs_phantom_truth": scores}, indent=2,
