@@ -216,3 +216,22 @@ def test_es_unet_pp_trains_in_two_stages_from_one_command(dataset, tmp_path):
 
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     assert {f"enc_{i}_0" for i in range(1, 5)} <= set(model.output_names)
+
+
+def test_init_from_weights_starts_where_they_left_off(dataset, tmp_path):
+    first = tmp_path / "first"
+    assert CliRunner().invoke(cli, train_args(dataset, first, config_file(tmp_path),
+                                              "--epochs", "1")).exit_code == 0
+    weights = first / "checkpoints" / "best.weights.h5"
+    second = tmp_path / "second"
+    result = CliRunner().invoke(cli, train_args(dataset, second, config_file(tmp_path),
+                                                "--epochs", "1", "--lr", "1e-12",
+                                                "--init", str(weights)))
+    assert result.exit_code == 0, result.output
+    with h5py.File(weights) as a, h5py.File(second / "checkpoints" / "last.weights.h5") as b:
+        name = "layers/conv2d/vars/0"  # the first convolution's kernel
+        np.testing.assert_allclose(b[name][()], a[name][()], atol=1e-6)
+    bad = CliRunner().invoke(cli, train_args(dataset, tmp_path / "third", config_file(tmp_path),
+                                             "--init", str(tmp_path / "nope.weights.h5")))
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert not (tmp_path / "third").exists()  # nothing half-made

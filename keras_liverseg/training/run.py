@@ -150,9 +150,15 @@ def _start(run: Path, config: TrainConfig, resume: bool) -> dict:
 
 
 def _check_model(config: TrainConfig) -> None:
+    """Fail before the run folder is created: unknown or pruned model, missing --init."""
     entry = zoo.get_entry(config.model)
     if entry.prune_level is not None:
         raise ValueError(f"{config.model} is a pruned view of another entry; train that one")
+    if config.init and config.init.startswith("zoo:"):
+        if not zoo.get_entry(config.init[4:]).has_default_weights():
+            raise ValueError(f"--init {config.init}: that zoo model has no released weights")
+    elif config.init and not Path(config.init).is_file():
+        raise FileNotFoundError(f"--init weights file not found: {config.init}")
 
 
 def _two_stage(config: TrainConfig) -> bool:
