@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from geometry import nifti_geometry
 
 from keras_liverseg.cli.predict import predict
 from keras_liverseg.io import LPS_TO_RAS
@@ -129,22 +130,7 @@ def test_options_reach_the_report_and_quiet_is_silent(tmp_path, oracle_model_fil
 
 
 def _geometry(header) -> dict:
-    keys = (
-        "dim",
-        "pixdim",
-        "qform_code",
-        "sform_code",
-        "srow_x",
-        "srow_y",
-        "srow_z",
-        "quatern_b",
-        "quatern_c",
-        "quatern_d",
-        "qoffset_x",
-        "qoffset_y",
-        "qoffset_z",
-    )
-    return {key: np.asarray(header[key]).tolist() for key in keys}
+    return nifti_geometry(header)
 
 
 def test_real_nifti_comes_back_with_its_geometry(tmp_path, shared_data, oracle_model_file):

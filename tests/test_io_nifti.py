@@ -7,6 +7,7 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
+from geometry import nifti_geometry
 
 from keras_liverseg.io import InputError, atomic_path, load_scan, scan_from_array, write_labels
 
@@ -66,25 +67,8 @@ def test_content_warnings(tmp_path):
     assert any("1 NaN" in w for w in scan_from_array(some_nan).warnings)
 
 
-def _geometry(header):
-    keys = (
-        "dim",
-        "pixdim",
-        "qform_code",
-        "sform_code",
-        "quatern_b",
-        "quatern_c",
-        "quatern_d",
-        "qoffset_x",
-        "qoffset_y",
-        "qoffset_z",
-        "srow_x",
-        "srow_y",
-        "srow_z",
-        "xyzt_units",
-        "dim_info",
-    )
-    return {key: np.asarray(header[key]).tolist() for key in keys}
+def _geometry(header) -> dict:
+    return nifti_geometry(header, ("xyzt_units", "dim_info"))
 
 
 def test_labels_keep_qform_and_sform_even_when_they_differ(tmp_path):

@@ -7,6 +7,7 @@ import itertools
 import nibabel as nib
 import numpy as np
 import pytest
+from geometry import rotation
 
 from keras_liverseg.io import (
     CANONICAL_AXCODES,
@@ -29,12 +30,6 @@ def _affine(axcodes, zooms=(0.7, 0.9, 2.5), offset=(10.0, -20.0, 30.0), rotation
     return affine
 
 
-def _rotation(degrees, axis):
-    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    i, j = [a for a in range(3) if a != axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
 
 
 ORIENTATIONS = [
@@ -51,8 +46,8 @@ ORIENTATIONS = [
 @pytest.mark.parametrize("axcodes", ORIENTATIONS)
 @pytest.mark.parametrize("oblique", [False, True])
 def test_round_trip_keeps_every_voxel_at_its_world_position(axcodes, oblique):
-    rotation = _rotation(25, 0) @ _rotation(-15, 2) if oblique else None
-    affine = _affine(axcodes, rotation=rotation)
+    turn = rotation(25, 0) @ rotation(-15, 2) if oblique else None
+    affine = _affine(axcodes, rotation=turn)
     volume = np.random.default_rng(0).random((5, 6, 7))
     assert nib.aff2axcodes(affine) == axcodes
     canonical, canonical_affine, reorientation = to_canonical(volume, affine)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from geometry import rotation
 
 import keras_liverseg
 from keras_liverseg.inference import PostprocessOptions, predict_volume
@@ -36,12 +37,6 @@ def _phantom(shape, affine):
     return np.choose(labels, [-1000, 200, 400]).astype(np.int16), labels
 
 
-def _rotation(degrees, axis):
-    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    i, j = [a for a in range(3) if a != axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
 
 
 def _affine(linear, shape, centre=(8.0, -6.0, 4.0)):
@@ -57,7 +52,7 @@ CASES = {
     "LPS": (np.diag([-0.9, -0.9, 1.5]), (28, 24, 16)),
     "LAI_anisotropic": (np.diag([-0.6, 1.1, -2.0]), (36, 20, 12)),
     "oblique_ASL": (
-        _rotation(20, 2) @ _rotation(-12, 0) @ np.array([[0, 0, -1.8], [0.8, 0, 0], [0, 0.7, 0]]),
+        rotation(20, 2) @ rotation(-12, 0) @ np.array([[0, 0, -1.8], [0.8, 0, 0], [0, 0.7, 0]]),
         (12, 30, 34),
     ),
 }
