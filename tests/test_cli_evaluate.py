@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_checks import assert_user_error
 from click.testing import CliRunner
 
 from keras_liverseg.cli.evaluate import evaluate
@@ -42,13 +43,6 @@ def _run(*args: object):
     return result
 
 
-def _assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def _expected_dice(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -169,7 +163,7 @@ def test_geometry_mismatch_is_an_error_unless_resampled(tmp_path):
     pred_path = _save(tmp_path / "pred.nii", gt[::-1].copy(), flipped_affine)
 
     result = _run("--pred", pred_path, "--gt", gt_path)
-    _assert_user_error(result, str(pred_path), str(gt_path), "affine", "--resample")
+    assert_user_error(result, str(pred_path), str(gt_path), "affine", "--resample")
 
     out_json = tmp_path / "r.json"
     result = _run("--pred", pred_path, "--gt", gt_path, "--resample", "--json", out_json)
@@ -182,7 +176,7 @@ def test_geometry_mismatch_is_an_error_unless_resampled(tmp_path):
 def test_shape_mismatch_names_both_files(tmp_path):
     gt_path = _save(tmp_path / "gt.nii", _labels())
     pred_path = _save(tmp_path / "pred.nii", _labels()[:-2])
-    _assert_user_error(_run("--pred", pred_path, "--gt", gt_path), str(pred_path), str(gt_path))
+    assert_user_error(_run("--pred", pred_path, "--gt", gt_path), str(pred_path), str(gt_path))
 
 
 def test_resample_to_a_finer_grid(tmp_path):
@@ -218,7 +212,7 @@ def test_refuses_to_overwrite_outputs_without_overwrite(tmp_path):
     out_csv = tmp_path / "out.csv"
     out_csv.write_text("keep me")
     args = ("--pred", tmp_path / "pred.nii", "--gt", tmp_path / "gt.nii", "--csv", out_csv)
-    _assert_user_error(_run(*args), str(out_csv), "--overwrite")
+    assert_user_error(_run(*args), str(out_csv), "--overwrite")
     assert out_csv.read_text() == "keep me"
     result = _run(*args, "--overwrite")
     assert result.exit_code == 0, result.output
@@ -302,7 +296,7 @@ def test_every_bad_input_is_one_line_and_exit_code_2(tmp_path):
     for name, (args, fragment) in cases.items():
         result = _run(*args)
         try:
-            _assert_user_error(result, fragment)
+            assert_user_error(result, fragment)
         except AssertionError as error:
             raise AssertionError(f"{name}: {error}") from None
 

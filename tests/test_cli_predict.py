@@ -18,6 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_checks import assert_user_error
 from click.testing import CliRunner
 from geometry import nifti_geometry
 
@@ -48,13 +49,6 @@ def _run(*args: object):
     return CliRunner().invoke(predict, [str(a) for a in args])
 
 
-def _assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def test_single_scan_with_report_and_overlay(tmp_path, oracle_model_file):
@@ -266,7 +260,7 @@ def test_overwrite(tmp_path, oracle_model_file):
     source = _save(tmp_path / "ct.nii.gz", _volume()[0])
     out = tmp_path / "seg.nii.gz"
     out.write_bytes(b"old")
-    _assert_user_error(_run(source, "-o", out, "--weights", oracle_model_file), "--overwrite")
+    assert_user_error(_run(source, "-o", out, "--weights", oracle_model_file), "--overwrite")
     assert out.read_bytes() == b"old"
     result = _run(source, "-o", out, "--weights", oracle_model_file, "--overwrite", "-q")
     assert result.exit_code == 0 and nib.load(str(out)).shape == SHAPE
@@ -350,7 +344,7 @@ def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(
     for name, (args, fragment) in cases.items():
         result = _run(*args)
         try:
-            _assert_user_error(result, fragment)
+            assert_user_error(result, fragment)
         except AssertionError as error:
             raise AssertionError(f"{name}: {error}") from None
         after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
@@ -368,7 +362,7 @@ def test_gpu_request_without_gpu_is_a_user_error(tmp_path, oracle_model_file):
     result = _run(
         source, "-o", tmp_path / "seg.nii.gz", "--weights", oracle_model_file, "--device", "gpu"
     )
-    _assert_user_error(result, "no GPU")
+    assert_user_error(result, "no GPU")
     assert not (tmp_path / "seg.nii.gz").exists()
 
 
