@@ -18,7 +18,7 @@ from keras_liverseg.io.atomic import (
 )
 from keras_liverseg.io.dicom import LPS_TO_RAS, dicom_files, is_dicom_file, read_dicom_series
 from keras_liverseg.io.errors import InputError
-from keras_liverseg.io.nifti import is_nifti_path, load_nifti, write_labels
+from keras_liverseg.io.nifti import is_nifti_path, load_nifti, open_nifti, write_labels
 from keras_liverseg.io.orientation import (
     CANONICAL_AXCODES,
     Reorientation,
@@ -45,6 +45,7 @@ __all__ = [
     "is_dicom_file",
     "is_nifti_path",
     "load_nifti",
+    "open_nifti",
     "load_scan",
     "read_dicom_series",
     "scan_from_array",

@@ -11,7 +11,8 @@ import numpy as np
 from keras_liverseg.io.atomic import atomic_path
 from keras_liverseg.io.errors import InputError
 
-__all__ = ["NIFTI_SUFFIXES", "is_nifti_path", "label_header", "load_nifti", "write_labels"]
+__all__ = ["NIFTI_SUFFIXES", "is_nifti_path", "label_header", "load_nifti", "open_nifti",
+           "write_labels"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -21,14 +22,11 @@ def is_nifti_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
-def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """Read a NIfTI-1/2 file: its data (scaled to real values, file shape kept) and image.
-
-    The data keep their on-disk integer type when the file has no scaling (usual for CT:
-    int16 HU), else they are float32; never float64, to keep memory low.
+def open_nifti(path: str | os.PathLike) -> nib.Nifti1Image:
+    """Open a NIfTI-1/2 file: its header and a lazy proxy of its data (nothing read yet).
 
     Raises:
-        InputError: missing, unreadable, truncated or non-NIfTI file, complex or RGB data.
+        InputError: a missing path, a folder, or a file nibabel cannot read as NIfTI.
     """
     path = Path(path)
     if not path.exists():
@@ -41,6 +39,19 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
         raise InputError(f"{path}: not a readable NIfTI file ({_reason(error)})") from None
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"{path}: not a NIfTI file (read as {type(image).__name__})")
+    return image
+
+
+def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Read a NIfTI-1/2 file: its data (scaled to real values, file shape kept) and image.
+
+    The data keep their on-disk integer type when the file has no scaling (usual for CT:
+    int16 HU), else they are float32; never float64, to keep memory low.
+
+    Raises:
+        InputError: missing, unreadable, truncated or non-NIfTI file, complex or RGB data.
+    """
+    image = open_nifti(path)
     dtype = image.header.get_data_dtype()
     if dtype.names is not None or dtype.kind == "c":
         raise InputError(f"{path}: unsupported voxel type {dtype} (expected a scalar CT image)")

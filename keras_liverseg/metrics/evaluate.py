@@ -12,9 +12,10 @@ reference is empty) are left out of the means; each summary reports how many cas
 (``n``) and how many it left out (``excluded``). Standard deviations are population ones
 (``ddof=0``, numpy's default).
 
-The NIfTI reading here is deliberately small: nibabel, 3-D volumes (a trailing singleton 4th
-axis is dropped), voxel spacing in mm from the header's zooms (converted if the header says
-metres or microns), labels rounded to integers and checked to lie in {0, 1, 2}.
+NIfTI files are opened by :func:`keras_liverseg.io.open_nifti`. Label volumes must be 3-D (a
+trailing singleton 4th axis is dropped); the voxel spacing in mm comes from the header's zooms
+(converted if the header says metres or microns); labels are rounded to integers and checked
+to lie in {0, 1, 2}.
 """
 
 from __future__ import annotations
@@ -103,19 +104,13 @@ def _one_line(error: BaseException) -> str:
 
 
 def _load(path: Path, role: str):
-    import nibabel as nib  # imported here: only evaluation needs it
+    from keras_liverseg.io.errors import InputError
+    from keras_liverseg.io.nifti import open_nifti
 
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationInputError(f"{role} {path} does not exist or is not a file")
     try:
-        image = nib.load(str(path))
-    except Exception as error:  # nibabel raises many types for damaged files
-        raise EvaluationInputError(
-            f"{role} {path} is not a readable NIfTI file ({_one_line(error)})"
-        ) from None
-    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
-        raise EvaluationInputError(f"{role} {path} is not a NIfTI image")
+        image = open_nifti(path)
+    except InputError as error:
+        raise EvaluationInputError(f"{role} {error}") from None
     shape = tuple(int(n) for n in image.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
