@@ -31,6 +31,13 @@ from keras_liverseg.cli.quiet import import_backend
 @click.option("--init", help="Start from zoo:NAME (its bundled weights) or a weights file.")
 @click.option("--task", type=click.Choice(["liver", "tumor", "both"]),
               help="Classes to learn [both].")
+@click.option("--loss", type=click.Choice(["paper", "dice_ce"]),
+              help="paper: the architecture's own loss; dice_ce: batch Dice + cross-entropy "
+                   "[paper].")
+@click.option("--liver-fraction", type=float,
+              help="Share of training slices drawn from slices with liver [0.5].")
+@click.option("--tumor-fraction", type=float,
+              help="Share of training slices drawn from slices with tumor [0.15].")
 @click.option("--seed", type=int, help="Split and sampling seed [0].")
 @click.option("--split-file", type=click.Path(path_type=Path, dir_okay=False),
               help='JSON {"train": [...], "validation": [...]} of case ids.')

@@ -78,9 +78,12 @@ def test_mixed_precision_run_stays_finite_and_restores_the_policy(dataset, tmp_p
 
     run = tmp_path / "bf16"
     result = CliRunner().invoke(cli, train_args(dataset, run, config_file(tmp_path),
-                                                "--epochs", "1", "--mixed-precision"))
+                                                "--epochs", "1", "--mixed-precision",
+                                                "--loss", "dice_ce", "--tumor-fraction", "0.5"))
     assert result.exit_code == 0, result.output
     assert np.isfinite(float(history(run)[0]["loss"]))
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["loss"], saved["tumor_fraction"]) == ("dice_ce", 0.5)
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
@@ -132,6 +135,8 @@ def test_bad_runs_are_one_line_errors(dataset, tmp_path):
         train_args(dataset, tmp_path / "r4", config, "--resume"),
         train_args(dataset, tmp_path / "r5", config, "--model", "nnunet"),
         train_args(dataset, tmp_path / "r6", config, "--epochs", "0"),
+        train_args(dataset, tmp_path / "r7", config, "--tumor-fraction", "0.8",
+                   "--liver-fraction", "0.5"),
     ]
     (tmp_path / "empty_dir").mkdir()
     for args in cases:
@@ -140,6 +145,19 @@ def test_bad_runs_are_one_line_errors(dataset, tmp_path):
         assert "Traceback" not in result.output
         assert result.output.strip().count("\n") == 0, result.output
     assert "segmentation-1" in CliRunner().invoke(cli, cases[2]).output
+
+
+def test_the_loss_setting_picks_the_papers_loss_or_batch_dice_ce():
+    from keras_liverseg import losses
+    from keras_liverseg.training.config import TrainConfig
+    from keras_liverseg.training.run import _segmentation_loss
+
+    assert isinstance(_segmentation_loss("unet_sharp"), losses.MixedLoss)
+    assert isinstance(_segmentation_loss("mu_net"), losses.SoftmaxMSELoss)
+    batch = _segmentation_loss("unet_sharp", "dice_ce")
+    assert isinstance(batch, losses.SegLoss) and not batch.per_image
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig(data="d", output="o", loss="hinge")
 
 
 def _free_ports(count: int) -> list[int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from keras_liverseg.data.sampler import TASKS
 
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
+LOSSES = ("paper", "dice_ce")
 
 
 @dataclass
@@ -30,6 +31,9 @@ class TrainConfig:
         init: ``None``, ``"zoo:NAME"`` (that entry's default weights) or a weights path.
         validation_fraction, split_file, seed: the case split and the sampling seed.
         liver_fraction, tumor_fraction: foreground-aware sampling shares.
+        loss: ``"paper"`` (the loss of the architecture's paper on every head) or
+            ``"dice_ce"`` (soft Dice over the whole batch plus cross-entropy, as nnU-Net
+            trains: a class absent from an image does not reward empty predictions).
         augment: use the default augmentation.
         clahe: with ``augment``, the probability of CLAHE on a slice (ES-UNet++).
         validation_cases_max: at most this many validation volumes per epoch.
@@ -60,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     liver_fraction: float = 0.5
     tumor_fraction: float = 0.15
+    loss: str = "paper"
     augment: bool = True
     clahe: float = 0.0
     validation_cases_max: int = 20
@@ -77,6 +82,12 @@ class TrainConfig:
         for name in ("epochs", "steps_per_epoch", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        fractions = (self.liver_fraction, self.tumor_fraction)
+        if min(fractions) < 0 or sum(fractions) > 1:
+            raise ValueError("liver_fraction and tumor_fraction must be >= 0 with a sum <= 1, "
+                             f"got {self.liver_fraction!r} and {self.tumor_fraction!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.feature_supervision not in ("encoder", "bottleneck"):
             raise ValueError("feature_supervision must be 'encoder' or 'bottleneck', got "
                              f"{self.feature_supervision!r}")

@@ -169,7 +169,7 @@ def _two_stage(config: TrainConfig) -> bool:
 def _losses(config: TrainConfig, model: keras.Model) -> tuple[dict, dict]:
     """The paper's loss on every segmentation head (and Smooth-L1 for ES-UNet++)."""
     head_losses, head_weights = losses.deep_supervision_losses(
-        model, _segmentation_loss(model.name, config.num_classes),
+        model, _segmentation_loss(model.name, config.loss),
         feature_loss=losses.SmoothL1Loss() if _two_stage(config) else None,
         feature_weight=config.feature_weight)
     if _two_stage(config):
@@ -196,8 +196,10 @@ def _build_model(config: TrainConfig) -> keras.Model:
     return model
 
 
-def _segmentation_loss(architecture: str, num_classes: int):
-    """The loss of each architecture's paper (per head)."""
+def _segmentation_loss(architecture: str, loss: str = "paper"):
+    """The loss of each architecture's paper (per head), or batch Dice + cross-entropy."""
+    if loss == "dice_ce":
+        return losses.SegLoss(per_image=False)
     if architecture.startswith("unet_sharp"):
         return losses.MixedLoss()  # 0.5 focal + Dice + 0.5 Lovasz (UNet#)
     if architecture.startswith("mu_net"):
