@@ -18,7 +18,9 @@ def test_demo_generates_segments_and_scores(tmp_path):
         assert (folder / name).is_file(), name
     printed = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
     assert printed["report"]["liver_volume_ml"] > 0
-    assert 0 <= printed["scores_vs_phantom_truth"]["liver"]["dice"] <= 1
+    # the bundled weights find the liver of a phantom seed never used in training (0.885
+    # when they were shipped; a broken or swapped weights file scores far lower)
+    assert printed["scores_vs_phantom_truth"]["liver"]["dice"] >= 0.8
 
     again = CliRunner().invoke(cli, ["demo", "-o", str(folder)])
     assert again.exit_code == 2 and "--overwrite" in again.output
