@@ -119,6 +119,13 @@ def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
     return np.eye(classes, dtype=np.float32)[np.minimum(labels, classes - 1)]
 
 
+def check_fractions(liver_fraction: float, tumor_fraction: float) -> None:
+    """Raise ``ValueError`` unless both sampling shares are >= 0 and sum to at most 1."""
+    if min(liver_fraction, tumor_fraction) < 0 or liver_fraction + tumor_fraction > 1:
+        raise ValueError("liver_fraction and tumor_fraction must be >= 0 with a sum <= 1, "
+                         f"got {liver_fraction!r} and {tumor_fraction!r}")
+
+
 class SliceSampler:
     """Draw training slices from a list of :class:`Volume`.
 
@@ -153,8 +160,7 @@ class SliceSampler:
             raise ValueError("SliceSampler needs at least one volume")
         if context_slices < 1 or context_slices % 2 == 0:
             raise ValueError(f"context_slices must be odd, got {context_slices}")
-        if liver_fraction + tumor_fraction > 1:
-            raise ValueError("liver_fraction + tumor_fraction must be <= 1")
+        check_fractions(liver_fraction, tumor_fraction)
         self.volumes = list(volumes)
         self.input_size = tuple(int(v) for v in input_size)
         self.context_slices = int(context_slices)

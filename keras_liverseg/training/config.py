@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from keras_liverseg.data.sampler import TASKS
+from keras_liverseg.data.sampler import TASKS, check_fractions
 
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 LOSSES = ("paper", "dice_ce")
@@ -82,10 +82,7 @@ class TrainConfig:
         for name in ("epochs", "steps_per_epoch", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        fractions = (self.liver_fraction, self.tumor_fraction)
-        if min(fractions) < 0 or sum(fractions) > 1:
-            raise ValueError("liver_fraction and tumor_fraction must be >= 0 with a sum <= 1, "
-                             f"got {self.liver_fraction!r} and {self.tumor_fraction!r}")
+        check_fractions(self.liver_fraction, self.tumor_fraction)  # before any run folder
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.feature_supervision not in ("encoder", "bottleneck"):
