@@ -12,7 +12,6 @@ Prints one JSON object.
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -23,32 +22,10 @@ import numpy as np
 from keras_liverseg.io import to_canonical
 from keras_liverseg.metrics import dice
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def read_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A small reader for the gzip/raw NRRD masks we use: array and RAS affine."""
-    raw = path.read_bytes()
-    header, _, body = raw.partition(b"\n\n")
-    fields = {}
-    for line in header.decode().splitlines()[1:]:
-        if line.startswith("#") or ":" not in line:
-            continue
-        key, value = line.split(":", 1)
-        fields[key.strip()] = value.strip()
-    sizes = [int(v) for v in fields["sizes"].split()]
-    dtype = {"short": "<i2", "unsigned char": "u1", "uchar": "u1", "int": "<i4"}[fields["type"]]
-    data = gzip.decompress(body) if fields["encoding"] == "gzip" else body
-    array = np.frombuffer(data, dtype=dtype).reshape(sizes[::-1]).transpose(2, 1, 0)
-    directions = [[float(x) for x in v.strip("()").split(",")]
-                  for v in fields["space directions"].replace(") (", ")|(").split("|")]
-    affine = np.eye(4)
-    affine[:3, :3] = np.array(directions).T
-    affine[:3, 3] = [float(x) for x in fields["space origin"].strip("()").split(",")]
-    if fields["space"] != "left-posterior-superior":
-        raise ValueError(f"unexpected NRRD space {fields['space']}")
-    return array, LPS_TO_RAS @ affine
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "tests"))
+from geometry import read_nrrd  # noqa: E402  (the tests' NRRD reader)
 
 
 def liver_dice(pred_path: Path, reference: np.ndarray, reference_affine: np.ndarray) -> dict:

@@ -43,8 +43,6 @@ def _run(*args: object):
     return result
 
 
-
-
 def _expected_dice(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     return {"liver": dice(pred >= 1, gt >= 1), "tumor": dice(pred == 2, gt == 2)}
 

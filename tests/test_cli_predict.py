@@ -6,10 +6,8 @@ The model is the oracle of conftest.py saved as a ``.keras`` file and passed wit
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -20,10 +18,9 @@ import numpy as np
 import pytest
 from cli_checks import assert_user_error
 from click.testing import CliRunner
-from geometry import nifti_geometry
+from geometry import nifti_geometry, read_nrrd
 
 from keras_liverseg.cli.predict import predict
-from keras_liverseg.io import LPS_TO_RAS
 
 AFFINE = np.array([[-0.8, 0, 0, 12], [0, -0.8, 0, 9], [0, 0, 2.0, -30], [0, 0, 0, 1.0]])
 SHAPE = (32, 32, 8)  # LPS: the canonical slices are 32x32, the oracle's input size
@@ -47,8 +44,6 @@ def _save(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
 
 def _run(*args: object):
     return CliRunner().invoke(predict, [str(a) for a in args])
-
-
 
 
 def test_single_scan_with_report_and_overlay(tmp_path, oracle_model_file):
@@ -123,10 +118,6 @@ def test_options_reach_the_report_and_quiet_is_silent(tmp_path, oracle_model_fil
     assert np.array_equal(np.asarray(nib.load(str(out)).dataobj), labels)
 
 
-def _geometry(header) -> dict:
-    return nifti_geometry(header)
-
-
 def test_real_nifti_comes_back_with_its_geometry(tmp_path, shared_data, oracle_model_file):
     source = shared_data / "totalsegmentator_example" / "example_ct_sm.nii.gz"
     out = tmp_path / "seg.nii.gz"
@@ -136,24 +127,8 @@ def test_real_nifti_comes_back_with_its_geometry(tmp_path, shared_data, oracle_m
     assert written.shape == original.shape == (122, 101, 30)
     assert np.array_equal(written.affine, original.affine)
     assert written.header.get_zooms() == original.header.get_zooms()
-    assert _geometry(written.header) == _geometry(original.header)
+    assert nifti_geometry(written.header) == nifti_geometry(original.header)
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
-
-
-def _nrrd_affine_ras(path: Path) -> tuple[np.ndarray, tuple[int, ...], np.ndarray]:
-    head, _, body = path.read_bytes().partition(b"\n\n")
-    fields = dict(line.split(": ", 1) for line in head.decode().splitlines() if ": " in line)
-    assert fields["space"] == "left-posterior-superior"
-    directions = [
-        [float(v) for v in group.split(",")]
-        for group in re.findall(r"\(([^)]*)\)", fields["space directions"])
-    ]
-    lps = np.eye(4)
-    lps[:3, :3] = np.array(directions).T
-    lps[:3, 3] = [float(v) for v in fields["space origin"].strip("()").split(",")]
-    sizes = tuple(int(v) for v in fields["sizes"].split())
-    mask = np.frombuffer(gzip.decompress(body), "<i2").reshape(sizes[::-1]).transpose(2, 1, 0)
-    return LPS_TO_RAS @ lps, sizes, mask
 
 
 def test_real_dicom_series_comes_back_on_the_nrrd_mask_grid(tmp_path, shared_data, oracle_model):
@@ -169,8 +144,8 @@ def test_real_dicom_series_comes_back_on_the_nrrd_mask_grid(tmp_path, shared_dat
     result = _run(folder, "-o", out, "--weights", weights, "--quiet", "--no-postprocess")
     assert result.exit_code == 0, result.output
     written = nib.load(str(out))
-    affine, sizes, mask = _nrrd_affine_ras(folder / "liver_seg.nrrd")
-    assert written.shape == sizes == (512, 512, 3)
+    mask, affine = read_nrrd(folder / "liver_seg.nrrd")
+    assert written.shape == mask.shape == (512, 512, 3)
     assert np.allclose(written.affine, affine, atol=1e-4)
     assert written.header.get_zooms() == pytest.approx((0.810547, 0.810547, 1.0), abs=1e-5)
     assert int(written.header["qform_code"]) == 1 and int(written.header["sform_code"]) == 1

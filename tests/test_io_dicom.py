@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
-import re
-from pathlib import Path
-
 import numpy as np
 import pytest
+from geometry import read_nrrd
 
 from keras_liverseg.io import LPS_TO_RAS, InputError, load_scan, read_dicom_series
 
@@ -112,32 +109,13 @@ def test_not_dicom_and_empty_folders(tmp_path):
         read_dicom_series(tmp_path / "empty")
 
 
-def _nrrd_header(path: Path) -> tuple[dict[str, str], np.ndarray]:
-    raw = path.read_bytes()
-    head, _, body = raw.partition(b"\n\n")
-    fields = dict(line.split(": ", 1) for line in head.decode().splitlines()[1:] if ": " in line)
-    sizes = [int(v) for v in fields["sizes"].split()]
-    data = np.frombuffer(gzip.decompress(body), "<i2").reshape(sizes[::-1]).transpose(2, 1, 0)
-    return fields, data
-
-
 def test_real_series_matches_the_nrrd_mask_geometry(shared_data):
     """The dcmqi 3-slice CT and its liver mask (NRRD, LPS) share one voxel grid."""
     folder = shared_data / "dcmqi_ct_3slice"
     scan = load_scan(folder)
-    fields, mask = _nrrd_header(folder / "liver_seg.nrrd")
-    assert fields["space"] == "left-posterior-superior"
-    directions = np.array(
-        [
-            [float(v) for v in group.split(",")]
-            for group in re.findall(r"\(([^)]*)\)", fields["space directions"])
-        ]
-    ).T
-    origin = np.array([float(v) for v in fields["space origin"].strip("()").split(",")])
-    lps = np.eye(4)
-    lps[:3, :3], lps[:3, 3] = directions, origin
+    mask, affine = read_nrrd(folder / "liver_seg.nrrd")
     assert scan.volume.shape == mask.shape == (512, 512, 3)
-    assert np.allclose(scan.affine, LPS_TO_RAS @ lps, atol=1e-4)
+    assert np.allclose(scan.affine, affine, atol=1e-4)
     assert scan.spacing == pytest.approx((0.810547, 0.810547, 1.0), abs=1e-5)
     # HU: air around the body, soft tissue under the liver mask
     assert scan.volume[:20, :20].mean() < -900

@@ -30,8 +30,6 @@ def _affine(axcodes, zooms=(0.7, 0.9, 2.5), offset=(10.0, -20.0, 30.0), rotation
     return affine
 
 
-
-
 ORIENTATIONS = [
     ("R", "A", "S"),
     ("L", "P", "S"),

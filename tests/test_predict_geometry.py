@@ -37,8 +37,6 @@ def _phantom(shape, affine):
     return np.choose(labels, [-1000, 200, 400]).astype(np.int16), labels
 
 
-
-
 def _affine(linear, shape, centre=(8.0, -6.0, 4.0)):
     """An affine with this 3x3 part whose grid centre lies at ``centre``."""
     affine = np.eye(4)
