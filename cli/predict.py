@@ -127,6 +127,7 @@ def _segment(scan, loaded, label: str, options: dict[str, Any], quiet: bool):
         with click.progressbar(length=depth, label=label, file=sys.stderr) as bar:
 
             def progress(done: int, total: int) -> None:
+                bar.length = total  # a cascade's second stage adds its slices
                 bar.update(done - bar.pos)
 
             return predict_volume(loaded, scan, progress=progress, **options)
@@ -185,6 +186,19 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "bundled weights (none are released yet).",
 )
 @click.option(
+    "--second-stage-weights",
+    default=None,
+    metavar="PATH",
+    help="Weights (.weights.h5 or .keras) of --model's second stage, which re-segments the "
+    "liver region (unet_sharp -> unet_sharp_roi). Default: its bundled weights with the "
+    "bundled --weights; no second stage with your own --weights.",
+)
+@click.option(
+    "--single-stage",
+    is_flag=True,
+    help="Skip the second stage of a cascade model (faster, coarser).",
+)
+@click.option(
     "--batch-size",
     default=None,
     type=click.IntRange(min=1),
@@ -238,6 +252,8 @@ def predict(
     output: Path,
     model_name: str,
     weights: str | None,
+    second_stage_weights: str | None,
+    single_stage: bool,
     batch_size: int | None,
     device: str | None,
     fast: bool,
@@ -275,6 +291,10 @@ def predict(
         except InputError as error:
             raise UserError(str(error)) from None
 
+    if single_stage and second_stage_weights:
+        raise UserError("--single-stage and --second-stage-weights exclude each other")
+    second_stage = None if single_stage else second_stage_weights or "auto"
+
     from keras_liverseg.cli.quiet import import_backend
     from keras_liverseg.inference.device import DeviceError, select_device
 
@@ -292,7 +312,8 @@ def predict(
 
     tick = time.perf_counter()
     try:
-        loaded = load_model(model_name, weights if weights else "default", fast=fast)
+        loaded = load_model(model_name, weights if weights else "default", fast=fast,
+                            second_stage_weights=second_stage)
     except ModelLoadError as error:
         raise UserError(str(error)) from None
     model_seconds = round(time.perf_counter() - tick, 3)

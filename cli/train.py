@@ -38,6 +38,9 @@ from keras_liverseg.cli.quiet import import_backend
               help="Share of training slices drawn from slices with liver [0.5].")
 @click.option("--tumor-fraction", type=float,
               help="Share of training slices drawn from slices with tumor [0.15].")
+@click.option("--liver-roi/--whole-slices", default=None,
+              help="Train on the liver's region of interest (the second stage of a cascade) "
+              "or on whole slices [ROI for --task tumor, else whole slices].")
 @click.option("--seed", type=int, help="Split and sampling seed [0].")
 @click.option("--split-file", type=click.Path(path_type=Path, dir_okay=False),
               help='JSON {"train": [...], "validation": [...]} of case ids.')
@@ -90,7 +93,7 @@ def _command_line(ctx: click.Context) -> str:
             continue
         flag = max(param.opts, key=len)
         if getattr(param, "is_flag", False):
-            words.append(flag)
+            words.append(flag if value or not param.secondary_opts else param.secondary_opts[0])
         else:
             words += [flag, shlex.quote(str(value))]
     return " ".join(words)

@@ -307,6 +307,15 @@ def _bad_inputs(t: Path, oracle: Path, write_dicom_series) -> dict[str, tuple[li
         "weights bad suffix": ([good, "-o", out, "--weights", t / "text.txt"], ".weights.h5"),
         "weights corrupt": ([good, "-o", out, "--weights", t / "fake.weights.h5"], "cannot load"),
         "unknown model": ([good, "-o", out, "--model", "nonet", *w], "nonet"),
+        "single stage and second-stage weights": (
+            [good, "-o", out, *w, "--single-stage", "--second-stage-weights", oracle],
+            "exclude each other"),
+        "no second stage": (
+            [good, "-o", out, "--model", "unet_sharp_fast", "--second-stage-weights", oracle],
+            "no second stage"),
+        "second-stage weights missing": (
+            [good, "-o", out, *w, "--model", "unet_sharp", "--second-stage-weights",
+             t / "w2.weights.h5"], "not found"),
     }
 
 
@@ -347,6 +356,20 @@ def test_fast_variant_mapping():
     assert fast_variant("unet_sharp") == "unet_sharp_fast"
     assert fast_variant("unet_sharp_fast") == "unet_sharp_fast"
     assert fast_variant("unet") == "unet"
+
+
+def test_second_stage_comes_with_the_bundled_weights_only(tmp_path):
+    from keras_liverseg import zoo
+    from keras_liverseg.inference.loading import load_model
+
+    own = tmp_path / "own.weights.h5"
+    zoo.load("unet_sharp", weights=None).save_weights(own)
+    assert load_model("unet_sharp", own).second_stage is None  # a fine-tuned model alone
+    both = load_model("unet_sharp", own, second_stage_weights=own)
+    assert both.second_stage.name == "unet_sharp_roi"
+    assert both.second_stage.liver_roi == zoo.get_entry("unet_sharp_roi").liver_roi
+    assert both.describe()["second_stage"]["weights"] == str(own)
+    assert load_model("unet_sharp", own, second_stage_weights=None).second_stage is None
 
 
 def _liverseg_command() -> list[str]:

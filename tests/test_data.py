@@ -127,10 +127,11 @@ def test_context_and_task_labels():
 
 
 def test_liver_roi_crops_for_the_tumor_stage(lits):
+    from keras_liverseg.data.roi import LiverROI
     from keras_liverseg.data.volumes import crop_to_liver
 
     volume = load_volume(find_cases(lits)[0])
-    crop = crop_to_liver(volume, margin=0.1, slices=1)
+    crop = crop_to_liver(volume, LiverROI(margin=0.1, slices=1))
     liver = np.asarray(volume.labels) >= 1
     assert (np.asarray(crop.labels) >= 1).sum() == liver.sum()  # the whole liver is inside
     assert crop.image.shape == crop.labels.shape

@@ -232,3 +232,47 @@ def test_top_level_api_and_saving(tmp_path, oracle_model):
     seg.save_report(tmp_path / "seg.json")
     assert nib.load(str(tmp_path / "seg.nii.gz")).shape == (16, 16, 6)
     assert "liver_volume_ml" in (tmp_path / "seg.json").read_text()
+
+
+def test_cascade_resegments_the_first_stage_liver_region(oracle_model):
+    """Stage 1 finds the liver (and a stray blob); stage 2 re-reads only the liver's box."""
+    from keras_liverseg.data.roi import LiverROI
+    from keras_liverseg.inference import LoadedModel
+    from keras_liverseg.inference.loading import as_loaded
+
+    volume = np.full((16, 16, 6), -1000, np.int16)
+    volume[3:13, 2:12, 1:5] = 160  # liver for both stages
+    volume[5:8, 5:8, 2:4] = 250  # liver for stage 1 (tumor > 300), tumor for stage 2 (> 200)
+    volume[14:16, 14:16, 0:2] = 160  # a small second component: outside the liver's box
+    first = as_loaded(oracle_model(input_size=(16, 16), liver_hu=100.0, tumor_hu=300.0))
+    second = as_loaded(oracle_model(input_size=(10, 10), liver_hu=100.0, tumor_hu=200.0))
+    second.liver_roi = LiverROI(margin=0.0, slices=0)  # the box is exactly 10x10x4
+    first.second_stage = second
+    assert isinstance(first, LoadedModel)
+    calls = []
+    seg = predict_volume(first, volume, batch_size=4, postprocess=False,
+                         progress=lambda done, total: calls.append((done, total)))
+    expected = np.zeros(volume.shape, np.uint8)
+    expected[3:13, 2:12, 1:5] = 1
+    expected[5:8, 5:8, 2:4] = 2
+    np.testing.assert_array_equal(seg.labels, expected)
+    assert calls[-1] == (6 + 4, 6 + 4)  # the second stage's slices follow the first's
+    assert seg.report["model"]["second_stage"]["liver_roi"] == {"margin": 0.0, "slices": 0}
+    assert "predict_second_stage" in seg.report["timing_s"]
+    alone = predict_volume(as_loaded(oracle_model(input_size=(16, 16))), volume,
+                           postprocess=False)
+    assert alone.labels[15, 15, 0] == 1 and not (alone.labels == 2).any()
+
+
+def test_liver_roi_box_frames_the_mask():
+    from keras_liverseg.data.roi import LiverROI
+
+    liver = np.zeros((40, 30, 12), bool)
+    liver[10:30, 5:15, 3:7] = True
+    assert LiverROI(margin=0.1, slices=2).box(liver) == (slice(8, 32), slice(4, 16),
+                                                         slice(1, 9))
+    assert LiverROI(margin=1.0, slices=9).box(liver) == (slice(0, 40), slice(0, 25),
+                                                         slice(0, 12))  # clipped
+    assert LiverROI().box(np.zeros((4, 4, 4), bool)) is None
+    with pytest.raises(ValueError, match=">= 0"):
+        LiverROI(margin=-0.1)

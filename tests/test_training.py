@@ -253,3 +253,22 @@ def test_init_from_weights_starts_where_they_left_off(dataset, tmp_path):
                                              "--init", str(tmp_path / "nope.weights.h5")))
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert not (tmp_path / "third").exists()  # nothing half-made
+
+
+def test_second_stage_models_train_on_the_liver_region(dataset, tmp_path):
+    from keras_liverseg.training.config import TrainConfig
+
+    assert TrainConfig("d", "o", model="unet_sharp_roi").crops_to_liver
+    assert TrainConfig("d", "o", task="tumor").crops_to_liver
+    assert not TrainConfig("d", "o", model="unet_sharp").crops_to_liver
+    assert not TrainConfig("d", "o", model="unet_sharp_roi", liver_roi=False).crops_to_liver
+    runs = {}
+    for flag in ("--liver-roi", "--whole-slices"):
+        run = tmp_path / flag.strip("-")
+        result = CliRunner().invoke(cli, train_args(dataset, run, config_file(tmp_path),
+                                                    "--epochs", "1", flag))
+        assert result.exit_code == 0, result.output
+        card = json.loads((run / "model_card.json").read_text())
+        assert card["command"].endswith(flag) or f"{flag} " in card["command"]
+        runs[flag] = int(result.output.split(" training slices")[0].rsplit("(", 1)[1])
+    assert 0 < runs["--liver-roi"] < runs["--whole-slices"]  # crops keep the liver's slices

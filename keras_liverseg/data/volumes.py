@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_liverseg.data.datasets import Case, DatasetError
+from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.io import InputError, load_nifti, to_canonical
 
 LABELS = (0, 1, 2)
@@ -75,26 +76,15 @@ def _volume(case_id: str, image: np.ndarray, labels: np.ndarray) -> Volume:
     )
 
 
-def crop_to_liver(volume: Volume, margin: float = 0.1, slices: int = 2) -> Volume:
-    """The liver's region of interest: the tumor stage of a liver -> tumor cascade.
-
-    ES-UNet++ (Cui et al., Sec. 4.1) segments tumors in a second network that sees only the
-    liver's region. The crop is the liver's in-plane bounding box over the whole volume,
-    widened by ``margin`` of its size on every side, and the liver's slices plus ``slices``
-    on each end; a volume without liver is returned whole. The sampler then resizes the
-    crops to the model input like whole slices.
+def crop_to_liver(volume: Volume, roi: LiverROI | None = None) -> Volume:
+    """The liver's region of interest (:class:`~keras_liverseg.data.roi.LiverROI`, default
+    framing if None) of a training volume, cut with its labels' liver; a volume without
+    liver is returned whole. The sampler then resizes the crops to the model input like
+    whole slices.
     """
-    if volume.liver_slices.size == 0:
+    box = (roi or LiverROI()).box(np.asarray(volume.labels) >= 1)
+    if box is None:
         return volume
-    liver = np.asarray(volume.labels[:, :, volume.liver_slices]) >= 1
-    bounds = []
-    for axis, length in ((0, volume.labels.shape[0]), (1, volume.labels.shape[1])):
-        hit = np.flatnonzero(liver.any(axis=tuple(a for a in range(3) if a != axis)))
-        pad = int(np.ceil(margin * (hit[-1] - hit[0] + 1)))
-        bounds.append(slice(max(hit[0] - pad, 0), min(hit[-1] + 1 + pad, length)))
-    first, last = volume.liver_slices[0], volume.liver_slices[-1]
-    bounds.append(slice(max(first - slices, 0), min(last + 1 + slices, volume.depth)))
-    box = tuple(bounds)
     return _volume(volume.case_id, volume.image[box], volume.labels[box])
 
 

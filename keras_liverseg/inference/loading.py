@@ -27,6 +27,10 @@ class LoadedModel:
         weights: where the weights came from: a path, ``"default"`` (bundled), ``None``
             (untrained or unknown).
         weights_sha256: SHA-256 of the weights file, when there is one.
+        liver_roi: for a second stage, the :class:`~keras_liverseg.data.roi.LiverROI` its
+            input is cut to; ``None`` for a model that reads whole slices.
+        second_stage: the model that re-segments this one's liver region (a cascade), or
+            ``None``.
     """
 
     model: Any
@@ -34,16 +38,24 @@ class LoadedModel:
     name: str
     weights: str | None = None
     weights_sha256: str | None = None
+    liver_roi: Any = None
+    second_stage: LoadedModel | None = None
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the report."""
-        return {
+        facts = {
             "name": self.name,
             "keras_name": getattr(self.model, "name", None),
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
             **self.preprocessing.to_dict(),
         }
+        if self.liver_roi is not None:
+            facts["liver_roi"] = {"margin": self.liver_roi.margin,
+                                  "slices": self.liver_roi.slices}
+        if self.second_stage is not None:
+            facts["second_stage"] = self.second_stage.describe()
+        return facts
 
 
 def fast_variant(name: str) -> str:
@@ -73,8 +85,9 @@ def load_model(
     weights: str | os.PathLike | None = "default",
     *,
     fast: bool = False,
+    second_stage_weights: str | os.PathLike | None = "auto",
 ) -> LoadedModel:
-    """Load a zoo model for prediction.
+    """Load a zoo model for prediction, with its second stage when it has one.
 
     Args:
         name: zoo name (``liverseg models`` lists them).
@@ -83,18 +96,45 @@ def load_model(
             ``.weights.h5`` file (loaded into the zoo architecture), or ``None`` (untrained).
         fast: use the zoo's fast variant ``<name>_fast`` when there is one (UNet#: the
             pruned L2 head); otherwise the same model.
+        second_stage_weights: weights of the entry's second stage (a cascade, e.g.
+            ``unet_sharp`` -> ``unet_sharp_roi``), as ``weights``; ``None`` for no second
+            stage; ``"auto"``: its bundled weights when ``weights`` is ``"default"`` (and
+            they are installed), and no second stage for other weights (a fine-tuned first
+            stage is used alone).
 
     Raises:
-        ModelLoadError: unknown name, missing or unreadable weights, no bundled weights.
+        ModelLoadError: unknown name, missing or unreadable weights, no bundled weights,
+            second-stage weights for a model without a second stage.
     """
     from keras_liverseg import zoo
 
     if fast:
         name = fast_variant(name)
     try:
-        zoo.get_entry(name)
+        entry = zoo.get_entry(name)
     except ValueError as error:
         raise ModelLoadError(str(error)) from None
+    if second_stage_weights == "auto":
+        bundled = entry.second_stage and zoo.get_entry(entry.second_stage).has_default_weights()
+        second_stage_weights = "default" if weights == "default" and bundled else None
+    if second_stage_weights is not None and entry.second_stage is None:
+        raise ModelLoadError(f"{name!r} has no second stage to load weights into")
+    loaded = _load_single(name, weights)
+    if second_stage_weights is not None:
+        second = _load_single(entry.second_stage, second_stage_weights)
+        if second.preprocessing.num_classes != loaded.preprocessing.num_classes:
+            raise ModelLoadError(
+                f"second stage {entry.second_stage!r} has {second.preprocessing.num_classes}"
+                f" classes, {name!r} has {loaded.preprocessing.num_classes}"
+            )
+        loaded.second_stage = second
+    return loaded
+
+
+def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
+    """One zoo model, without its second stage."""
+    from keras_liverseg import zoo
+
     sha256 = None
     if weights == "default" and not zoo.get_entry(name).has_default_weights():
         raise ModelLoadError(
@@ -124,7 +164,9 @@ def load_model(
     if weights == "default":
         path = zoo.get_entry(name).weights_path()
         sha256 = zoo.sha256_of(path) if path is not None else None
-    return _wrap(model, name, None if weights is None else str(weights), sha256)
+    loaded = _wrap(model, name, None if weights is None else str(weights), sha256)
+    loaded.liver_roi = zoo.get_entry(name).liver_roi
+    return loaded
 
 
 def as_loaded(model: Any) -> LoadedModel:

@@ -9,8 +9,13 @@ Pipeline (see docs of each step's module):
    slices replicated, channels ordered from inferior to superior), resize in-plane to the
    model's input size (linear), predict (optionally also on the left-right flipped slices
    and average), resize the probabilities back to the slice grid (linear), argmax;
-4. post-process (:mod:`keras_liverseg.inference.postprocess`);
-5. undo the reorientation: labels of exactly the input's shape and affine.
+4. for a cascade (a model with a ``second_stage``, such as the default ``unet_sharp``):
+   cut the first stage's liver region (its largest liver component, framed by the second
+   stage's :class:`~keras_liverseg.data.roi.LiverROI`) and segment that box again, slice
+   by slice as in step 3, with the second model; its labels replace the first stage's
+   inside the box and everything outside it is background;
+5. post-process (:mod:`keras_liverseg.inference.postprocess`);
+6. undo the reorientation: labels of exactly the input's shape and affine.
 
 Only a batch of slices is ever resampled at once; the volume-sized arrays are the input,
 the uint8 labels (and, on request, float16 probabilities).
@@ -28,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.inference.loading import LoadedModel, as_loaded
 from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
 from keras_liverseg.inference.report import REPORT_VERSION, lesions, versions, volume_summary
@@ -55,7 +61,8 @@ class Segmentation:
             :mod:`keras_liverseg.inference.report`); JSON-serialisable.
         probabilities: with ``return_probabilities=True``, float16 array of the input's
             spatial shape plus a class axis (the model's classes, ``report["model"]
-            ["classes"]``), before post-processing; else None.
+            ["classes"]``), before post-processing (for a cascade: the second stage's
+            inside the liver region, the first stage's outside it); else None.
         header: the input NIfTI header whose geometry :meth:`save` copies (None for DICOM
             or array input: then qform and sform are both set from ``affine``).
     """
@@ -165,6 +172,46 @@ def predict_slices(
     return labels, probabilities
 
 
+def _second_stage(
+    stage: LoadedModel,
+    volume_c: np.ndarray,
+    labels_c: np.ndarray,
+    probs_c: np.ndarray | None,
+    *,
+    batch_size: int,
+    tta: bool,
+    progress: Progress | None,
+) -> tuple[slice, slice, slice] | None:
+    """Re-segment the first stage's liver region with ``stage``, in place (step 4).
+
+    Returns the box (canonical voxel slices), or None when the first stage found no liver
+    (its labels are then kept).
+    """
+    liver = postprocess_labels(labels_c, 1.0, PostprocessOptions(True, False, False)) > 0
+    box = (stage.liver_roi or LiverROI()).box(liver)
+    del liver
+    if box is None:
+        return None
+    depth = volume_c.shape[2]
+
+    def shifted(done: int, total: int) -> None:
+        progress(depth + done, depth + total)
+
+    labels, probs = predict_slices(
+        stage,
+        volume_c[box],
+        batch_size=batch_size,
+        tta=tta,
+        keep_probabilities=probs_c is not None,
+        progress=shifted if progress is not None else None,
+    )
+    labels_c[...] = 0
+    labels_c[box] = labels
+    if probs_c is not None:
+        probs_c[box] = probs
+    return box
+
+
 def _postprocess_options(postprocess: bool | PostprocessOptions) -> PostprocessOptions:
     if isinstance(postprocess, PostprocessOptions):
         return postprocess
@@ -229,6 +276,11 @@ def predict_volume(
         progress=progress,
     )
     timing["predict"] = time.perf_counter() - tick
+    if loaded.second_stage is not None:
+        tick = time.perf_counter()
+        _second_stage(loaded.second_stage, volume_c, labels_c, probs_c,
+                      batch_size=batch_size, tta=tta, progress=progress)
+        timing["predict_second_stage"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     options = _postprocess_options(postprocess)

@@ -42,8 +42,9 @@ class TrainConfig:
         feature_supervision: ES-UNet++ only: Smooth-L1 on every encoder level
             (``"encoder"``, ES) or on the bottleneck only (``"bottleneck"``, BS).
         feature_weight: ES-UNet++ only: weight ``w2`` of the Smooth-L1 loss.
-        liver_roi: train (and validate) on the liver's region of interest, the tumor stage
-            of a cascade (default: on for ``task="tumor"``).
+        liver_roi: train (and validate) on the liver's region of interest, the second
+            stage of a cascade (default: on for ``task="tumor"`` and for zoo models that
+            read the liver's region, such as ``unet_sharp_roi``).
         command: the command line that started the run (for the model card).
     """
 
@@ -93,7 +94,11 @@ class TrainConfig:
 
     @property
     def crops_to_liver(self) -> bool:
-        return self.task == "tumor" if self.liver_roi is None else bool(self.liver_roi)
+        if self.liver_roi is not None:
+            return bool(self.liver_roi)
+        from keras_liverseg.zoo.catalog import get_entry
+
+        return self.task == "tumor" or get_entry(self.model).liver_roi is not None
 
     @property
     def num_classes(self) -> int:

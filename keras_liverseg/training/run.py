@@ -66,9 +66,10 @@ def _train(config: TrainConfig, resume: bool, log) -> Path:
     cache = run / "cache"
     train_volumes = [load_volume(c, cache) for c in train_cases]
     val_volumes = [load_volume(c, cache) for c in val_cases[: config.validation_cases_max]]
-    if config.crops_to_liver:  # the tumor stage of a liver -> tumor cascade
-        train_volumes = [crop_to_liver(v) for v in train_volumes]
-        val_volumes = [crop_to_liver(v) for v in val_volumes]
+    if config.crops_to_liver:  # the second stage of a cascade
+        roi = zoo.get_entry(config.model).liver_roi
+        train_volumes = [crop_to_liver(v, roi) for v in train_volumes]
+        val_volumes = [crop_to_liver(v, roi) for v in val_volumes]
     log(f"data: {len(train_cases)} training and {len(val_cases)} validation cases "
         f"({sum(v.depth for v in train_volumes)} training slices)")
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.models.common import DEFAULT_FILTERS
 
 WEIGHTS_PACKAGE = "keras_liverseg.weights"
@@ -25,6 +26,10 @@ class ZooEntry:
             or ``None`` while no weights are released.
         sha256: the weights file's SHA-256, checked on every load.
         prune_level: build the entry as the pruned head of this level (fast variants).
+        second_stage: zoo name of the model that re-segments this one's liver region
+            (a cascade: :func:`keras_liverseg.inference.predict_volume` runs both).
+        liver_roi: the framing of the liver region this model reads, for a second stage
+            (training crops to it, and so does inference); ``None`` for whole slices.
     """
 
     name: str
@@ -35,6 +40,8 @@ class ZooEntry:
     weights_file: str | None = None
     sha256: str | None = None
     prune_level: int | None = None
+    second_stage: str | None = None
+    liver_roi: LiverROI | None = None
 
     def weights_path(self) -> Path | None:
         """Path of the bundled weights file, or ``None`` if it is not installed."""
@@ -70,6 +77,7 @@ _ENTRIES = [
         "Qian et al., UNet# (seed 004)",
         weights_file="unet_sharp.weights.h5",
         sha256="5c1a925b8e6abefb7f9381fc7cd1d62605718d80c2aed89e343bcf5ddf199fd9",
+        second_stage="unet_sharp_roi",
     ),
     ZooEntry(
         "unet_sharp_fast", "unet_sharp", DEFAULT_UNET_SHARP,
@@ -78,6 +86,13 @@ _ENTRIES = [
         weights_file="unet_sharp.weights.h5",
         sha256="5c1a925b8e6abefb7f9381fc7cd1d62605718d80c2aed89e343bcf5ddf199fd9",
         prune_level=2,
+    ),
+    ZooEntry(
+        "unet_sharp_roi", "unet_sharp", DEFAULT_UNET_SHARP,
+        "unet_sharp on the liver's region of interest; the second stage of unet_sharp",
+        "Qian et al., UNet# (seed 004); cascade as Cui et al. (seed 003), Sec. 4.1",
+        weights_file="unet_sharp_roi.weights.h5",
+        liver_roi=LiverROI(margin=0.1, slices=2),
     ),
     ZooEntry("unet", "unet", dict(_REFERENCE), "U-Net baseline", "Ronneberger et al. 2015"),
     ZooEntry("unet_pp", "unet_pp", {**_REFERENCE, "deep_supervision": True},
