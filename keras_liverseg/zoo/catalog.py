@@ -91,7 +91,6 @@ _ENTRIES = [
         "unet_sharp_roi", "unet_sharp", DEFAULT_UNET_SHARP,
         "unet_sharp on the liver's region of interest; the second stage of unet_sharp",
         "Qian et al., UNet# (seed 004); cascade as Cui et al. (seed 003), Sec. 4.1",
-        weights_file="unet_sharp_roi.weights.h5",
         liver_roi=LiverROI(margin=0.1, slices=2),
     ),
     ZooEntry("unet", "unet", dict(_REFERENCE), "U-Net baseline", "Ronneberger et al. 2015"),
