@@ -40,7 +40,8 @@ from keras_liverseg.cli.quiet import import_backend
               help="Share of training slices drawn from slices with tumor [0.15].")
 @click.option("--liver-roi/--whole-slices", default=None,
               help="Train on the liver's region of interest (the second stage of a cascade) "
-              "or on whole slices [ROI for --task tumor, else whole slices].")
+              "or on whole slices [ROI for --task tumor and for zoo entries that read the liver "
+              "region, such as unet_sharp_roi; else whole slices].")
 @click.option("--seed", type=int, help="Split and sampling seed [0].")
 @click.option("--split-file", type=click.Path(path_type=Path, dir_okay=False),
               help='JSON {"train": [...], "validation": [...]} of case ids.')

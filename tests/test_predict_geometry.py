@@ -263,6 +263,20 @@ def test_cascade_resegments_the_first_stage_liver_region(oracle_model):
                            postprocess=False)
     assert alone.labels[15, 15, 0] == 1 and not (alone.labels == 2).any()
 
+    # averaged stages (one-hot oracles): the stage with the larger share wins where they
+    # disagree (the 250 HU block), and the region outside the box stays background
+    for share, block in ((0.6, 2), (0.4, 1)):
+        first.second_stage_share = share
+        seg = predict_volume(first, volume, postprocess=False, return_probabilities=True)
+        expected[5:8, 5:8, 2:4] = block
+        np.testing.assert_array_equal(seg.labels, expected)
+        np.testing.assert_allclose(seg.probabilities[6, 6, 3].astype(float),
+                                   [0.0, 1 - share, share], atol=1e-3)
+        assert seg.report["model"]["second_stage"]["share"] == share
+    first.second_stage_share = 1.5
+    with pytest.raises(ValueError, match="second_stage_share"):
+        predict_volume(first, volume)
+
 
 def test_liver_roi_box_frames_the_mask():
     from keras_liverseg.data.roi import LiverROI

@@ -31,6 +31,8 @@ class LoadedModel:
             input is cut to; ``None`` for a model that reads whole slices.
         second_stage: the model that re-segments this one's liver region (a cascade), or
             ``None``.
+        second_stage_share: inside the liver region, the weight of the second stage's
+            probabilities in the average with this model's (1.0: the second stage's alone).
     """
 
     model: Any
@@ -40,6 +42,7 @@ class LoadedModel:
     weights_sha256: str | None = None
     liver_roi: Any = None
     second_stage: LoadedModel | None = None
+    second_stage_share: float = 1.0
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the report."""
@@ -54,7 +57,8 @@ class LoadedModel:
             facts["liver_roi"] = {"margin": self.liver_roi.margin,
                                   "slices": self.liver_roi.slices}
         if self.second_stage is not None:
-            facts["second_stage"] = self.second_stage.describe()
+            facts["second_stage"] = {**self.second_stage.describe(),
+                                     "share": self.second_stage_share}
         return facts
 
 
@@ -128,6 +132,7 @@ def load_model(
                 f" classes, {name!r} has {loaded.preprocessing.num_classes}"
             )
         loaded.second_stage = second
+        loaded.second_stage_share = entry.second_stage_share
     return loaded
 
 

@@ -12,13 +12,15 @@ Pipeline (see docs of each step's module):
 4. for a cascade (a model with a ``second_stage``, such as the default ``unet_sharp``):
    cut the first stage's liver region (its largest liver component, framed by the second
    stage's :class:`~keras_liverseg.data.roi.LiverROI`) and segment that box again, slice
-   by slice as in step 3, with the second model; its labels replace the first stage's
-   inside the box and everything outside it is background;
+   by slice as in step 3, with the second model; inside the box its class probabilities,
+   averaged with the first stage's (weight ``second_stage_share``), give the labels, and
+   everything outside it is background;
 5. post-process (:mod:`keras_liverseg.inference.postprocess`);
 6. undo the reorientation: labels of exactly the input's shape and affine.
 
 Only a batch of slices is ever resampled at once; the volume-sized arrays are the input,
-the uint8 labels (and, on request, float16 probabilities).
+the uint8 labels (and, on request or for a cascade that averages its stages, float16
+probabilities).
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ class Segmentation:
             :mod:`keras_liverseg.inference.report`); JSON-serialisable.
         probabilities: with ``return_probabilities=True``, float16 array of the input's
             spatial shape plus a class axis (the model's classes, ``report["model"]
-            ["classes"]``), before post-processing (for a cascade: the second stage's
-            inside the liver region, the first stage's outside it); else None.
+            ["classes"]``), before post-processing (for a cascade: inside the liver
+            region the second stage's, averaged with the first stage's by
+            ``second_stage_share``; outside it the first stage's); else None.
         header: the input NIfTI header whose geometry :meth:`save` copies (None for DICOM
             or array input: then qform and sform are both set from ``affine``).
     """
@@ -132,6 +135,13 @@ def _predict_batch(model, batch: np.ndarray, batch_size: int, tta: bool) -> np.n
     return probs[:count]
 
 
+def _labels_of(probs: np.ndarray) -> np.ndarray:
+    """uint8 labels of class probabilities (last axis): argmax, or > 0.5 for one class."""
+    if probs.shape[-1] == 1:
+        return (probs[..., 0] > 0.5).astype(np.uint8)
+    return np.argmax(probs, axis=-1).astype(np.uint8)
+
+
 def predict_slices(
     loaded: LoadedModel,
     volume_c: np.ndarray,
@@ -160,11 +170,7 @@ def predict_slices(
         batch = slice_stack(volume_c, ks, pre.context_slices, pre.input_size, NAN_FILL_HU)
         probs = _predict_batch(loaded.model, batch, batch_size, tta)  # (b, H, W, K)
         probs = resize_axes(probs, (rows, cols), axes=(1, 2))  # (b, X, Y, K)
-        if pre.num_classes == 1:
-            slab = (probs[..., 0] > 0.5).astype(np.uint8)
-        else:
-            slab = np.argmax(probs, axis=-1).astype(np.uint8)
-        labels[:, :, ks[0] : ks[-1] + 1] = slab.transpose(1, 2, 0)
+        labels[:, :, ks[0] : ks[-1] + 1] = _labels_of(probs).transpose(1, 2, 0)
         if probabilities is not None:
             probabilities[:, :, ks[0] : ks[-1] + 1] = probs.transpose(1, 2, 0, 3)
         if progress is not None:
@@ -173,7 +179,7 @@ def predict_slices(
 
 
 def _second_stage(
-    stage: LoadedModel,
+    loaded: LoadedModel,
     volume_c: np.ndarray,
     labels_c: np.ndarray,
     probs_c: np.ndarray | None,
@@ -182,11 +188,16 @@ def _second_stage(
     tta: bool,
     progress: Progress | None,
 ) -> tuple[slice, slice, slice] | None:
-    """Re-segment the first stage's liver region with ``stage``, in place (step 4).
+    """Re-segment the first stage's liver region with ``loaded.second_stage``, in place
+    (step 4). ``probs_c`` holds the first stage's probabilities (needed when
+    ``loaded.second_stage_share < 1``); inside the box they become the average.
 
     Returns the box (canonical voxel slices), or None when the first stage found no liver
     (its labels are then kept).
     """
+    stage, share = loaded.second_stage, float(loaded.second_stage_share)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"second_stage_share must be in [0, 1], got {share}")
     liver = postprocess_labels(labels_c, 1.0, PostprocessOptions(True, False, False)) > 0
     box = (stage.liver_roi or LiverROI()).box(liver)
     del liver
@@ -205,6 +216,9 @@ def _second_stage(
         keep_probabilities=probs_c is not None,
         progress=shifted if progress is not None else None,
     )
+    if share < 1.0:
+        probs = share * probs.astype(np.float32) + (1.0 - share) * probs_c[box]
+        labels = _labels_of(probs)
     labels_c[...] = 0
     labels_c[box] = labels
     if probs_c is not None:
@@ -267,20 +281,23 @@ def predict_volume(
 
     tick = time.perf_counter()
     volume_c, affine_c, reorientation = to_canonical(scan.volume, scan.affine)
+    averages = loaded.second_stage is not None and loaded.second_stage_share < 1.0
     labels_c, probs_c = predict_slices(
         loaded,
         volume_c,
         batch_size=batch_size,
         tta=tta,
-        keep_probabilities=return_probabilities,
+        keep_probabilities=return_probabilities or averages,
         progress=progress,
     )
     timing["predict"] = time.perf_counter() - tick
     if loaded.second_stage is not None:
         tick = time.perf_counter()
-        _second_stage(loaded.second_stage, volume_c, labels_c, probs_c,
+        _second_stage(loaded, volume_c, labels_c, probs_c,
                       batch_size=batch_size, tta=tta, progress=progress)
         timing["predict_second_stage"] = time.perf_counter() - tick
+        if not return_probabilities:
+            probs_c = None
 
     tick = time.perf_counter()
     options = _postprocess_options(postprocess)

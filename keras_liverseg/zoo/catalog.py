@@ -28,6 +28,9 @@ class ZooEntry:
         prune_level: build the entry as the pruned head of this level (fast variants).
         second_stage: zoo name of the model that re-segments this one's liver region
             (a cascade: :func:`keras_liverseg.inference.predict_volume` runs both).
+        second_stage_share: inside the liver region, the weight of the second stage's
+            class probabilities in the average with this model's (1.0: the second stage's
+            alone; chosen on validation phantoms, see the entry's model card).
         liver_roi: the framing of the liver region this model reads, for a second stage
             (training crops to it, and so does inference); ``None`` for whole slices.
     """
@@ -41,6 +44,7 @@ class ZooEntry:
     sha256: str | None = None
     prune_level: int | None = None
     second_stage: str | None = None
+    second_stage_share: float = 1.0
     liver_roi: LiverROI | None = None
 
     def weights_path(self) -> Path | None:
