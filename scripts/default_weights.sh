@@ -3,7 +3,7 @@
 #
 #   bash scripts/default_weights.sh [train|evaluate|all]     (default: all)
 #
-# train:    liverseg train in three runs, on phantoms only:
+# train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
 #              from scratch; it learns the liver but never predicts tumor (its per-image Dice
 #              rewards empty tumor maps on the many tumor-free slices);
@@ -11,10 +11,6 @@
 #              weights, batch Dice + cross-entropy, 40 % of the slices drawn from tumor slices.
 #              Stage 1's 32 training cases were too few: it fitted their tumors (Dice 0.9 on
 #              training slices) but not new ones (0.3), so stage 2 sees six times as many.
-#           3. runs/unet_sharp_roi: the cascade's second stage (unet_sharp_roi), from stage 2's
-#              best weights, on the same 240 phantoms and split, cut to the liver's region
-#              (LiverROI: the liver's box + 10 %, 2 slices), so the liver's edge and small
-#              lesions get 2-3 times more pixels than in whole 192x192 slices.
 # evaluate: 10 held-out phantoms (seed 2, never used in training) -> liverseg predict ->
 #           liverseg evaluate; and predictions on the two real CT examples in ../shared/data
 # Everything runs on the CPU. Outputs: data/, runs/ (both git-ignored).
@@ -23,9 +19,7 @@ cd "$(dirname "$0")/.."
 stage=${1:-all}
 stage1=runs/unet_sharp-stage1
 run=runs/unet_sharp-default
-roi=runs/unet_sharp_roi
 weights=$run/checkpoints/best.weights.h5
-cascade=(--weights "$weights" --second-stage-weights "$roi/checkpoints/best.weights.h5")
 
 if [[ $stage == train || $stage == all ]]; then
   liverseg sample-data -o data/phantoms-train --cases 40 --seed 1 --size 512 512 80
@@ -36,9 +30,6 @@ if [[ $stage == train || $stage == all ]]; then
     --init "$stage1/checkpoints/best.weights.h5" --loss dice_ce --liver-fraction 0.4 \
     --tumor-fraction 0.4 --epochs 8 --steps-per-epoch 250 --batch-size 8 --lr 1e-3 --seed 0 \
     -o "$run"
-  liverseg train --data data/phantoms-train-240 --model unet_sharp_roi --liver-roi \
-    --init "$weights" --loss dice_ce --liver-fraction 0.5 --tumor-fraction 0.4 --epochs 8 \
-    --steps-per-epoch 250 --batch-size 8 --lr 1e-3 --seed 0 -o "$roi"
 fi
 
 if [[ $stage == evaluate || $stage == all ]]; then
@@ -47,7 +38,7 @@ if [[ $stage == evaluate || $stage == all ]]; then
   for f in data/phantoms-test/volume-*.nii.gz; do
     ln -sf "../phantoms-test/$(basename "$f")" data/phantoms-test-volumes/
   done
-  liverseg predict data/phantoms-test-volumes -o data/phantoms-test-pred "${cascade[@]}" \
+  liverseg predict data/phantoms-test-volumes -o data/phantoms-test-pred --weights "$weights" \
     --overwrite --quiet
   for f in data/phantoms-test-pred/volume-*.nii.gz; do
     n=$(basename "$f" .nii.gz); mv "$f" "data/phantoms-test-pred/segmentation-${n#volume-}.nii.gz"
@@ -58,11 +49,11 @@ if [[ $stage == evaluate || $stage == all ]]; then
   if [[ -d $shared ]]; then
     mkdir -p data/real
     liverseg predict "$shared/totalsegmentator_example/example_ct_sm.nii.gz" \
-      -o data/real/totalsegmentator_example_seg.nii.gz \
-      "${cascade[@]}" --report data/real/totalsegmentator_example.json \
+      -o data/real/totalsegmentator_example_seg.nii.gz --weights "$weights" \
+      --report data/real/totalsegmentator_example.json \
       --overlay data/real/totalsegmentator_example.png --overwrite --quiet
     liverseg predict "$shared/dcmqi_ct_3slice" -o data/real/dcmqi_ct_3slice_seg.nii.gz \
-      "${cascade[@]}" --report data/real/dcmqi_ct_3slice.json \
+      --weights "$weights" --report data/real/dcmqi_ct_3slice.json \
       --overlay data/real/dcmqi_ct_3slice.png --overwrite --quiet
   fi
 fi
