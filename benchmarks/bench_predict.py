@@ -10,7 +10,9 @@ TensorFlow/Keras and the model. Models:
   512, argmax, post-processing, writing.
 * ``zoo:NAME``: the zoo model NAME (e.g. ``zoo:unet_sharp``) with its bundled weights (or
   untrained when it has none), saved as a ``.keras`` file and passed with ``--weights``:
-  the real network cost.
+  the real network cost. A cascade (an entry with a ``second_stage`` whose weights are
+  bundled) runs both stages, its second stage saved and passed with
+  ``--second-stage-weights``, unless ``--single-stage``.
 
 Usage::
 
@@ -78,12 +80,17 @@ def oracle_model(path: Path) -> None:
     keras.Model(inputs, outputs, name="oracle").save(path)
 
 
-def zoo_model(name: str, path: Path) -> None:
+def zoo_model(name: str, path: Path) -> str | None:
+    """Save zoo model ``name`` at ``path``; returns its second stage's zoo name when that
+    stage has bundled weights (what ``liverseg predict --model NAME`` would run)."""
     from keras_liverseg import zoo
     from keras_liverseg.models import inference_model
 
-    weights = "default" if zoo.get_entry(name).has_default_weights() else None
+    entry = zoo.get_entry(name)
+    weights = "default" if entry.has_default_weights() else None
     inference_model(zoo.load(name, weights=weights)).save(path)
+    second = entry.second_stage
+    return second if second and zoo.get_entry(second).has_default_weights() else None
 
 
 def main() -> None:
@@ -92,16 +99,20 @@ def main() -> None:
     parser.add_argument("--model", default="oracle", help="'oracle' or 'zoo:NAME'")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--single-stage", action="store_true", help="a cascade's first stage only")
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_predict_"))
     work.mkdir(parents=True, exist_ok=True)
-    weights = work / "model.keras"
+    weights, second_weights = work / "model.keras", None
     if args.model == "oracle":
         oracle_model(weights)
     elif args.model.startswith("zoo:"):
-        zoo_model(args.model[4:], weights)
+        second = zoo_model(args.model[4:], weights)
+        if second is not None and not args.single_stage:
+            second_weights = work / "second_stage.keras"
+            zoo_model(second, second_weights)
     else:
         parser.error("--model must be 'oracle' or 'zoo:NAME'")
 
@@ -139,6 +150,8 @@ def main() -> None:
         ]
         if args.tta:
             command.append("--tta")
+        if second_weights is not None:
+            command += ["--second-stage-weights", str(second_weights)]
         started = time.perf_counter()
         subprocess.run(command, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         measured = json.loads(stats.read_text())
@@ -149,6 +162,7 @@ def main() -> None:
                 "model": args.model,
                 "process_wall_s": round(time.perf_counter() - started, 1),
                 "predict_s": timing["predict"],
+                "predict_second_stage_s": timing.get("predict_second_stage"),
                 "postprocess_s": timing["postprocess"],
                 "peak_rss_gb": round(measured["peak_rss_bytes"] / 1e9, 2),
             }
