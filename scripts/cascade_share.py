@@ -24,7 +24,7 @@ from keras_liverseg.data.datasets import find_cases
 from keras_liverseg.data.volumes import load_volume
 from keras_liverseg.inference.loading import load_model
 from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
-from keras_liverseg.inference.predictor import predict_slices
+from keras_liverseg.inference.predictor import liver_region, predict_slices
 from keras_liverseg.metrics import dice
 
 
@@ -48,8 +48,7 @@ def main() -> None:
         image, truth = np.asarray(volume.image, np.float32), np.asarray(volume.labels)
         voxel_mm3 = float(np.prod(nib.load(str(case.image)).header.get_zooms()[:3]))
         labels1, probs1 = predict_slices(first, image, batch_size=8, keep_probabilities=True)
-        liver = postprocess_labels(labels1, 1.0, PostprocessOptions(True, False, False)) > 0
-        box = second.liver_roi.box(liver)
+        box = liver_region(labels1, second.liver_roi)
         if box is None:
             raise SystemExit(f"{case_id}: the first stage found no liver")
         _, probs2 = predict_slices(second, image[box], batch_size=8, keep_probabilities=True)

@@ -44,7 +44,7 @@ from keras_liverseg.io.orientation import CANONICAL_AXCODES, from_canonical, to_
 from keras_liverseg.io.scan import Scan, load_scan, scan_from_array
 from keras_liverseg.io.slices import resize_axes, slice_stack
 
-__all__ = ["LABELS", "Segmentation", "predict_slices", "predict_volume"]
+__all__ = ["LABELS", "Segmentation", "liver_region", "predict_slices", "predict_volume"]
 
 LABELS = {0: "background", 1: "liver", 2: "tumor"}
 NAN_FILL_HU = -1024.0
@@ -178,6 +178,16 @@ def predict_slices(
     return labels, probabilities
 
 
+def liver_region(
+    labels_c: np.ndarray, roi: LiverROI | None = None
+) -> tuple[slice, slice, slice] | None:
+    """The box a cascade's second stage reads: the largest liver component of the first
+    stage's labels, framed by ``roi`` (default :class:`~keras_liverseg.data.roi.LiverROI`);
+    None when there is no liver."""
+    liver = postprocess_labels(labels_c, 1.0, PostprocessOptions(True, False, False)) > 0
+    return (roi or LiverROI()).box(liver)
+
+
 def _second_stage(
     loaded: LoadedModel,
     volume_c: np.ndarray,
@@ -196,11 +206,7 @@ def _second_stage(
     (its labels are then kept).
     """
     stage, share = loaded.second_stage, float(loaded.second_stage_share)
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"second_stage_share must be in [0, 1], got {share}")
-    liver = postprocess_labels(labels_c, 1.0, PostprocessOptions(True, False, False)) > 0
-    box = (stage.liver_roi or LiverROI()).box(liver)
-    del liver
+    box = liver_region(labels_c, stage.liver_roi)
     if box is None:
         return None
     depth = volume_c.shape[2]
@@ -281,6 +287,10 @@ def predict_volume(
 
     tick = time.perf_counter()
     volume_c, affine_c, reorientation = to_canonical(scan.volume, scan.affine)
+    if not 0.0 <= loaded.second_stage_share <= 1.0:
+        raise ValueError(
+            f"second_stage_share must be in [0, 1], got {loaded.second_stage_share}"
+        )
     averages = loaded.second_stage is not None and loaded.second_stage_share < 1.0
     labels_c, probs_c = predict_slices(
         loaded,
