@@ -2,6 +2,7 @@
 pipeline alone (it must not be the bottleneck).
 
     python benchmarks/bench_training.py [--size 256] [--batch 8] [--steps 5] [--models ...]
+        [--level L] [--mixed-precision]
 
 Data: generated phantom cases (``liverseg sample-data``) if the generator is installed,
 else synthetic blobs. Each model trains ``--steps`` timed steps after one warm-up step
@@ -57,16 +58,19 @@ def pipeline_rate(sampler, heads, batch: int, batches: int = 20) -> float:
     return batches * batch / (time.perf_counter() - start)
 
 
-def model_rate(name: str, size: int, batch: int, steps: int, sampler) -> tuple[float, int]:
+def model_rate(name: str, size: int, batch: int, steps: int, sampler,
+               level: int | None = None) -> tuple[float, int]:
     import tensorflow as tf
 
     from keras_liverseg.training.steps import DistributedTrainer
 
     strategy = tf.distribute.get_strategy()
     channels = 3 if name == "es_unet_pp_encoder" else sampler.context_slices
+    extra = {"deep_supervision": True} if name in ("unet_sharp", "unet_pp") else {}
+    if level is not None and name == "unet_sharp":
+        extra["level"] = level
     model = models.build(name, input_shape=(size, size, channels), num_classes=3,
-                         filters=SMALL, **({"deep_supervision": True}
-                                           if name in ("unet_sharp", "unet_pp") else {}))
+                         filters=SMALL, **extra)
     head_losses, weights = losses.deep_supervision_losses(model, losses.SegLoss())
     optimizer = keras.optimizers.Adam(1e-3)
     trainer = DistributedTrainer(model, head_losses, weights, optimizer, strategy)
@@ -91,7 +95,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--models", nargs="*", default=models.available())
+    parser.add_argument("--level", type=int, default=None,
+                        help="UNet# pruning level (the shipped unet_sharp is level 3)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="bfloat16 compute, as `liverseg train --mixed-precision`")
     args = parser.parse_args()
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp) / "data", args.size)
         volumes = [load_volume(c) for c in find_cases(data)]
@@ -101,7 +111,8 @@ def main() -> None:
         print(f"input pipeline: {rate:.1f} slices/s ({args.size}x{args.size}, 3 slices, "
               f"augmented, {os.cpu_count()} CPUs)")
         for name in args.models:
-            speed, params = model_rate(name, args.size, args.batch, args.steps, sampler)
+            speed, params = model_rate(name, args.size, args.batch, args.steps, sampler,
+                                       args.level)
             print(f"{name:<20} {params:>10,} params  {speed:6.2f} slices/s  "
                   f"pipeline/model = {rate / speed:5.1f}x")
 

@@ -1,0 +1,101 @@
+"""Liver and tumor Dice per case of a model under several decision rules.
+
+    python scripts/decision_sweep.py DATA_DIR CASE_ID[,CASE_ID...] [--model unet_sharp]
+        [--weights default] [--organ argmax 0.4] [--tumor argmax 0.4 0.3]
+        [--min-lesion-mm3 0 100 500]
+
+Segments each case (LiTS layout, as ``liverseg train`` reads it) once, keeps the class
+probabilities, and for every combination of
+
+- ``organ``: a voxel is liver-or-tumor when ``1 - p(background) >= organ`` (``argmax``:
+  when background is not the most probable class);
+- ``tumor``: an organ voxel is tumor when ``p(tumor) >= tumor`` (``argmax``: when
+  ``p(tumor) >= p(liver)``; with both ``argmax`` the rule is the plain argmax);
+- ``min_lesion_mm3``: post-processing's smallest kept lesion;
+
+labels it, runs the default post-processing and takes Dice against the case's labels.
+Use cases that did not pick the checkpoint (for the shipped ``unet_sharp``: not the first
+20 validation cases of its run's split). Prints one line per case and the means, best
+tumor Dice last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from dataclasses import replace
+
+import nibabel as nib
+import numpy as np
+
+from keras_liverseg.data.datasets import find_cases
+from keras_liverseg.data.volumes import load_volume
+from keras_liverseg.inference.loading import load_model
+from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
+from keras_liverseg.inference.predictor import predict_slices
+from keras_liverseg.metrics import dice
+
+
+def decide(probs: np.ndarray, organ: float | None, tumor: float | None) -> np.ndarray:
+    """uint8 labels of ``(..., 3)`` probabilities under one decision rule (None: argmax)."""
+    if organ is None:
+        foreground = np.argmax(probs, axis=-1) != 0
+    else:
+        foreground = (1.0 - probs[..., 0].astype(np.float32)) >= organ
+    if tumor is None:
+        is_tumor = probs[..., 2] >= probs[..., 1]
+    else:
+        is_tumor = probs[..., 2] >= tumor
+    labels = foreground.astype(np.uint8)
+    labels[foreground & is_tumor] = 2
+    return labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data")
+    parser.add_argument("cases", help="comma-separated case ids, e.g. volume-117,volume-118")
+    parser.add_argument("--model", default="unet_sharp")
+    parser.add_argument("--weights", default="default")
+    parser.add_argument("--organ", nargs="+", default=["argmax", 0.4])
+    parser.add_argument("--tumor", nargs="+", default=["argmax", 0.4, 0.3])
+    parser.add_argument("--min-lesion-mm3", type=float, nargs="+", default=[0.0, 100.0, 500.0])
+    args = parser.parse_args()
+
+    loaded = load_model(args.model, args.weights)
+    organs = [None if o == "argmax" else float(o) for o in args.organ]
+    tumors = [None if t == "argmax" else float(t) for t in args.tumor]
+    rules = list(itertools.product(organs, tumors, args.min_lesion_mm3))
+    scores = {rule: {"liver": [], "tumor": []} for rule in rules}
+    cases = {case.case_id: case for case in find_cases(args.data)}
+    for case_id in args.cases.split(","):
+        case = cases[case_id]
+        volume = load_volume(case)
+        image, truth = np.asarray(volume.image, np.float32), np.asarray(volume.labels)
+        voxel_mm3 = float(np.prod(nib.load(str(case.image)).header.get_zooms()[:3]))
+        _, probs = predict_slices(loaded, image, batch_size=8, keep_probabilities=True)
+        line = []
+        for organ, tumor in itertools.product(organs, tumors):
+            decided = decide(probs, organ, tumor)
+            for smallest in args.min_lesion_mm3:
+                options = replace(PostprocessOptions(), min_lesion_mm3=smallest)
+                labels = postprocess_labels(decided, voxel_mm3, options)
+                score = scores[(organ, tumor, smallest)]
+                score["liver"].append(dice(labels >= 1, truth >= 1))
+                score["tumor"].append(dice(labels == 2, truth == 2))
+                line.append(f"{score['liver'][-1]:.3f}/{score['tumor'][-1]:.3f}")
+        print(case_id, " ".join(line), flush=True)
+    ranked = sorted(rules, key=lambda r: np.mean(scores[r]["tumor"]))
+    for organ, tumor, smallest in ranked:
+        values = scores[(organ, tumor, smallest)]
+        print(f"organ {_rule(organ)} tumor {_rule(tumor)} "
+              f"min lesion {smallest:6.0f} mm3: liver {np.mean(values['liver']):.4f} "
+              f"tumor {np.mean(values['tumor']):.4f} ({len(values['liver'])} cases)")
+
+
+def _rule(threshold: float | None) -> str:
+    return "argmax" if threshold is None else f"{threshold:6.2f}"
+
+
+if __name__ == "__main__":
+    main()
