@@ -3,10 +3,16 @@
     python scripts/decision_sweep.py DATA_DIR CASE_ID[,CASE_ID...] [--model unet_sharp]
         [--weights default] [--organ argmax 0.4] [--tumor argmax 0.4 0.3]
         [--min-lesion-mm3 0 100 500]
+        [--second-stage-weights PATH --shares 0 0.25 0.5 0.75 1]
 
 Segments each case (LiTS layout, as ``liverseg train`` reads it) once, keeps the class
 probabilities, and for every combination of
 
+- ``share`` (only with ``--second-stage-weights``, a cascade): the model's second stage
+  re-segments its liver region as ``predict_volume`` does (the first stage's largest liver
+  component, framed by the second stage's ``LiverROI``); inside that box the
+  probabilities are ``share * second + (1 - share) * first``, outside it everything is
+  background (share 0: the first stage cut to its liver box);
 - ``organ``: a voxel is liver-or-tumor when ``1 - p(background) >= organ`` (``argmax``:
   when background is not the most probable class);
 - ``tumor``: an organ voxel is tumor when ``p(tumor) >= tumor`` (``argmax``: when
@@ -14,9 +20,9 @@ probabilities, and for every combination of
 - ``min_lesion_mm3``: post-processing's smallest kept lesion;
 
 labels it, runs the default post-processing and takes Dice against the case's labels.
-Use cases that did not pick the checkpoint (for the shipped ``unet_sharp``: not the first
-20 validation cases of its run's split). Prints one line per case and the means, best
-tumor Dice last.
+Use cases that did not pick the checkpoints (for the shipped ``unet_sharp`` and the
+``unet_sharp_roi`` runs: not the first 20 validation cases of their split). Prints one
+line per case and the means, best tumor Dice last.
 """
 
 from __future__ import annotations
@@ -25,14 +31,13 @@ import argparse
 import itertools
 from dataclasses import replace
 
-import nibabel as nib
 import numpy as np
 
-from keras_liverseg.data.datasets import find_cases
-from keras_liverseg.data.volumes import load_volume
+from keras_liverseg.data.datasets import DatasetError
+from keras_liverseg.data.volumes import case_arrays
 from keras_liverseg.inference.loading import load_model
 from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
-from keras_liverseg.inference.predictor import predict_slices
+from keras_liverseg.inference.predictor import liver_region, predict_slices
 from keras_liverseg.metrics import dice
 
 
@@ -51,44 +56,69 @@ def decide(probs: np.ndarray, organ: float | None, tumor: float | None) -> np.nd
     return labels
 
 
+def stage_probabilities(loaded, image: np.ndarray, shares: list[float]):
+    """``(box, {share: probabilities inside box})``; box None and share 0 alone without a
+    second stage (the whole volume)."""
+    labels, probs = predict_slices(loaded, image, batch_size=8, keep_probabilities=True)
+    if loaded.second_stage is None:
+        return None, {0.0: probs}
+    box = liver_region(labels, loaded.second_stage.liver_roi)
+    if box is None:
+        return box, {}
+    _, second = predict_slices(loaded.second_stage, image[box], batch_size=8,
+                               keep_probabilities=True)
+    second = second.astype(np.float32)
+    return box, {share: share * second + (1 - share) * probs[box] for share in shares}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data")
     parser.add_argument("cases", help="comma-separated case ids, e.g. volume-117,volume-118")
     parser.add_argument("--model", default="unet_sharp")
     parser.add_argument("--weights", default="default")
+    parser.add_argument("--second-stage-weights", default=None,
+                        help="weights of the zoo model's second stage (a cascade)")
+    parser.add_argument("--shares", type=float, nargs="+", default=[0, 0.25, 0.5, 0.75, 1])
     parser.add_argument("--organ", nargs="+", default=["argmax", 0.4])
     parser.add_argument("--tumor", nargs="+", default=["argmax", 0.4, 0.3])
     parser.add_argument("--min-lesion-mm3", type=float, nargs="+", default=[0.0, 100.0, 500.0])
     args = parser.parse_args()
 
-    loaded = load_model(args.model, args.weights)
+    loaded = load_model(args.model, args.weights,
+                        second_stage_weights=args.second_stage_weights or "auto")
+    shares = args.shares if loaded.second_stage is not None else [0.0]
     organs = [None if o == "argmax" else float(o) for o in args.organ]
     tumors = [None if t == "argmax" else float(t) for t in args.tumor]
-    rules = list(itertools.product(organs, tumors, args.min_lesion_mm3))
+    rules = list(itertools.product(shares, organs, tumors, args.min_lesion_mm3))
     scores = {rule: {"liver": [], "tumor": []} for rule in rules}
-    cases = {case.case_id: case for case in find_cases(args.data)}
-    for case_id in args.cases.split(","):
-        case = cases[case_id]
-        volume = load_volume(case)
-        image, truth = np.asarray(volume.image, np.float32), np.asarray(volume.labels)
-        voxel_mm3 = float(np.prod(nib.load(str(case.image)).header.get_zooms()[:3]))
-        _, probs = predict_slices(loaded, image, batch_size=8, keep_probabilities=True)
+    try:
+        cases = case_arrays(args.data, args.cases.split(","))
+    except DatasetError as error:
+        raise SystemExit(f"Error: {error}") from None
+    for case_id, image, truth, voxel_mm3 in cases:
+        box, mixed = stage_probabilities(loaded, image, shares)
+        if not mixed:
+            raise SystemExit(f"{case_id}: the first stage found no liver")
         line = []
-        for organ, tumor in itertools.product(organs, tumors):
-            decided = decide(probs, organ, tumor)
+        for share, organ, tumor in itertools.product(shares, organs, tumors):
+            decided = decide(mixed[share], organ, tumor)
+            if box is not None:
+                decided, inside = np.zeros(truth.shape, np.uint8), decided
+                decided[box] = inside
             for smallest in args.min_lesion_mm3:
                 options = replace(PostprocessOptions(), min_lesion_mm3=smallest)
                 labels = postprocess_labels(decided, voxel_mm3, options)
-                score = scores[(organ, tumor, smallest)]
+                score = scores[(share, organ, tumor, smallest)]
                 score["liver"].append(dice(labels >= 1, truth >= 1))
                 score["tumor"].append(dice(labels == 2, truth == 2))
                 line.append(f"{score['liver'][-1]:.3f}/{score['tumor'][-1]:.3f}")
         print(case_id, " ".join(line), flush=True)
-    ranked = sorted(rules, key=lambda r: np.mean(scores[r]["tumor"]))
-    for organ, tumor, smallest in ranked:
-        values = scores[(organ, tumor, smallest)]
-        print(f"organ {_rule(organ)} tumor {_rule(tumor)} "
+    for rule in sorted(rules, key=lambda r: np.mean(scores[r]["tumor"])):
+        share, organ, tumor, smallest = rule
+        values = scores[rule]
+        cascade = f"share {share:.2f} " if loaded.second_stage is not None else ""
+        print(f"{cascade}organ {_rule(organ)} tumor {_rule(tumor)} "
               f"min lesion {smallest:6.0f} mm3: liver {np.mean(values['liver']):.4f} "
               f"tumor {np.mean(values['tumor']):.4f} ({len(values['liver'])} cases)")
 

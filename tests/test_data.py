@@ -9,13 +9,19 @@ import numpy as np
 import pytest
 from synthetic import blob_case, write_lits
 
-from keras_liverseg.data.datasets import DatasetError, find_cases, split_cases, write_split
+from keras_liverseg.data.datasets import (
+    DatasetError,
+    find_cases,
+    select_cases,
+    split_cases,
+    write_split,
+)
 from keras_liverseg.data.sampler import (
     Augmentation,
     SliceSampler,
     task_labels,
 )
-from keras_liverseg.data.volumes import load_volume
+from keras_liverseg.data.volumes import case_arrays, load_volume
 from keras_liverseg.io.slices import context_indices
 
 
@@ -155,3 +161,17 @@ def test_clahe_spreads_a_narrow_window_and_keeps_the_rest():
     assert np.corrcoef(image[8:40, 8:40].ravel()[order], out[8:40, 8:40].ravel()[order])[0, 1] > 0.9
     flat = np.full((32, 32), 150.0, np.float32)
     assert np.ptp(clahe(flat, tiles=(2, 2))) < 1e-3  # a flat slice stays flat
+
+
+def test_case_arrays_for_scoring_scripts(lits):
+    rows = list(case_arrays(lits, ["volume-3", "volume-1"]))
+    assert [row[0] for row in rows] == ["volume-3", "volume-1"]
+    case_id, image, labels, voxel_mm3 = rows[0]
+    volume = load_volume(select_cases(find_cases(lits), ["volume-3"])[0])
+    assert image.dtype == np.float32 and labels.dtype == np.uint8
+    np.testing.assert_array_equal(image, volume.image)
+    np.testing.assert_array_equal(labels, volume.labels)
+    zooms = nib.load(lits / "volume-3.nii.gz").header.get_zooms()
+    assert voxel_mm3 == pytest.approx(float(np.prod(zooms[:3])))
+    with pytest.raises(DatasetError, match="unknown case id.*volume-9"):
+        case_arrays(lits, ["volume-1", "volume-9"])  # at once, before any case is read

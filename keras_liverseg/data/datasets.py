@@ -86,6 +86,19 @@ def _msd_cases(root: Path) -> list[Case]:
     return cases
 
 
+def select_cases(cases: Sequence[Case], case_ids: Sequence[str]) -> list[Case]:
+    """The cases named by ``case_ids``, in that order.
+
+    Raises:
+        DatasetError: an id that is not among ``cases``.
+    """
+    by_id = {case.case_id: case for case in cases}
+    unknown = [i for i in case_ids if i not in by_id]
+    if unknown:
+        raise DatasetError(f"unknown case id(s): {', '.join(unknown[:5])}")
+    return [by_id[i] for i in case_ids]
+
+
 def split_cases(
     cases: Sequence[Case],
     validation_fraction: float = 0.2,

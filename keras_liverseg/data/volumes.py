@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from keras_liverseg.data.datasets import Case, DatasetError
+from keras_liverseg.data.datasets import Case, DatasetError, find_cases, select_cases
 from keras_liverseg.data.roi import LiverROI
-from keras_liverseg.io import InputError, load_nifti, to_canonical
+from keras_liverseg.io import InputError, load_nifti, open_nifti, to_canonical
 
 LABELS = (0, 1, 2)
 
@@ -74,6 +75,35 @@ def _volume(case_id: str, image: np.ndarray, labels: np.ndarray) -> Volume:
         liver_slices=np.flatnonzero(per_slice.max(axis=0) >= 1),
         tumor_slices=np.flatnonzero((per_slice == 2).any(axis=0)),
     )
+
+
+def voxel_volume_mm3(case: Case) -> float:
+    """The volume of one voxel of a case's image, mm^3 (from its NIfTI header)."""
+    try:
+        zooms = open_nifti(case.image).header.get_zooms()[:3]
+    except InputError as error:
+        raise DatasetError(f"case {case.case_id}: {error}") from None
+    return float(np.prod(zooms))
+
+
+def case_arrays(
+    root: str | os.PathLike, case_ids: Sequence[str]
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, float]]:
+    """The named cases of a dataset folder, one at a time, for scripts that score a model
+    case by case: ``(case_id, float32 HU, uint8 labels, voxel volume mm^3)``, the arrays in
+    canonical orientation.
+
+    Raises:
+        DatasetError: (at once, not on iteration) a missing folder or an unknown case id.
+    """
+    cases = select_cases(find_cases(root), case_ids)
+
+    def arrays(case: Case) -> tuple[str, np.ndarray, np.ndarray, float]:
+        volume = load_volume(case)
+        image = np.asarray(volume.image, dtype=np.float32)
+        return case.case_id, image, np.asarray(volume.labels), voxel_volume_mm3(case)
+
+    return (arrays(case) for case in cases)
 
 
 def crop_to_liver(volume: Volume, roi: LiverROI | None = None) -> Volume:
