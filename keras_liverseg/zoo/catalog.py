@@ -82,6 +82,7 @@ _ENTRIES = [
         weights_file="unet_sharp.weights.h5",
         sha256="5c1a925b8e6abefb7f9381fc7cd1d62605718d80c2aed89e343bcf5ddf199fd9",
         second_stage="unet_sharp_roi",
+        second_stage_share=0.25,  # chosen on validation phantoms (zoo/unet_sharp.md)
     ),
     ZooEntry(
         "unet_sharp_fast", "unet_sharp", DEFAULT_UNET_SHARP,
