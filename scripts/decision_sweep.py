@@ -2,7 +2,7 @@
 
     python scripts/decision_sweep.py DATA_DIR CASE_ID[,CASE_ID...] [--model unet_sharp]
         [--weights default] [--organ argmax 0.4] [--tumor argmax 0.4 0.3]
-        [--min-lesion-mm3 0 100 500]
+        [--min-lesion-mm3 0 100 500] [--min-lesion-confidence 0 0.9]
         [--second-stage-weights PATH --shares 0 0.25 0.5 0.75 1]
 
 Segments each case (LiTS layout, as ``liverseg train`` reads it) once, keeps the class
@@ -18,6 +18,8 @@ probabilities, and for every combination of
 - ``tumor``: an organ voxel is tumor when ``p(tumor) >= tumor`` (``argmax``: when
   ``p(tumor) >= p(liver)``; with both ``argmax`` the rule is the plain argmax);
 - ``min_lesion_mm3``: post-processing's smallest kept lesion;
+- ``min_lesion_confidence``: after post-processing, a lesion (26-connected tumor component)
+  whose highest ``p(tumor)`` is below this becomes liver (not a package option yet);
 
 labels it, runs the default post-processing and takes Dice against the case's labels.
 Use cases that did not pick the checkpoints (for the shipped ``unet_sharp`` and the
@@ -32,11 +34,17 @@ import itertools
 from dataclasses import replace
 
 import numpy as np
+from scipy import ndimage
 
 from keras_liverseg.data.datasets import DatasetError
 from keras_liverseg.data.volumes import case_arrays
 from keras_liverseg.inference.loading import load_model
-from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
+from keras_liverseg.inference.postprocess import (
+    LESION_CONNECTIVITY,
+    PostprocessOptions,
+    label_components,
+    postprocess_labels,
+)
 from keras_liverseg.inference.predictor import liver_region, predict_slices
 from keras_liverseg.metrics import dice
 
@@ -54,6 +62,18 @@ def decide(probs: np.ndarray, organ: float | None, tumor: float | None) -> np.nd
     labels = foreground.astype(np.uint8)
     labels[foreground & is_tumor] = 2
     return labels
+
+
+def drop_unsure_lesions(labels: np.ndarray, p_tumor: np.ndarray, confidence: float):
+    """Lesions of ``labels`` whose highest ``p_tumor`` is below ``confidence`` become liver."""
+    if confidence <= 0 or not (labels == 2).any():
+        return labels
+    lesions, count = label_components(labels == 2, LESION_CONNECTIVITY)
+    peaks = ndimage.maximum(p_tumor.astype(np.float32), lesions, np.arange(1, count + 1))
+    unsure = np.concatenate([[False], np.asarray(peaks) < confidence])
+    out = labels.copy()
+    out[unsure[lesions]] = 1
+    return out
 
 
 def stage_probabilities(loaded, image: np.ndarray, shares: list[float]):
@@ -83,6 +103,7 @@ def main() -> None:
     parser.add_argument("--organ", nargs="+", default=["argmax", 0.4])
     parser.add_argument("--tumor", nargs="+", default=["argmax", 0.4, 0.3])
     parser.add_argument("--min-lesion-mm3", type=float, nargs="+", default=[0.0, 100.0, 500.0])
+    parser.add_argument("--min-lesion-confidence", type=float, nargs="+", default=[0.0])
     args = parser.parse_args()
 
     loaded = load_model(args.model, args.weights,
@@ -90,7 +111,8 @@ def main() -> None:
     shares = args.shares if loaded.second_stage is not None else [0.0]
     organs = [None if o == "argmax" else float(o) for o in args.organ]
     tumors = [None if t == "argmax" else float(t) for t in args.tumor]
-    rules = list(itertools.product(shares, organs, tumors, args.min_lesion_mm3))
+    rules = list(itertools.product(shares, organs, tumors, args.min_lesion_mm3,
+                                   args.min_lesion_confidence))
     scores = {rule: {"liver": [], "tumor": []} for rule in rules}
     try:
         cases = case_arrays(args.data, args.cases.split(","))
@@ -108,18 +130,25 @@ def main() -> None:
                 decided[box] = inside
             for smallest in args.min_lesion_mm3:
                 options = replace(PostprocessOptions(), min_lesion_mm3=smallest)
-                labels = postprocess_labels(decided, voxel_mm3, options)
-                score = scores[(share, organ, tumor, smallest)]
-                score["liver"].append(dice(labels >= 1, truth >= 1))
-                score["tumor"].append(dice(labels == 2, truth == 2))
-                line.append(f"{score['liver'][-1]:.3f}/{score['tumor'][-1]:.3f}")
+                processed = postprocess_labels(decided, voxel_mm3, options)
+                for confidence in args.min_lesion_confidence:
+                    labels = processed
+                    if confidence > 0:
+                        p_tumor = np.zeros(truth.shape, np.float16)
+                        p_tumor[box if box is not None else ...] = mixed[share][..., 2]
+                        labels = drop_unsure_lesions(processed, p_tumor, confidence)
+                    score = scores[(share, organ, tumor, smallest, confidence)]
+                    score["liver"].append(dice(labels >= 1, truth >= 1))
+                    score["tumor"].append(dice(labels == 2, truth == 2))
+                    line.append(f"{score['liver'][-1]:.3f}/{score['tumor'][-1]:.3f}")
         print(case_id, " ".join(line), flush=True)
     for rule in sorted(rules, key=lambda r: np.mean(scores[r]["tumor"])):
-        share, organ, tumor, smallest = rule
+        share, organ, tumor, smallest, confidence = rule
         values = scores[rule]
         cascade = f"share {share:.2f} " if loaded.second_stage is not None else ""
         print(f"{cascade}organ {_rule(organ)} tumor {_rule(tumor)} "
-              f"min lesion {smallest:6.0f} mm3: liver {np.mean(values['liver']):.4f} "
+              f"min lesion {smallest:6.0f} mm3, p >= {confidence:.2f}: "
+              f"liver {np.mean(values['liver']):.4f} "
               f"tumor {np.mean(values['tumor']):.4f} ({len(values['liver'])} cases)")
 
 
