@@ -115,14 +115,15 @@ def split_cases(
         split_file: a JSON file ``{"train": [ids], "validation": [ids]}`` that fixes the
             split instead (ids as :attr:`Case.case_id`).
     """
-    by_id = {case.case_id: case for case in cases}
     if split_file is not None:
         spec = json.loads(Path(split_file).read_text())
+        if "train" not in spec:
+            raise DatasetError(f"split file {split_file}: no 'train' list")
         try:
-            train = [by_id[i] for i in spec["train"]]
-            validation = [by_id[i] for i in spec.get("validation", [])]
-        except KeyError as error:
-            raise DatasetError(f"split file {split_file}: unknown case or key {error}") from None
+            train = select_cases(cases, spec["train"])
+            validation = select_cases(cases, spec.get("validation", []))
+        except DatasetError as error:
+            raise DatasetError(f"split file {split_file}: {error}") from None
         overlap = {c.case_id for c in train} & {c.case_id for c in validation}
         if overlap:
             raise DatasetError(f"split file {split_file}: cases in both sets: {sorted(overlap)}")
