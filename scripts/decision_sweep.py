@@ -91,6 +91,16 @@ def stage_probabilities(loaded, image: np.ndarray, shares: list[float]):
     return box, {share: share * second + (1 - share) * probs[box] for share in shares}
 
 
+def whole_volume(box, inside: np.ndarray, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``inside`` placed at ``box`` of a zero volume of ``shape`` (``inside`` itself when
+    there is no box)."""
+    if box is None:
+        return inside
+    out = np.zeros(shape, dtype)
+    out[box] = inside
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data")
@@ -124,19 +134,16 @@ def main() -> None:
             raise SystemExit(f"{case_id}: the first stage found no liver")
         line = []
         for share, organ, tumor in itertools.product(shares, organs, tumors):
-            decided = decide(mixed[share], organ, tumor)
-            if box is not None:
-                decided, inside = np.zeros(truth.shape, np.uint8), decided
-                decided[box] = inside
+            decided = whole_volume(box, decide(mixed[share], organ, tumor), truth.shape,
+                                   np.uint8)
+            p_tumor = None
+            if max(args.min_lesion_confidence) > 0:
+                p_tumor = whole_volume(box, mixed[share][..., 2], truth.shape, np.float16)
             for smallest in args.min_lesion_mm3:
                 options = replace(PostprocessOptions(), min_lesion_mm3=smallest)
                 processed = postprocess_labels(decided, voxel_mm3, options)
                 for confidence in args.min_lesion_confidence:
-                    labels = processed
-                    if confidence > 0:
-                        p_tumor = np.zeros(truth.shape, np.float16)
-                        p_tumor[box if box is not None else ...] = mixed[share][..., 2]
-                        labels = drop_unsure_lesions(processed, p_tumor, confidence)
+                    labels = drop_unsure_lesions(processed, p_tumor, confidence)
                     score = scores[(share, organ, tumor, smallest, confidence)]
                     score["liver"].append(dice(labels >= 1, truth >= 1))
                     score["tumor"].append(dice(labels == 2, truth == 2))
