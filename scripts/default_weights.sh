@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash scripts/default_weights.sh [train|evaluate|all]     (default: all)
+#   bash scripts/default_weights.sh [train|evaluate|validate|all]     (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -13,13 +13,19 @@
 #              training slices) but not new ones (0.3), so stage 2 sees six times as many.
 # evaluate: 10 held-out phantoms (seed 2, never used in training) -> liverseg predict ->
 #           liverseg evaluate; and predictions on the two real CT examples in ../shared/data
+# validate: the 28 validation phantoms that picked no checkpoint (validation cases 21-48 of
+#           the stage-2 split; the first 20 are scored during training) -> liverseg predict ->
+#           liverseg evaluate, into data/val28-*; compares candidate weights without
+#           touching the held-out set. Not part of `all`.
+# WEIGHTS=FILE overrides the weights that evaluate and validate predict with; SPLIT=FILE the
+# split file validate reads (default: the stage-2 run's split.json).
 # Everything runs on the CPU. Outputs: data/, runs/ (both git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:-all}
 stage1=runs/unet_sharp-stage1
 run=runs/unet_sharp-default
-weights=$run/checkpoints/best.weights.h5
+weights=${WEIGHTS:-$run/checkpoints/best.weights.h5}
 
 if [[ $stage == train || $stage == all ]]; then
   liverseg sample-data -o data/phantoms-train --cases 40 --seed 1 --size 512 512 80
@@ -56,4 +62,26 @@ if [[ $stage == evaluate || $stage == all ]]; then
       --weights "$weights" --report data/real/dcmqi_ct_3slice.json \
       --overlay data/real/dcmqi_ct_3slice.png --overwrite --quiet
   fi
+fi
+
+if [[ $stage == validate ]]; then
+  rm -rf data/val28-volumes data/val28-labels data/val28-pred
+  mkdir -p data/val28-volumes data/val28-labels data/val28-pred
+  split=${SPLIT:-$run/split.json}
+  [[ -d data/phantoms-train-240 ]] ||
+    liverseg sample-data -o data/phantoms-train-240 --cases 240 --seed 1 --size 512 512 64
+  python - "$split" <<'PY' | while read -r n; do
+import json, sys
+for case in json.load(open(sys.argv[1]))["validation"][20:48]:
+    print(case.removeprefix("volume-"))
+PY
+    ln -s "../phantoms-train-240/volume-$n.nii.gz" data/val28-volumes/
+    ln -s "../phantoms-train-240/segmentation-$n.nii.gz" data/val28-labels/
+  done
+  liverseg predict data/val28-volumes -o data/val28-pred --weights "$weights" --overwrite --quiet
+  for f in data/val28-pred/volume-*.nii.gz; do
+    n=$(basename "$f" .nii.gz); mv "$f" "data/val28-pred/segmentation-${n#volume-}.nii.gz"
+  done
+  liverseg evaluate --pred data/val28-pred --gt data/val28-labels \
+    --json data/val28-metrics.json --overwrite
 fi
