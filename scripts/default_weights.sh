@@ -65,9 +65,10 @@ if [[ $stage == evaluate || $stage == all ]]; then
 fi
 
 if [[ $stage == validate ]]; then
+  split=${SPLIT:-$run/split.json}
+  [[ -f $split ]] || { echo "Error: no split file $split (run the train stage or set SPLIT=)" >&2; exit 2; }
   rm -rf data/val28-volumes data/val28-labels data/val28-pred
   mkdir -p data/val28-volumes data/val28-labels data/val28-pred
-  split=${SPLIT:-$run/split.json}
   [[ -d data/phantoms-train-240 ]] ||
     liverseg sample-data -o data/phantoms-train-240 --cases 240 --seed 1 --size 512 512 64
   python - "$split" <<'PY' | while read -r n; do
