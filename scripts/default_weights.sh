@@ -27,6 +27,16 @@ stage1=runs/unet_sharp-stage1
 run=runs/unet_sharp-default
 weights=${WEIGHTS:-$run/checkpoints/best.weights.h5}
 
+# score VOLUMES PRED LABELS JSON: liverseg predict the volumes in VOLUMES into PRED, name the
+# outputs segmentation-N as LABELS does, and liverseg evaluate them against LABELS into JSON.
+score() {
+  liverseg predict "$1" -o "$2" --weights "$weights" --overwrite --quiet
+  for f in "$2"/volume-*.nii.gz; do
+    n=$(basename "$f" .nii.gz); mv "$f" "$2/segmentation-${n#volume-}.nii.gz"
+  done
+  liverseg evaluate --pred "$2" --gt "$3" --json "$4" --overwrite
+}
+
 if [[ $stage == train || $stage == all ]]; then
   liverseg sample-data -o data/phantoms-train --cases 40 --seed 1 --size 512 512 80
   liverseg train --data data/phantoms-train --model unet_sharp --epochs 6 \
@@ -44,13 +54,8 @@ if [[ $stage == evaluate || $stage == all ]]; then
   for f in data/phantoms-test/volume-*.nii.gz; do
     ln -sf "../phantoms-test/$(basename "$f")" data/phantoms-test-volumes/
   done
-  liverseg predict data/phantoms-test-volumes -o data/phantoms-test-pred --weights "$weights" \
-    --overwrite --quiet
-  for f in data/phantoms-test-pred/volume-*.nii.gz; do
-    n=$(basename "$f" .nii.gz); mv "$f" "data/phantoms-test-pred/segmentation-${n#volume-}.nii.gz"
-  done
-  liverseg evaluate --pred data/phantoms-test-pred --gt data/phantoms-test \
-    --json data/phantoms-test-metrics.json --overwrite
+  score data/phantoms-test-volumes data/phantoms-test-pred data/phantoms-test \
+    data/phantoms-test-metrics.json
   shared=../shared/data
   if [[ -d $shared ]]; then
     mkdir -p data/real
@@ -79,10 +84,5 @@ PY
     ln -s "../phantoms-train-240/volume-$n.nii.gz" data/val28-volumes/
     ln -s "../phantoms-train-240/segmentation-$n.nii.gz" data/val28-labels/
   done
-  liverseg predict data/val28-volumes -o data/val28-pred --weights "$weights" --overwrite --quiet
-  for f in data/val28-pred/volume-*.nii.gz; do
-    n=$(basename "$f" .nii.gz); mv "$f" "data/val28-pred/segmentation-${n#volume-}.nii.gz"
-  done
-  liverseg evaluate --pred data/val28-pred --gt data/val28-labels \
-    --json data/val28-metrics.json --overwrite
+  score data/val28-volumes data/val28-pred data/val28-labels data/val28-metrics.json
 fi
