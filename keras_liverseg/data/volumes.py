@@ -63,10 +63,11 @@ def load_volume(case: Case, cache_dir: str | os.PathLike | None = None) -> Volum
                 partial = path.with_suffix(".partial.npy")
                 np.save(partial, array)
                 partial.replace(path)
-    return _volume(case.case_id, image, labels)
+    return volume_from_arrays(case.case_id, image, labels)
 
 
-def _volume(case_id: str, image: np.ndarray, labels: np.ndarray) -> Volume:
+def volume_from_arrays(case_id: str, image: np.ndarray, labels: np.ndarray) -> Volume:
+    """A :class:`Volume` of canonical ``image`` and ``labels`` arrays held in memory."""
     per_slice = labels.reshape(-1, labels.shape[2])
     return Volume(
         case_id=case_id,
@@ -115,7 +116,7 @@ def crop_to_liver(volume: Volume, roi: LiverROI | None = None) -> Volume:
     box = (roi or LiverROI()).box(np.asarray(volume.labels) >= 1)
     if box is None:
         return volume
-    return _volume(volume.case_id, volume.image[box], volume.labels[box])
+    return volume_from_arrays(volume.case_id, volume.image[box], volume.labels[box])
 
 
 def _decode(case: Case) -> tuple[np.ndarray, np.ndarray]:

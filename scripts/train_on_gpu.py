@@ -1,0 +1,228 @@
+"""Train the default model on one accelerator (JAX backend) from phantoms drawn on that machine.
+
+    KERAS_BACKEND=jax python scripts/train_on_gpu.py \\
+        --split scripts/splits/phantoms-train-240.json --out OUT \\
+        [--minutes 6] [--extra 240] [--init keras_liverseg/weights/unet_sharp.weights.h5]
+
+What ``liverseg train`` does on a CPU, sized for a GPU machine that has 16 cores and no
+TensorFlow (the ``device`` tool's H200): the phantoms are drawn there instead of read from
+NIfTI, and the slice sampler runs in worker processes so that the GPU is not starved.
+
+1. Draw the training phantoms in a process pool: cases ``0 .. base-1`` of dataset seed 1 at
+   ``512 x 512 x 64`` (the cases of ``data/phantoms-train-240``, so a split file made there
+   applies) and ``--extra`` more cases ``base ..`` of the same seed at ``512 x 512 x 80``.
+   Each is brought to canonical orientation and resized in-plane to the model input once,
+   with the resizing the sampler and inference use (so the sampler's own resize is a no-op).
+2. Train on the split's training cases plus the extra cases; the split's first
+   ``--val-cases`` validation cases pick the checkpoint (:func:`~keras_liverseg.training.
+   validation.validate`, Dice per case); the other validation cases are left for
+   ``bash scripts/default_weights.sh validate``.
+3. Train for ``--minutes`` of wall time in chunks of ``--chunk`` steps, the learning rate
+   following a cosine over the wall-time budget (the step count is not known in advance),
+   validating after the first chunk that ends ``--validate-seconds`` after the last one.
+
+Writes to ``--out``: ``best.weights.h5`` (best validation Dice per case), ``last.weights.h5``,
+``history.json`` (one row per validation) and ``log.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from keras_liverseg.data.phantom import case_seed, generate_case
+from keras_liverseg.data.sampler import Augmentation, SliceSampler
+from keras_liverseg.data.volumes import volume_from_arrays
+from keras_liverseg.io import to_canonical
+from keras_liverseg.io.slices import resize_axes, resize_labels
+
+MODEL = "unet_sharp"
+INPUT_SIZE = (192, 192)  # the zoo entry's input; checked against the model below
+SEED = 1  # dataset seed of data/phantoms-train-240
+
+_SAMPLER: SliceSampler | None = None  # the sampler of the forked batch workers
+
+
+def draw_case(job: tuple[int, int]) -> tuple[str, np.ndarray, np.ndarray]:
+    """Phantom ``index`` of dataset seed 1 with ``depth`` slices, canonical and resized."""
+    index, depth = job
+    case = generate_case(case_seed(SEED, index), (512, 512, depth))
+    image, _, _ = to_canonical(case.volume, case.affine)
+    labels, _, _ = to_canonical(case.labels, case.affine)
+    image = np.rint(resize_axes(image, INPUT_SIZE, axes=(0, 1))).astype(np.int16)
+    return f"volume-{index}", image, resize_labels(np.asarray(labels, np.uint8), INPUT_SIZE)
+
+
+def sample_batch(job: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Slices ``first .. first + size - 1`` of the worker's sampler (float16 HU, labels)."""
+    first, size = job
+    x, y = _SAMPLER.batch(range(first, first + size))
+    return x.astype(np.float16), y
+
+
+class Batches:
+    """Batches ``first, first + batch, ...`` of the sampler from a pool, ``depth`` ahead."""
+
+    def __init__(self, pool, batch_size: int, depth: int = 48):
+        self.pool, self.batch_size, self.depth = pool, batch_size, depth
+        self.next_first = 0
+        self.pending: deque = deque()
+
+    def take(self, count: int):
+        """A generator of ``count`` batches ``(x float32, labels)``."""
+        for _ in range(count):
+            while len(self.pending) < self.depth:
+                job = (self.next_first, self.batch_size)
+                self.pending.append(self.pool.apply_async(sample_batch, (job,)))
+                self.next_first += self.batch_size
+            x, y = self.pending.popleft().get()
+            yield x.astype(np.float32), y
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", required=True, help="split.json of the base cases")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--init", default="keras_liverseg/weights/unet_sharp.weights.h5")
+    parser.add_argument("--base", type=int, default=240)
+    parser.add_argument("--extra", type=int, default=240)
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=float, default=0.05, help="share of the budget")
+    parser.add_argument("--chunk", type=int, default=100, help="steps per fit() call")
+    parser.add_argument("--validate-seconds", type=float, default=45.0)
+    parser.add_argument("--val-cases", type=int, default=20)
+    parser.add_argument("--liver-fraction", type=float, default=0.4)
+    parser.add_argument("--tumor-fraction", type=float, default=0.4)
+    parser.add_argument("--sampling-seed", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    parser.add_argument("--depth", type=int, nargs=2, default=(64, 80),
+                        help="slices of the base and the extra phantoms")
+    parser.add_argument("--mixed-precision", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = (out / "log.txt").open("a")
+
+    def log(text: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {text}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    started = time.perf_counter()
+    split = json.loads(Path(args.split).read_text())
+    validation = [c for c in split["validation"] if int(c.split("-")[1]) < args.base]
+    keep_out = set(validation[args.val_cases:])  # for default_weights.sh validate
+    picks = set(validation[: args.val_cases])
+    jobs = [(i, args.depth[0]) for i in range(args.base) if f"volume-{i}" not in keep_out]
+    jobs += [(i, args.depth[1]) for i in range(args.base, args.base + args.extra)]
+
+    # Both pools fork before Keras (and JAX) are imported: the workers never touch them.
+    ctx = mp.get_context("fork")
+    with ctx.Pool(args.workers) as pool:
+        drawn = pool.map(draw_case, jobs, chunksize=1)
+    volumes = [volume_from_arrays(*case) for case in drawn]
+    train = [v for v in volumes if v.case_id not in picks]
+    val = [v for v in volumes if v.case_id in picks]
+    log(f"drew {len(volumes)} phantoms in {time.perf_counter() - started:.0f} s: "
+        f"{len(train)} training ({sum(v.depth for v in train)} slices), {len(val)} validation")
+
+    global _SAMPLER
+    _SAMPLER = SliceSampler(train, INPUT_SIZE, 3, args.liver_fraction, args.tumor_fraction,
+                            Augmentation(), args.sampling_seed)
+    pool = ctx.Pool(args.workers)
+    try:
+        return _train(args, pool, val, out, log, started)
+    finally:
+        pool.terminate()
+
+
+def _train(args, pool, val, out: Path, log, started: float) -> int:
+    import keras
+
+    from keras_liverseg import losses, zoo
+    from keras_liverseg.losses import deep_supervision_targets
+    from keras_liverseg.models import inference_model
+    from keras_liverseg.training.validation import validate
+
+    log(f"keras {keras.__version__} backend {keras.backend.backend()} "
+        f"devices {keras.distribution.list_devices()}")
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = zoo.load(MODEL, weights=args.init)
+    if tuple(model.input_shape[1:3]) != INPUT_SIZE:
+        raise SystemExit(f"Error: {MODEL} takes {model.input_shape[1:3]}, not {INPUT_SIZE}")
+    head_losses, head_weights = losses.deep_supervision_losses(
+        model, losses.SegLoss(per_image=False))
+    heads = list(head_losses)
+    optimizer = keras.optimizers.Adam(args.lr)
+    model.compile(optimizer=optimizer, loss=head_losses, loss_weights=head_weights,
+                  jit_compile=True)
+    batches = Batches(pool, args.batch_size)
+    net = inference_model(model)  # one predict function, compiled once, for every validation
+
+    def chunk_data(count: int):
+        for x, y in batches.take(count):
+            yield x, deep_supervision_targets(heads, y)
+
+    history, best = [], -math.inf
+    scores = validate(net, val, "both", batch_size=64)
+    log(f"initial weights: {json.dumps(scores)}")
+    budget = args.minutes * 60.0
+    train_start = time.perf_counter()
+    chunks, slices, validated = 0, 0, train_start
+    while True:
+        elapsed = time.perf_counter() - train_start
+        if elapsed >= budget:
+            break
+        lr = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
+        lr *= min(1.0, 0.05 + elapsed / (args.warmup * budget))  # Adam's first steps are wild
+        optimizer.learning_rate.assign(lr)
+        fit = model.fit(chunk_data(args.chunk), steps_per_epoch=args.chunk, epochs=1,
+                        verbose=0)
+        chunks += 1
+        slices += args.chunk * args.batch_size
+        loss = float(fit.history["loss"][-1])
+        now = time.perf_counter()
+        if now - validated < args.validate_seconds and now - train_start < budget:
+            log(f"chunk {chunks} loss {loss:.4f} lr {lr:.2e} "
+                f"{slices / (time.perf_counter() - train_start):.0f} slices/s")
+            continue
+        scores = validate(net, val, "both", batch_size=64)
+        validated = time.perf_counter()
+        row = {"chunk": chunks, "slices": slices, "loss": loss, "lr": lr,
+               "seconds": round(time.perf_counter() - train_start, 1), **scores}
+        history.append(row)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        _save(model, out / "last.weights.h5")
+        if scores["dice_per_case"] > best:
+            best = scores["dice_per_case"]
+            _save(model, out / "best.weights.h5")
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in row.items()))
+    log(f"done: {slices} slices in {time.perf_counter() - train_start:.0f} s of training, "
+        f"{time.perf_counter() - started:.0f} s in all; best validation {best:.4f}")
+    return 0
+
+
+def _save(model, path: Path) -> None:
+    """Save weights under a temporary name first: a run stopped at its time limit while
+    writing leaves the previous file whole."""
+    partial = path.with_name("partial." + path.name)
+    model.save_weights(partial)
+    partial.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
