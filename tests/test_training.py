@@ -198,17 +198,23 @@ def test_two_workers_end_with_identical_weights(dataset, tmp_path):
     assert initial["epoch"] == 1
 
 
-def test_the_same_tiny_run_on_jax(dataset, tmp_path):
+def test_the_same_tiny_run_on_jax_without_tensorflow(dataset, tmp_path):
     pytest.importorskip("jax")
     run = tmp_path / "run"
+    # a JAX-only install (a GPU machine with JAX and no TensorFlow): importing it fails
+    blocker = tmp_path / "no_tensorflow" / "tensorflow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('no TensorFlow here')\n")
+    path = os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
     # two CPU devices, so that the run is data parallel (keras.distribution.DataParallel)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": path,
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     args = train_args(dataset, run, config_file(tmp_path), "--epochs", "3")
     result = subprocess.run([sys.executable, "-m", "keras_liverseg.cli.main", *args], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "data parallel over 2 JAX devices" in result.stderr
+    assert "TensorBoard logs skipped" in result.stderr
     rows = history(run)
     assert len(rows) == 3 and float(rows[-1]["loss"]) < float(rows[0]["loss"])
     assert json.loads((run / "model_card.json").read_text())["versions"]["backend"] == "jax"

@@ -99,7 +99,7 @@ def _train(config: TrainConfig, resume: bool, log) -> Path:
     epoch_runner = make_epoch_runner(model, optimizer, head_losses, head_weights, strategy,
                                      sampler, heads, config.steps_per_epoch, config.batch_size,
                                      extra_targets=extra_targets)
-    writer = _summary_writer(run / "logs")
+    writer = _summary_writer(run / "logs", log)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         started = time.perf_counter()
@@ -257,9 +257,13 @@ def _append_history(path: Path, row: dict) -> None:
         writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
 
 
-def _summary_writer(folder: Path):
-    """TensorBoard scalars via tf.summary (TensorFlow is installed on every backend)."""
-    import tensorflow as tf
+def _summary_writer(folder: Path, log=print):
+    """TensorBoard scalars via tf.summary; without TensorFlow (a JAX-only install) a no-op."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        log("TensorBoard logs skipped: they need TensorFlow (history.csv has every scalar)")
+        return lambda epoch, row: None
 
     writer = tf.summary.create_file_writer(str(folder))
 
