@@ -2,7 +2,7 @@
 
     KERAS_BACKEND=jax python scripts/train_on_gpu.py \\
         --split scripts/splits/phantoms-train-240.json --out OUT \\
-        [--minutes 6] [--extra 240] [--init keras_liverseg/weights/unet_sharp.weights.h5]
+        --init WEIGHTS [--minutes 6 | --steps 9200] [--extra 240]
 
 What ``liverseg train`` does on a CPU, sized for a GPU machine that has 16 cores and no
 TensorFlow (the ``device`` tool's H200): the phantoms are drawn there instead of read from
@@ -17,9 +17,10 @@ NIfTI, and the slice sampler runs in worker processes so that the GPU is not sta
    ``--val-cases`` validation cases pick the checkpoint (:func:`~keras_liverseg.training.
    validation.validate`, Dice per case); the other validation cases are left for
    ``bash scripts/default_weights.sh validate``.
-3. Train for ``--minutes`` of wall time in chunks of ``--chunk`` steps, the learning rate
-   following a cosine over the wall-time budget (the step count is not known in advance),
-   validating after the first chunk that ends ``--validate-seconds`` after the last one.
+3. Train for ``--minutes`` of wall time after the first chunk (which compiles the train
+   step), or for ``--steps`` steps, in chunks of ``--chunk`` steps; the learning rate warms
+   up over the first ``--warmup`` of the run, then follows a cosine over the rest;
+   validation follows the first chunk that ends ``--validate-seconds`` after the last one.
 
 Writes to ``--out``: ``best.weights.h5`` (best validation Dice per case), ``last.weights.h5``,
 ``history.json`` (one row per validation) and ``log.txt``.
@@ -92,10 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", required=True, help="split.json of the base cases")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--init", default="keras_liverseg/weights/unet_sharp.weights.h5")
+    parser.add_argument("--init", required=True, help="weights to start from (.weights.h5)")
     parser.add_argument("--base", type=int, default=240)
     parser.add_argument("--extra", type=int, default=240)
     parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="train this many steps, the schedule over steps, not minutes")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=float, default=0.05, help="share of the budget")
@@ -161,6 +164,7 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = zoo.load(MODEL, weights=args.init)
+    clean = zoo.load(MODEL, weights=None)  # what the weights files are saved from
     if tuple(model.input_shape[1:3]) != INPUT_SIZE:
         raise SystemExit(f"Error: {MODEL} takes {model.input_shape[1:3]}, not {INPUT_SIZE}")
     head_losses, head_weights = losses.deep_supervision_losses(
@@ -179,23 +183,27 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
     history, best = [], -math.inf
     scores = validate(net, val, "both", batch_size=64)
     log(f"initial weights: {json.dumps(scores)}")
-    budget = args.minutes * 60.0
     train_start = time.perf_counter()
     chunks, slices, validated = 0, 0, train_start
-    while True:
-        elapsed = time.perf_counter() - train_start
-        if elapsed >= budget:
-            break
-        lr = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
-        lr *= min(1.0, 0.05 + elapsed / (args.warmup * budget))  # Adam's first steps are wild
+    clock = None  # --minutes count from the end of the first chunk, which compiles the step
+
+    def progress() -> float:  # share of the run done: of its steps, else of its minutes
+        if args.steps:
+            return chunks * args.chunk / args.steps
+        return 0.0 if clock is None else (time.perf_counter() - clock) / (args.minutes * 60.0)
+
+    while progress() < 1.0:
+        done = progress()
+        lr = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+        lr *= min(1.0, 0.05 + done / args.warmup)  # Adam's first steps are wild
         optimizer.learning_rate.assign(lr)
         fit = model.fit(chunk_data(args.chunk), steps_per_epoch=args.chunk, epochs=1,
                         verbose=0)
         chunks += 1
         slices += args.chunk * args.batch_size
+        clock = clock or time.perf_counter()
         loss = float(fit.history["loss"][-1])
-        now = time.perf_counter()
-        if now - validated < args.validate_seconds and now - train_start < budget:
+        if time.perf_counter() - validated < args.validate_seconds and progress() < 1.0:
             log(f"chunk {chunks} loss {loss:.4f} lr {lr:.2e} "
                 f"{slices / (time.perf_counter() - train_start):.0f} slices/s")
             continue
@@ -205,10 +213,10 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
                "seconds": round(time.perf_counter() - train_start, 1), **scores}
         history.append(row)
         (out / "history.json").write_text(json.dumps(history, indent=1))
-        _save(model, out / "last.weights.h5")
+        _save(model, clean, out / "last.weights.h5")
         if scores["dice_per_case"] > best:
             best = scores["dice_per_case"]
-            _save(model, out / "best.weights.h5")
+            _save(model, clean, out / "best.weights.h5")
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in row.items()))
     log(f"done: {slices} slices in {time.perf_counter() - train_start:.0f} s of training, "
@@ -216,11 +224,13 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
     return 0
 
 
-def _save(model, path: Path) -> None:
-    """Save weights under a temporary name first: a run stopped at its time limit while
-    writing leaves the previous file whole."""
+def _save(model, clean, path: Path) -> None:
+    """Save ``model``'s weights through ``clean``, an uncompiled twin (a compiled model's
+    file would also hold the optimizer's state), under a temporary name first: a run
+    stopped at its time limit while writing leaves the previous file whole."""
+    clean.set_weights(model.get_weights())
     partial = path.with_name("partial." + path.name)
-    model.save_weights(partial)
+    clean.save_weights(partial)
     partial.replace(path)
 
 

@@ -80,7 +80,7 @@ _ENTRIES = [
         "UNet# L3, 2.5D (3 slices), 192x192, liver + tumor; the default model",
         "Qian et al., UNet# (seed 004)",
         weights_file="unet_sharp.weights.h5",
-        sha256="5c1a925b8e6abefb7f9381fc7cd1d62605718d80c2aed89e343bcf5ddf199fd9",
+        sha256="580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31",
         second_stage="unet_sharp_roi",
         second_stage_share=0.25,  # chosen on validation phantoms (zoo/unet_sharp.md)
     ),
@@ -89,7 +89,7 @@ _ENTRIES = [
         "unet_sharp pruned to its L2 head (same weights, about 4x fewer FLOPs); --fast",
         "Qian et al., UNet# (seed 004), Sec. 2.4",
         weights_file="unet_sharp.weights.h5",
-        sha256="5c1a925b8e6abefb7f9381fc7cd1d62605718d80c2aed89e343bcf5ddf199fd9",
+        sha256="580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31",
         prune_level=2,
     ),
     ZooEntry(
