@@ -73,6 +73,39 @@ def test_tiny_run_learns_and_writes_every_artefact(dataset, tmp_path):
     assert {"mask", "de_3_0", "cls_mask", "cls_de_1_2"} <= set(model.output_names)
 
 
+def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
+        dataset, tmp_path, monkeypatch):
+    from keras_liverseg.training import run as run_module
+
+    real = run_module.make_epoch_runner
+
+    def nan_in_epoch_2(*args, **kwargs):
+        epoch = real(*args, **kwargs)
+        calls = []
+
+        def run_epoch(first):
+            calls.append(first)
+            return epoch(first) if len(calls) == 1 else float("nan")
+
+        return run_epoch
+
+    monkeypatch.setattr(run_module, "make_epoch_runner", nan_in_epoch_2)
+    run = tmp_path / "nan"
+    result = CliRunner().invoke(cli, train_args(dataset, run, config_file(tmp_path),
+                                                "--epochs", "3"))
+    assert result.exit_code == 2
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: training loss is nan after epoch 2; epoch 1's checkpoint")
+    assert "Traceback" not in result.output
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    assert [int(r["epoch"]) for r in history(run)] == [1]
+    with h5py.File(run / "checkpoints" / "last.weights.h5") as saved:
+        values = []
+        saved.visititems(lambda _, item: values.append(item[()])
+                         if isinstance(item, h5py.Dataset) else None)
+    assert values and all(np.isfinite(v).all() for v in values)
+
+
 def test_mixed_precision_run_stays_finite_and_restores_the_policy(dataset, tmp_path):
     import keras
 

@@ -105,6 +105,8 @@ def _train(config: TrainConfig, resume: bool, log) -> Path:
         started = time.perf_counter()
         first = (epoch - 1) * config.steps_per_epoch * config.batch_size
         loss = epoch_runner(first)
+        if not np.isfinite(loss):  # stop before a NaN model overwrites the checkpoints
+            raise ValueError(_not_finite(config, epoch, loss))
         scores = validate(model, val_volumes, config.task)
         row = {"epoch": epoch, "loss": loss, **scores,
                "learning_rate": float(keras.ops.convert_to_numpy(
@@ -126,6 +128,16 @@ def _train(config: TrainConfig, resume: bool, log) -> Path:
     final = validate(model, val_volumes, config.task)
     _write_model_card(run, config, model, train_cases, val_cases, state, final)
     return run
+
+
+def _not_finite(config: TrainConfig, epoch: int, loss: float) -> str:
+    """The one-line error of a run whose loss became NaN or infinite."""
+    kept = f"epoch {epoch - 1}'s checkpoint is kept (--resume)" if epoch > 1 else "no checkpoint"
+    hint = "lower --lr"
+    if config.mixed_precision:
+        hint += (" or drop --mixed-precision (on the JAX backend, jaxlib 0.11's CPU build "
+                 "computes NaN for bfloat16 convolution blocks)")
+    return f"training loss is {loss} after epoch {epoch}; {kept}; {hint}"
 
 
 # --- setting up -----------------------------------------------------------------------------
