@@ -13,7 +13,7 @@
 #              training slices) but not new ones (0.3), so stage 2 sees six times as many.
 # gpu:      stage 3, the shipped weights (version 3): scripts/train_on_gpu.py from stage 2's
 #           weights on a GPU machine with the JAX backend (an H200 of the device tool:
-#           294,400 slices in 6 minutes, 18 times what stages 1 and 2 saw), on stage 2's
+#           294,400 slices in 6 minutes, 10 times what stages 1 and 2 saw), on stage 2's
 #           training phantoms plus 240 more (seed 1, cases 240-479, 80 slices) drawn there.
 #           Not part of `all` (on a CPU it runs, but takes days for the same slice count:
 #           use --steps 9200 instead of --minutes there).
