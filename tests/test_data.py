@@ -175,3 +175,33 @@ def test_case_arrays_for_scoring_scripts(lits):
     assert voxel_mm3 == pytest.approx(float(np.prod(zooms[:3])))
     with pytest.raises(DatasetError, match="unknown case id.*volume-9"):
         case_arrays(lits, ["volume-1", "volume-9"])  # at once, before any case is read
+
+
+def test_threaded_batches_train_exactly_like_one_thread(lits):
+    import keras
+
+    from keras_liverseg import losses
+    from keras_liverseg.data.pydataset import SliceBatches, sampler_threads
+
+    assert 1 <= sampler_threads() <= 8 and sampler_threads(limit=1) == 1
+    volumes = [load_volume(c) for c in find_cases(lits)]
+    sampler = SliceSampler(volumes, (32, 32), 3, 0.5, 0.3, Augmentation(), seed=4)
+    weights = []
+    for workers in (1, 3):
+        keras.utils.set_random_seed(0)
+        ct = keras.Input((32, 32, 3))
+        hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(ct / 100.0)
+        mask = keras.layers.Conv2D(3, 1, activation="softmax", name="mask")(hidden)
+        model = keras.Model(ct, {"mask": mask})
+        model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                      loss={"mask": losses.SegLoss(per_image=False)})
+        data = SliceBatches(sampler, {"mask": (32, 32, 3)}, batch_size=2, steps=8,
+                            workers=workers)
+        assert data.workers == workers
+        before = [w.copy() for w in model.get_weights()]
+        model.fit(data, epochs=1, verbose=0)
+        weights.append(model.get_weights())
+    # the same batches in the same order: identical weights, and training moved them
+    for one, many in zip(*weights, strict=True):
+        np.testing.assert_array_equal(one, many)
+    assert not all(np.array_equal(a, b) for a, b in zip(before, weights[1], strict=True))

@@ -2,7 +2,7 @@
 
 TensorFlow: the ``tf.data`` pipeline and the package's distributed step
 (:class:`~keras_liverseg.training.steps.DistributedTrainer`) under the run's strategy.
-JAX: a ``keras.utils.PyDataset`` of the same slices and ``model.fit``.
+JAX: a ``keras.utils.PyDataset`` of the same slices, built in threads, and ``model.fit``.
 """
 
 from __future__ import annotations
@@ -57,14 +57,15 @@ def make_epoch_runner(
 
         return run_epoch
 
-    from keras_liverseg.data.pydataset import SliceBatches
+    from keras_liverseg.data.pydataset import SliceBatches, sampler_threads
 
     model.compile(optimizer=optimizer, loss=head_losses, loss_weights=head_weights)
 
     def run_epoch(first: int) -> float:
         data = SliceBatches(sampler, heads, batch_size, steps, start=first,
                             label_inputs=label_inputs,
-                            extra_targets=extra_targets[1] if extra_targets else None)
+                            extra_targets=extra_targets[1] if extra_targets else None,
+                            workers=sampler_threads())
         history = model.fit(data, epochs=1, verbose=0)
         return float(history.history["loss"][-1])
 
