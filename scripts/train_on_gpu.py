@@ -11,8 +11,10 @@ NIfTI, and the slice sampler runs in worker processes so that the GPU is not sta
 1. Draw the training phantoms in a process pool: cases ``0 .. base-1`` of dataset seed 1 at
    ``512 x 512 x 64`` (the cases of ``data/phantoms-train-240``, so a split file made there
    applies) and ``--extra`` more cases ``base ..`` of the same seed at ``512 x 512 x 80``.
-   Each is brought to canonical orientation and resized in-plane to the model input once,
-   with the resizing the sampler and inference use (so the sampler's own resize is a no-op).
+   Each is brought to canonical orientation, cut to the liver's region for ``--model
+   unet_sharp_roi`` (the cascade's second stage, as ``liverseg train --liver-roi`` cuts it),
+   and resized in-plane to the model input once, with the resizing the sampler and
+   inference use (so the sampler's own resize is a no-op).
 2. Train on the split's training cases plus the extra cases; the split's first
    ``--val-cases`` validation cases pick the checkpoint (:func:`~keras_liverseg.training.
    validation.validate`, Dice per case); the other validation cases are left for
@@ -41,26 +43,35 @@ from pathlib import Path
 import numpy as np
 
 from keras_liverseg.data.phantom import case_seed, generate_case
+from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.data.sampler import Augmentation, SliceSampler
-from keras_liverseg.data.volumes import volume_from_arrays
+from keras_liverseg.data.volumes import crop_to_liver, volume_from_arrays
 from keras_liverseg.io import to_canonical
 from keras_liverseg.io.slices import resize_axes, resize_labels
 
-MODEL = "unet_sharp"
-INPUT_SIZE = (192, 192)  # the zoo entry's input; checked against the model below
+# The zoo entries this script trains and the liver framing each reads (None: whole slices).
+# Written out because the phantoms are drawn before Keras may be imported; _train checks
+# both, and INPUT_SIZE, against the zoo entry.
+MODELS = {"unet_sharp": None, "unet_sharp_roi": LiverROI(margin=0.1, slices=2)}
+INPUT_SIZE = (192, 192)
 SEED = 1  # dataset seed of data/phantoms-train-240
 
 _SAMPLER: SliceSampler | None = None  # the sampler of the forked batch workers
 
 
-def draw_case(job: tuple[int, int]) -> tuple[str, np.ndarray, np.ndarray]:
-    """Phantom ``index`` of dataset seed 1 with ``depth`` slices, canonical and resized."""
-    index, depth = job
+def draw_case(job: tuple[int, int, LiverROI | None]) -> tuple[str, np.ndarray, np.ndarray]:
+    """Phantom ``index`` of dataset seed 1 with ``depth`` slices, canonical, cut to the
+    liver's ``roi`` if one is given (as ``liverseg train --liver-roi`` cuts training
+    volumes), and resized in-plane to the model input."""
+    index, depth, roi = job
     case = generate_case(case_seed(SEED, index), (512, 512, depth))
     image, _, _ = to_canonical(case.volume, case.affine)
     labels, _, _ = to_canonical(case.labels, case.affine)
-    image = np.rint(resize_axes(image, INPUT_SIZE, axes=(0, 1))).astype(np.int16)
-    return f"volume-{index}", image, resize_labels(np.asarray(labels, np.uint8), INPUT_SIZE)
+    volume = volume_from_arrays(f"volume-{index}", image, np.asarray(labels, np.uint8))
+    if roi is not None:
+        volume = crop_to_liver(volume, roi)
+    image = np.rint(resize_axes(volume.image, INPUT_SIZE, axes=(0, 1))).astype(np.int16)
+    return volume.case_id, image, resize_labels(volume.labels, INPUT_SIZE)
 
 
 def sample_batch(job: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", required=True, help="split.json of the base cases")
     parser.add_argument("--out", required=True)
     parser.add_argument("--init", required=True, help="weights to start from (.weights.h5)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="unet_sharp",
+                        help="unet_sharp_roi: the cascade's second stage, on liver crops")
     parser.add_argument("--base", type=int, default=240)
     parser.add_argument("--extra", type=int, default=240)
     parser.add_argument("--minutes", type=float, default=6.0)
@@ -128,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     validation = [c for c in split["validation"] if int(c.split("-")[1]) < args.base]
     keep_out = set(validation[args.val_cases:])  # for default_weights.sh validate
     picks = set(validation[: args.val_cases])
-    jobs = [(i, args.depth[0]) for i in range(args.base) if f"volume-{i}" not in keep_out]
-    jobs += [(i, args.depth[1]) for i in range(args.base, args.base + args.extra)]
+    roi = MODELS[args.model]
+    jobs = [(i, args.depth[0], roi) for i in range(args.base) if f"volume-{i}" not in keep_out]
+    jobs += [(i, args.depth[1], roi) for i in range(args.base, args.base + args.extra)]
 
     # Both pools fork before Keras (and JAX) are imported: the workers never touch them.
     ctx = mp.get_context("fork")
@@ -163,10 +177,13 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
         f"devices {keras.distribution.list_devices()}")
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = zoo.load(MODEL, weights=args.init)
-    clean = zoo.load(MODEL, weights=None)  # what the weights files are saved from
+    model = zoo.load(args.model, weights=args.init)
+    clean = zoo.load(args.model, weights=None)  # what the weights files are saved from
     if tuple(model.input_shape[1:3]) != INPUT_SIZE:
-        raise SystemExit(f"Error: {MODEL} takes {model.input_shape[1:3]}, not {INPUT_SIZE}")
+        raise SystemExit(f"Error: {args.model} takes {model.input_shape[1:3]}, not {INPUT_SIZE}")
+    if zoo.get_entry(args.model).liver_roi != MODELS[args.model]:
+        raise SystemExit(f"Error: {args.model} reads {zoo.get_entry(args.model).liver_roi}, "
+                         f"not {MODELS[args.model]}: update MODELS")
     head_losses, head_weights = losses.deep_supervision_losses(
         model, losses.SegLoss(per_image=False))
     heads = list(head_losses)

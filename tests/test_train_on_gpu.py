@@ -14,7 +14,7 @@ import pytest
 
 from keras_liverseg.data.phantom import case_seed, generate_case
 from keras_liverseg.data.sampler import Augmentation, SliceSampler
-from keras_liverseg.data.volumes import volume_from_arrays
+from keras_liverseg.data.volumes import crop_to_liver, volume_from_arrays
 from keras_liverseg.io import to_canonical
 from keras_liverseg.io.slices import resize_labels, slice_stack
 
@@ -31,14 +31,21 @@ def script():
     sys.modules.pop("train_on_gpu", None)
 
 
-def test_a_drawn_phantom_is_what_the_sampler_would_cut_from_the_full_size_one(script):
-    case_id, image, labels = script.draw_case((3, 6))
+@pytest.mark.parametrize("model", ["unet_sharp", "unet_sharp_roi"])
+def test_a_drawn_phantom_is_what_the_sampler_would_cut_from_the_full_size_one(script, model):
+    roi = script.MODELS[model]
+    case_id, image, labels = script.draw_case((3, 6, roi))
     assert case_id == "volume-3" and image.dtype == np.int16 and labels.dtype == np.uint8
     full = generate_case(case_seed(script.SEED, 3), (512, 512, 6))
     volume, _, _ = to_canonical(full.volume, full.affine)
     truth, _, _ = to_canonical(full.labels, full.affine)
+    if roi is not None:  # what liverseg train --liver-roi feeds the sampler
+        cut = crop_to_liver(volume_from_arrays("volume-3", volume, truth.astype(np.uint8)), roi)
+        assert cut.image.shape[0] < volume.shape[0]
+        volume, truth = cut.image, cut.labels
     size = script.INPUT_SIZE
-    assert image.shape == (*size, 6)
+    assert image.shape == (*size, volume.shape[2])
+    assert (labels >= 1).any()
     # the sampler resizes the full-size slices with their neighbours; the script once
     expected = slice_stack(volume, [1, 4], 3, size)
     np.testing.assert_allclose(slice_stack(image, [1, 4], 3, size), expected, atol=0.5)
