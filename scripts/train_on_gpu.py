@@ -197,6 +197,8 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
         for x, y in batches.take(count):
             yield x, deep_supervision_targets(heads, y)
 
+    # liverseg train's schedule (cosine to 5 %), over the share of the run done
+    schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=1.0, alpha=0.05)
     history, best = [], -math.inf
     scores = validate(net, val, "both", batch_size=64)
     log(f"initial weights: {json.dumps(scores)}")
@@ -211,7 +213,7 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
 
     while progress() < 1.0:
         done = progress()
-        lr = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+        lr = float(keras.ops.convert_to_numpy(schedule(done)))
         lr *= min(1.0, 0.05 + done / args.warmup)  # Adam's first steps are wild
         optimizer.learning_rate.assign(lr)
         fit = model.fit(chunk_data(args.chunk), steps_per_epoch=args.chunk, epochs=1,
