@@ -16,6 +16,7 @@ from keras_liverseg.data.phantom import (
     write_lits_dataset,
 )
 from keras_liverseg.data.phantom.intensities import TISSUES, liver_range, tissue_id
+from keras_liverseg.data.phantom.lesions import MIN_CONTRAST_HU, visible
 from keras_liverseg.data.phantom.patient import sample_patient
 from keras_liverseg.data.phantom.scanner import sample_acquisition
 
@@ -129,6 +130,29 @@ def test_hypodense_tumors_are_darker_than_surrounding_liver(pv_case):
         assert vol[inner].mean() < vol[ring].mean() - 10
         checked += 1
     assert checked >= 1
+
+
+def test_visible_pushes_near_isodense_values_out_to_the_floor():
+    assert visible(105.0, 100.0) == 100.0 + MIN_CONTRAST_HU
+    assert visible(95.0, 100.0) == 100.0 - MIN_CONTRAST_HU
+    assert visible(100.0, 100.0) == 100.0 + MIN_CONTRAST_HU
+    assert visible(130.0, 100.0) == 130.0
+    assert visible(12.0, 100.0) == 12.0
+
+
+@pytest.mark.parametrize("phase", ["non_contrast", "portal_venous"])
+def test_no_lesion_is_isodense_to_the_liver(phase):
+    """Hyperdense lesions are drawn near the liver's HU in these phases; none may stay within
+    MIN_CONTRAST_HU of it, and some must have been pushed out (the floor is doing work)."""
+    offsets = []
+    for seed in (3, 4):
+        case = generate_case(seed, SMALL, spacing=COARSE, phase=phase, n_lesions=6,
+                             lesion_kinds=("hyperdense",))
+        offsets += [lesion["hu"] - case.meta["liver_hu_mean"] for lesion in case.meta["lesions"]]
+    offsets = np.abs(offsets)
+    assert len(offsets) >= 8
+    assert offsets.min() >= MIN_CONTRAST_HU - 0.11  # meta rounds both to 0.1 HU
+    assert np.sum(np.abs(offsets - MIN_CONTRAST_HU) < 0.11) >= 1
 
 
 def test_liver_absent_in_some_slices_present_in_others():

@@ -43,7 +43,7 @@ __all__ = [
     "write_lits_dataset",
 ]
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 
 
 @dataclass

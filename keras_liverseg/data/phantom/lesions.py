@@ -9,6 +9,13 @@ Kinds (HU relative to the case's liver mean ``L``, per phase):
 * ``rim`` (rim-enhancing, necrotic centre): a 2-6 mm enhancing rim around 10-40 HU necrosis.
 * ``cystic``: -5..20 HU, homogeneous, sharp margin, never enhances.
 
+Every lesion differs from the liver mean by at least :data:`MIN_CONTRAST_HU` (the core of a
+rim lesion included): LiTS labels what its readers saw on the scan itself, so a label on
+a lesion that is isodense in the drawn phase would be label noise, teaching a model to call
+tumor on normal-looking liver. A draw closer to the liver mean is pushed out to that
+distance on its own side (generator 1.1.0; 1.0.0 let 44 of 799 lesions of a 240-case set,
+mostly ``hyperdense`` ones in the portal-venous phase, sit within 8 HU of the liver).
+
 A case has 0 to ~20 lesions (often one kind per case, as with metastases), diameters
 log-uniform from 3 mm to 10 cm, lobulated ellipsoids centred in the liver. Tumor voxels are
 only ever painted inside the liver (label 2 replaces 1); lesions at or below the voxel
@@ -24,11 +31,23 @@ import numpy as np
 from keras_liverseg.data.phantom import fields
 from keras_liverseg.data.phantom.canvas import Canvas
 
-__all__ = ["KINDS", "paint_lesions"]
+__all__ = ["KINDS", "MIN_CONTRAST_HU", "paint_lesions", "visible"]
 
 F32 = np.float32
 KINDS: tuple[str, ...] = ("hypodense", "hyperdense", "rim", "cystic")
 _KIND_P = (0.45, 0.15, 0.2, 0.2)
+MIN_CONTRAST_HU = 8.0
+"""Smallest difference between a lesion's (core) HU and the liver mean."""
+
+
+def visible(value: float, liver_mean: float) -> float:
+    """``value`` moved, if needed, to at least :data:`MIN_CONTRAST_HU` from ``liver_mean``
+    on its own side (brighter when exactly equal); no random draw, so the rest of the
+    case is unchanged."""
+    offset = value - liver_mean
+    if abs(offset) >= MIN_CONTRAST_HU:
+        return value
+    return liver_mean + (MIN_CONTRAST_HU if offset >= 0 else -MIN_CONTRAST_HU)
 
 
 def _contrast(rng: np.random.Generator, kind: str, phase: str) -> tuple[float, float]:
@@ -100,10 +119,7 @@ def paint_lesions(
         occ = fields.occupancy(d, canvas.h * soft)
         hu, rim = _contrast(rng, kind, phase)
         texture = 0.3 if kind == "cystic" else rng.uniform(0.8, 2.5)
-        if kind in ("rim", "cystic"):
-            value = hu
-        else:
-            value = liver_mean + hu
+        value = visible(hu if kind in ("rim", "cystic") else liver_mean + hu, liver_mean)
         if kind == "rim":
             canvas.paint(box, occ=occ, tissue="tumor", value=F32(liver_mean + rim),
                          texture=texture, label="tumor")
