@@ -26,6 +26,9 @@
 # WEIGHTS=FILE overrides the weights that evaluate and validate predict with (default: stage
 # 3's best weights if runs/unet_sharp-gpu holds them, else stage 2's); SPLIT=FILE the split
 # file validate reads (default: scripts/splits/phantoms-train-240.json, stage 2's split).
+# PREDICT_ARGS="--tta" (say) adds options to the phantoms' liverseg predict in evaluate and
+# validate; TAG=-tta (say) then keeps those predictions and metrics apart
+# (data/...-pred-tta, data/...-metrics-tta.json).
 # All but the gpu stage run on the CPU. Outputs: data/, runs/ (both git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,11 +41,14 @@ if [[ -f $gpu_run/best.weights.h5 ]]; then
 else
   weights=${WEIGHTS:-$run/checkpoints/best.weights.h5}
 fi
+read -r -a predict_args <<< "${PREDICT_ARGS:-}"
+tag=${TAG:-}
 
 # score VOLUMES PRED LABELS JSON: liverseg predict the volumes in VOLUMES into PRED, name the
 # outputs segmentation-N as LABELS does, and liverseg evaluate them against LABELS into JSON.
 score() {
-  liverseg predict "$1" -o "$2" --weights "$weights" --overwrite --quiet
+  mkdir -p "$2"
+  liverseg predict "$1" -o "$2" --weights "$weights" --overwrite --quiet ${predict_args[@]+"${predict_args[@]}"}
   for f in "$2"/volume-*.nii.gz; do
     n=$(basename "$f" .nii.gz); mv "$f" "$2/segmentation-${n#volume-}.nii.gz"
   done
@@ -70,12 +76,12 @@ fi
 
 if [[ $stage == evaluate || $stage == all ]]; then
   liverseg sample-data -o data/phantoms-test --cases 10 --seed 2 --size 512 512 80 --overwrite
-  mkdir -p data/phantoms-test-volumes data/phantoms-test-pred
+  mkdir -p data/phantoms-test-volumes
   for f in data/phantoms-test/volume-*.nii.gz; do
     ln -sf "../phantoms-test/$(basename "$f")" data/phantoms-test-volumes/
   done
-  score data/phantoms-test-volumes data/phantoms-test-pred data/phantoms-test \
-    data/phantoms-test-metrics.json
+  score data/phantoms-test-volumes "data/phantoms-test-pred$tag" data/phantoms-test \
+    "data/phantoms-test-metrics$tag.json"
   shared=../shared/data
   if [[ -d $shared ]]; then
     mkdir -p data/real
@@ -92,8 +98,8 @@ fi
 if [[ $stage == validate ]]; then
   split=${SPLIT:-scripts/splits/phantoms-train-240.json}
   [[ -f $split ]] || { echo "Error: no split file $split (run the train stage or set SPLIT=)" >&2; exit 2; }
-  rm -rf data/val28-volumes data/val28-labels data/val28-pred
-  mkdir -p data/val28-volumes data/val28-labels data/val28-pred
+  rm -rf data/val28-volumes data/val28-labels "data/val28-pred$tag"
+  mkdir -p data/val28-volumes data/val28-labels
   [[ -d data/phantoms-train-240 ]] ||
     liverseg sample-data -o data/phantoms-train-240 --cases 240 --seed 1 --size 512 512 64
   python - "$split" <<'PY' | while read -r n; do
@@ -104,5 +110,5 @@ PY
     ln -s "../phantoms-train-240/volume-$n.nii.gz" data/val28-volumes/
     ln -s "../phantoms-train-240/segmentation-$n.nii.gz" data/val28-labels/
   done
-  score data/val28-volumes data/val28-pred data/val28-labels data/val28-metrics.json
+  score data/val28-volumes "data/val28-pred$tag" data/val28-labels "data/val28-metrics$tag.json"
 fi

@@ -163,13 +163,56 @@ def test_context_slices_are_ordered_inferior_to_superior(oracle_model):
     assert np.array_equal(seg.labels, expected)
 
 
-def test_tta_flips_back(oracle_model):
+def test_tta_reads_a_second_larger_size_with_the_same_weights(oracle_model):
+    """TTA's second reader is the model rebuilt for a 7/6 larger input with equal weights;
+    on a linear ramp (whose resizes are exact) both readers agree, so TTA changes nothing
+    away from the clamped edges."""
+    from keras_liverseg.inference.loading import LoadedModel
+    from keras_liverseg.inference.predictor import predict_slices, tta_input_size
+    from keras_liverseg.models import Preprocessing
+
+    assert tta_input_size((192, 192)) == (224, 224)
+    assert tta_input_size((256, 96)) == (304, 112)
+    model = oracle_model(input_size=(24, 18), liver_hu=0.0, tumor_hu=None)
+    loaded = LoadedModel(model, Preprocessing((-1.0, 1.0), (24, 18), 1, 3,
+                                              ("background", "liver", "tumor")), "oracle")
+    assert tta_input_size((24, 18)) == (32, 32)
+    twin = loaded.at_input_size((32, 32))
+    assert twin.input_shape == (None, 32, 32, 1) and loaded.at_input_size((32, 32)) is twin
+    assert loaded.at_input_size((24, 18)) is model
+    for a, b in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    rows, cols = np.meshgrid(np.arange(48.0), np.arange(36.0), indexing="ij")
+    volume = np.repeat((0.02 * rows - 0.03 * cols)[..., None], 3, axis=2).astype(np.float32)
+    _, plain = predict_slices(loaded, volume, keep_probabilities=True)
+    _, both = predict_slices(loaded, volume, tta=True, keep_probabilities=True)
+    inner = (slice(4, -4), slice(4, -4))
+    np.testing.assert_allclose(both[inner].astype(np.float32), plain[inner].astype(np.float32),
+                               atol=2e-3)
+    assert list(loaded._resized) == [(32, 32)]  # the prediction used that twin
+
+
+def test_tta_twin_of_a_model_that_cannot_resize_is_a_load_error():
+    import keras
+
+    from keras_liverseg.inference.loading import ModelLoadError, at_input_size
+
+    inputs = keras.Input((8, 8, 1))
+    flat = keras.layers.Dense(64)(keras.layers.Flatten()(inputs))
+    outputs = keras.layers.Reshape((8, 8, 1))(flat)
+    with pytest.raises(ModelLoadError, match="cannot read 10x10 slices"):
+        at_input_size(keras.Model(inputs, outputs), (10, 10))
+
+
+def test_tta_keeps_labels_in_place(oracle_model):
     linear, shape = CASES["LAI_anisotropic"]
     affine = _affine(linear, shape)
     volume, expected = _phantom(shape, affine)
     model = oracle_model(input_size=_canonical_inplane(shape, affine))
     seg = predict_volume(model, volume, affine, tta=True)
-    assert np.array_equal(seg.labels, expected)
+    # the oracle's step edges, read on a half-pixel-shifted grid, may move by one voxel
+    assert np.mean(seg.labels == expected) > 0.97
+    assert abs(int((seg.labels > 0).sum()) - int((expected > 0).sum())) < 0.1 * (expected > 0).sum()
     assert seg.report["options"]["tta"] is True
 
 

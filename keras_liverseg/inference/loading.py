@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LoadedModel", "ModelLoadError", "as_loaded", "fast_variant", "load_model"]
+__all__ = [
+    "LoadedModel",
+    "ModelLoadError",
+    "as_loaded",
+    "at_input_size",
+    "fast_variant",
+    "load_model",
+]
 
 WEIGHT_SUFFIXES = (".keras", ".weights.h5")
 
@@ -43,6 +50,16 @@ class LoadedModel:
     liver_roi: Any = None
     second_stage: LoadedModel | None = None
     second_stage_share: float = 1.0
+    _resized: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def at_input_size(self, size: tuple[int, int]) -> Any:
+        """:attr:`model` rebuilt for ``(H, W)`` input slices, same weights (cached)."""
+        size = (int(size[0]), int(size[1]))
+        if size == tuple(self.preprocessing.input_size):
+            return self.model
+        if size not in self._resized:
+            self._resized[size] = at_input_size(self.model, size, self.name)
+        return self._resized[size]
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the report."""
@@ -60,6 +77,29 @@ class LoadedModel:
             facts["second_stage"] = {**self.second_stage.describe(),
                                      "share": self.second_stage_share}
         return facts
+
+
+def at_input_size(model: Any, size: tuple[int, int], name: str | None = None) -> Any:
+    """A functional Keras ``model`` rebuilt from its config for ``(H, W)`` input, sharing
+    nothing but a copy of its weights (convolutional models only: a layer whose weights or
+    config depend on the input size makes this fail with :class:`ModelLoadError`)."""
+    import keras
+
+    config = model.get_config()
+    inputs = [layer for layer in config.get("layers", []) if layer["class_name"] == "InputLayer"]
+    if len(inputs) != 1:
+        raise ModelLoadError(f"model {name or model.name!r} is not a one-input functional model")
+    shape = list(inputs[0]["config"]["batch_shape"])
+    inputs[0]["config"]["batch_shape"] = [shape[0], int(size[0]), int(size[1]), *shape[3:]]
+    try:
+        twin = keras.Model.from_config(config)
+        twin.set_weights(model.get_weights())
+    except Exception as error:  # shape-dependent layers or weights
+        text = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ModelLoadError(
+            f"model {name or model.name!r} cannot read {size[0]}x{size[1]} slices: {text}"
+        ) from None
+    return twin
 
 
 def fast_variant(name: str) -> str:

@@ -7,8 +7,10 @@ Pipeline (see docs of each step's module):
    exact axis permutation/flip);
 3. for each batch of axial slices: stack ``context_slices`` neighbours as channels (edge
    slices replicated, channels ordered from inferior to superior), resize in-plane to the
-   model's input size (linear), predict (optionally also on the left-right flipped slices
-   and average), resize the probabilities back to the slice grid (linear), argmax;
+   model's input size (linear), predict, resize the probabilities back to the slice grid
+   (linear), argmax. With ``tta``, the same weights also read the slices resized to a
+   7/6 larger input (:func:`tta_input_size`: 224x224 for a 192x192 model), and the two
+   predictions' probabilities, each resized back, are averaged;
 4. for a cascade (a model with a ``second_stage``, such as the default ``unet_sharp``):
    cut the first stage's liver region (its largest liver component, framed by the second
    stage's :class:`~keras_liverseg.data.roi.LiverROI`) and segment that box again, slice
@@ -44,10 +46,27 @@ from keras_liverseg.io.orientation import CANONICAL_AXCODES, from_canonical, to_
 from keras_liverseg.io.scan import Scan, load_scan, scan_from_array
 from keras_liverseg.io.slices import resize_axes, slice_stack
 
-__all__ = ["LABELS", "Segmentation", "liver_region", "predict_slices", "predict_volume"]
+__all__ = [
+    "LABELS",
+    "TTA_SCALE",
+    "Segmentation",
+    "liver_region",
+    "predict_slices",
+    "predict_volume",
+    "prepare_tta",
+    "tta_input_size",
+]
 
 LABELS = {0: "background", 1: "liver", 2: "tumor"}
 NAN_FILL_HU = -1024.0
+TTA_SCALE = 7 / 6
+"""Test-time augmentation reads the slices a second time at this larger input scale.
+
+A second scale is what the models saw in training (the sampler's random affine scales
+slices by 0.85-1.15, and phantoms vary the field of view), unlike a left-right flip: the
+liver lies on one side, and a flipped slice is not one the models have seen (``tta`` used
+to flip, which lost most of the liver on some validation phantoms; see the CHANGELOG).
+"""
 Progress = Callable[[int, int], None]
 
 
@@ -121,18 +140,32 @@ def _as_scan(path_or_array: Any, affine: np.ndarray | None) -> Scan:
 
 
 
-def _predict_batch(model, batch: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
+def _predict_batch(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
     count = batch.shape[0]
     if count < batch_size:  # keep one input shape: no retracing for the last batch
         pad = np.zeros((batch_size - count, *batch.shape[1:]), dtype=batch.dtype)
         batch = np.concatenate([batch, pad])
-    probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-    if tta:
-        flipped = np.asarray(
-            model.predict_on_batch(np.ascontiguousarray(batch[:, :, ::-1, :])), dtype=np.float32
-        )
-        probs = (probs + flipped[:, :, ::-1, :]) * 0.5
-    return probs[:count]
+    return np.asarray(model.predict_on_batch(batch), dtype=np.float32)[:count]
+
+
+def tta_input_size(input_size: tuple[int, int]) -> tuple[int, int]:
+    """The second input size of test-time augmentation: :data:`TTA_SCALE` times
+    ``input_size``, rounded up to a multiple of 16 (the models' poolings divide it)."""
+    return tuple(int(np.ceil(n * TTA_SCALE / 16 - 1e-9)) * 16 for n in input_size)
+
+
+def prepare_tta(loaded: LoadedModel) -> None:
+    """Build the test-time-augmentation twins of ``loaded`` and of its second stage now
+    (they are cached), so that a model that cannot read another input size fails before
+    any scan is read.
+
+    Raises:
+        keras_liverseg.inference.loading.ModelLoadError: the model cannot be rebuilt.
+    """
+    stage: LoadedModel | None = loaded
+    while stage is not None:
+        stage.at_input_size(tta_input_size(stage.preprocessing.input_size))
+        stage = stage.second_stage
 
 
 def _labels_of(probs: np.ndarray) -> np.ndarray:
@@ -165,11 +198,19 @@ def predict_slices(
     probabilities = None
     if keep_probabilities:
         probabilities = np.empty((rows, cols, depth, pre.num_classes), dtype=np.float16)
+    readers = [(loaded.model, tuple(pre.input_size))]
+    if tta:
+        size = tta_input_size(pre.input_size)
+        readers.append((loaded.at_input_size(size), size))
     for start in range(0, depth, batch_size):
         ks = np.arange(start, min(start + batch_size, depth))
-        batch = slice_stack(volume_c, ks, pre.context_slices, pre.input_size, NAN_FILL_HU)
-        probs = _predict_batch(loaded.model, batch, batch_size, tta)  # (b, H, W, K)
-        probs = resize_axes(probs, (rows, cols), axes=(1, 2))  # (b, X, Y, K)
+        probs = 0.0
+        for model, size in readers:
+            batch = slice_stack(volume_c, ks, pre.context_slices, size, NAN_FILL_HU)
+            out = _predict_batch(model, batch, batch_size)  # (b, H, W, K)
+            probs = probs + resize_axes(out, (rows, cols), axes=(1, 2))  # (b, X, Y, K)
+        if len(readers) > 1:
+            probs = probs / len(readers)
         labels[:, :, ks[0] : ks[-1] + 1] = _labels_of(probs).transpose(1, 2, 0)
         if probabilities is not None:
             probabilities[:, :, ks[0] : ks[-1] + 1] = probs.transpose(1, 2, 0, 3)
@@ -260,7 +301,8 @@ def predict_volume(
             trailing axis of length 1).
         affine: voxel-to-world (RAS+, mm) affine of an array input; identity if None.
         batch_size: axial slices per model call.
-        tta: also predict the left-right flipped slices and average the probabilities.
+        tta: also read the slices at a 7/6 larger input size (:func:`tta_input_size`)
+            and average the probabilities (about 2.3 times the prediction time).
         postprocess: True (default steps), False (none) or a
             :class:`~keras_liverseg.inference.postprocess.PostprocessOptions`.
         return_probabilities: keep float16 class probabilities on the input grid (costs
