@@ -26,9 +26,9 @@
 # WEIGHTS=FILE overrides the weights that evaluate and validate predict with (default: stage
 # 3's best weights if runs/unet_sharp-gpu holds them, else stage 2's); SPLIT=FILE the split
 # file validate reads (default: scripts/splits/phantoms-train-240.json, stage 2's split).
-# PREDICT_ARGS="--tta" (say) adds options to the phantoms' liverseg predict in evaluate and
-# validate; TAG=-tta (say) then keeps those predictions and metrics apart
-# (data/...-pred-tta, data/...-metrics-tta.json).
+# PREDICT_ARGS="--tta" (say) adds options to every liverseg predict of evaluate and validate;
+# TAG=-tta (say) then keeps those predictions and metrics apart (data/...-pred-tta,
+# data/...-metrics-tta.json, data/real-tta).
 # All but the gpu stage run on the CPU. Outputs: data/, runs/ (both git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,14 +84,17 @@ if [[ $stage == evaluate || $stage == all ]]; then
     "data/phantoms-test-metrics$tag.json"
   shared=../shared/data
   if [[ -d $shared ]]; then
-    mkdir -p data/real
+    real=data/real$tag
+    mkdir -p "$real"
     liverseg predict "$shared/totalsegmentator_example/example_ct_sm.nii.gz" \
-      -o data/real/totalsegmentator_example_seg.nii.gz --weights "$weights" \
-      --report data/real/totalsegmentator_example.json \
-      --overlay data/real/totalsegmentator_example.png --overwrite --quiet
-    liverseg predict "$shared/dcmqi_ct_3slice" -o data/real/dcmqi_ct_3slice_seg.nii.gz \
-      --weights "$weights" --report data/real/dcmqi_ct_3slice.json \
-      --overlay data/real/dcmqi_ct_3slice.png --overwrite --quiet
+      -o "$real/totalsegmentator_example_seg.nii.gz" --weights "$weights" \
+      --report "$real/totalsegmentator_example.json" \
+      --overlay "$real/totalsegmentator_example.png" --overwrite --quiet \
+      ${predict_args[@]+"${predict_args[@]}"}
+    liverseg predict "$shared/dcmqi_ct_3slice" -o "$real/dcmqi_ct_3slice_seg.nii.gz" \
+      --weights "$weights" --report "$real/dcmqi_ct_3slice.json" \
+      --overlay "$real/dcmqi_ct_3slice.png" --overwrite --quiet \
+      ${predict_args[@]+"${predict_args[@]}"}
   fi
 fi
 
