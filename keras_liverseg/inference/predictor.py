@@ -27,11 +27,13 @@ probabilities).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,7 @@ __all__ = [
 
 LABELS = {0: "background", 1: "liver", 2: "tumor"}
 NAN_FILL_HU = -1024.0
-TTA_SCALE = 7 / 6
+TTA_SCALE = Fraction(7, 6)
 """Test-time augmentation reads the slices a second time at this larger input scale.
 
 A second scale is what the models saw in training (the sampler's random affine scales
@@ -151,7 +153,7 @@ def _predict_batch(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
 def tta_input_size(input_size: tuple[int, int]) -> tuple[int, int]:
     """The second input size of test-time augmentation: :data:`TTA_SCALE` times
     ``input_size``, rounded up to a multiple of 16 (the models' poolings divide it)."""
-    return tuple(int(np.ceil(n * TTA_SCALE / 16 - 1e-9)) * 16 for n in input_size)
+    return tuple(math.ceil(n * TTA_SCALE / 16) * 16 for n in input_size)
 
 
 def prepare_tta(loaded: LoadedModel) -> None:
@@ -204,13 +206,12 @@ def predict_slices(
         readers.append((loaded.at_input_size(size), size))
     for start in range(0, depth, batch_size):
         ks = np.arange(start, min(start + batch_size, depth))
-        probs = 0.0
+        probs = 0.0  # the mean of the readers' (b, X, Y, K) probabilities
         for model, size in readers:
             batch = slice_stack(volume_c, ks, pre.context_slices, size, NAN_FILL_HU)
             out = _predict_batch(model, batch, batch_size)  # (b, H, W, K)
-            probs = probs + resize_axes(out, (rows, cols), axes=(1, 2))  # (b, X, Y, K)
-        if len(readers) > 1:
-            probs = probs / len(readers)
+            probs = probs + resize_axes(out, (rows, cols), axes=(1, 2))
+        probs = probs / len(readers)
         labels[:, :, ks[0] : ks[-1] + 1] = _labels_of(probs).transpose(1, 2, 0)
         if probabilities is not None:
             probabilities[:, :, ks[0] : ks[-1] + 1] = probs.transpose(1, 2, 0, 3)
@@ -314,7 +315,9 @@ def predict_volume(
 
     Raises:
         keras_liverseg.io.InputError: unreadable or unusable input.
-        keras_liverseg.inference.loading.ModelLoadError: a zoo name without weights.
+        keras_liverseg.inference.loading.ModelLoadError: a zoo name without weights; with
+            ``tta``, a model that cannot be rebuilt for the second input size (call
+            :func:`prepare_tta` first to find out before any work).
 
     Example:
         >>> seg = keras_liverseg.predict_volume(model, "ct.nii.gz")
