@@ -18,6 +18,10 @@ Usage::
 
     python benchmarks/bench_predict.py                       # 100 and 600 slices, oracle
     python benchmarks/bench_predict.py --slices 100 --model zoo:unet_sharp_fast
+    python benchmarks/bench_predict.py --slices 100 --model zoo:unet_sharp --input-size 224
+
+``--input-size N`` rebuilds a zoo model for N x N slices (same weights): what a first stage
+trained at a finer input would cost.
 """
 
 from __future__ import annotations
@@ -80,15 +84,19 @@ def oracle_model(path: Path) -> None:
     keras.Model(inputs, outputs, name="oracle").save(path)
 
 
-def zoo_model(name: str, path: Path) -> str | None:
-    """Save zoo model ``name`` at ``path``; returns its second stage's zoo name when that
-    stage has bundled weights (what ``liverseg predict --model NAME`` would run)."""
+def zoo_model(name: str, path: Path, input_size: int | None = None) -> str | None:
+    """Save zoo model ``name`` at ``path`` (rebuilt for ``input_size`` square slices if
+    given); returns its second stage's zoo name when that stage has bundled weights (what
+    ``liverseg predict --model NAME`` would run)."""
     from keras_liverseg import zoo
     from keras_liverseg.models import inference_model
 
     entry = zoo.get_entry(name)
     weights = "default" if entry.has_default_weights() else None
-    inference_model(zoo.load(name, weights=weights)).save(path)
+    config = {}
+    if input_size is not None:
+        config["input_shape"] = (input_size, input_size, entry.config["input_shape"][2])
+    inference_model(zoo.load(name, weights=weights, **config)).save(path)
     second = entry.second_stage
     return second if second and zoo.get_entry(second).has_default_weights() else None
 
@@ -101,7 +109,11 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--single-stage", action="store_true", help="a cascade's first stage only")
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="a zoo model rebuilt for N x N slices (first stage only)")
     args = parser.parse_args()
+    if args.input_size is not None and not args.model.startswith("zoo:"):
+        parser.error("--input-size needs --model zoo:NAME")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_predict_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -109,7 +121,7 @@ def main() -> None:
     if args.model == "oracle":
         oracle_model(weights)
     elif args.model.startswith("zoo:"):
-        second = zoo_model(args.model[4:], weights)
+        second = zoo_model(args.model[4:], weights, args.input_size)
         if second is not None and not args.single_stage:
             second_weights = work / "second_stage.keras"
             zoo_model(second, second_weights)
@@ -160,6 +172,7 @@ def main() -> None:
             {
                 "shape": f"512x512x{depth}",
                 "model": args.model,
+                "input_size": args.input_size,
                 "process_wall_s": round(time.perf_counter() - started, 1),
                 "predict_s": timing["predict"],
                 "predict_second_stage_s": timing.get("predict_second_stage"),

@@ -2,7 +2,7 @@
 
     KERAS_BACKEND=jax python scripts/train_on_gpu.py \\
         --split scripts/splits/phantoms-train-240.json --out OUT \\
-        --init WEIGHTS [--minutes 6 | --steps 9200] [--extra 240]
+        --init WEIGHTS [--minutes 6 | --steps 9200] [--extra 240] [--input-size 224]
 
 What ``liverseg train`` does on a CPU, sized for a GPU machine that has 16 cores and no
 TensorFlow (the ``device`` tool's H200): the phantoms are drawn there instead of read from
@@ -14,7 +14,9 @@ NIfTI, and the slice sampler runs in worker processes so that the GPU is not sta
    Each is brought to canonical orientation, cut to the liver's region for ``--model
    unet_sharp_roi`` (the cascade's second stage, as ``liverseg train --liver-roi`` cuts it),
    and resized in-plane to the model input once, with the resizing the sampler and
-   inference use (so the sampler's own resize is a no-op).
+   inference use (so the sampler's own resize is a no-op). ``--input-size N`` trains the
+   zoo model rebuilt for N x N slices (its weights, convolutional only, load at any size):
+   a finer first stage than the entry's own input.
 2. Train on the split's training cases plus the extra cases; the split's first
    ``--val-cases`` validation cases pick the checkpoint (:func:`~keras_liverseg.training.
    validation.validate`, Dice per case); the other validation cases are left for
@@ -25,7 +27,9 @@ NIfTI, and the slice sampler runs in worker processes so that the GPU is not sta
    validation follows the first chunk that ends ``--validate-seconds`` after the last one.
 
 Writes to ``--out``: ``best.weights.h5`` (best validation Dice per case), ``last.weights.h5``,
-``history.json`` (one row per validation) and ``log.txt``.
+``history.json`` (one row per validation) and ``log.txt``; with ``--input-size`` other than
+the entry's, also ``best.keras`` and ``last.keras`` (the model with its input size, which
+``liverseg predict --weights`` loads as saved).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from keras_liverseg.io.slices import resize_axes, resize_labels
 
 # The zoo entries this script trains and the liver framing each reads (None: whole slices).
 # Written out because the phantoms are drawn before Keras may be imported; _train checks
-# both, and INPUT_SIZE, against the zoo entry.
+# both, and INPUT_SIZE (the entries' input, the default of --input-size), against the zoo.
 MODELS = {"unet_sharp": None, "unet_sharp_roi": LiverROI(margin=0.1, slices=2)}
 INPUT_SIZE = (192, 192)
 SEED = 1  # dataset seed of data/phantoms-train-240
@@ -59,19 +63,21 @@ SEED = 1  # dataset seed of data/phantoms-train-240
 _SAMPLER: SliceSampler | None = None  # the sampler of the forked batch workers
 
 
-def draw_case(job: tuple[int, int, LiverROI | None]) -> tuple[str, np.ndarray, np.ndarray]:
+def draw_case(
+    job: tuple[int, int, LiverROI | None, tuple[int, int]],
+) -> tuple[str, np.ndarray, np.ndarray]:
     """Phantom ``index`` of dataset seed 1 with ``depth`` slices, canonical, cut to the
     liver's ``roi`` if one is given (as ``liverseg train --liver-roi`` cuts training
-    volumes), and resized in-plane to the model input."""
-    index, depth, roi = job
+    volumes), and resized in-plane to the model input ``size``."""
+    index, depth, roi, size = job
     case = generate_case(case_seed(SEED, index), (512, 512, depth))
     image, _, _ = to_canonical(case.volume, case.affine)
     labels, _, _ = to_canonical(case.labels, case.affine)
     volume = volume_from_arrays(f"volume-{index}", image, np.asarray(labels, np.uint8))
     if roi is not None:
         volume = crop_to_liver(volume, roi)
-    image = np.rint(resize_axes(volume.image, INPUT_SIZE, axes=(0, 1))).astype(np.int16)
-    return volume.case_id, image, resize_labels(volume.labels, INPUT_SIZE)
+    image = np.rint(resize_axes(volume.image, size, axes=(0, 1))).astype(np.int16)
+    return volume.case_id, image, resize_labels(volume.labels, size)
 
 
 def sample_batch(job: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, nargs=2, default=(64, 80),
                         help="slices of the base and the extra phantoms")
     parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--input-size", type=int, default=INPUT_SIZE[0],
+                        help="train on N x N slices (a multiple of 16; default: the entry's)")
     args = parser.parse_args(argv)
+    if args.input_size < 16 or args.input_size % 16:
+        parser.error(f"--input-size must be a positive multiple of 16, got {args.input_size}")
+    size = (args.input_size, args.input_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log_file = (out / "log.txt").open("a")
@@ -142,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     keep_out = set(validation[args.val_cases:])  # for default_weights.sh validate
     picks = set(validation[: args.val_cases])
     roi = MODELS[args.model]
-    jobs = [(i, args.depth[0], roi) for i in range(args.base) if f"volume-{i}" not in keep_out]
-    jobs += [(i, args.depth[1], roi) for i in range(args.base, args.base + args.extra)]
+    jobs = [(i, args.depth[0], roi, size)
+            for i in range(args.base) if f"volume-{i}" not in keep_out]
+    jobs += [(i, args.depth[1], roi, size) for i in range(args.base, args.base + args.extra)]
 
     # Both pools fork before Keras (and JAX) are imported: the workers never touch them.
     ctx = mp.get_context("fork")
@@ -156,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(train)} training ({sum(v.depth for v in train)} slices), {len(val)} validation")
 
     global _SAMPLER
-    _SAMPLER = SliceSampler(train, INPUT_SIZE, 3, args.liver_fraction, args.tumor_fraction,
+    _SAMPLER = SliceSampler(train, size, 3, args.liver_fraction, args.tumor_fraction,
                             Augmentation(), args.sampling_seed)
     pool = ctx.Pool(args.workers)
     try:
@@ -177,12 +189,20 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
         f"devices {keras.distribution.list_devices()}")
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = zoo.load(args.model, weights=args.init)
-    clean = zoo.load(args.model, weights=None)  # what the weights files are saved from
-    if tuple(model.input_shape[1:3]) != INPUT_SIZE:
-        raise SystemExit(f"Error: {args.model} takes {model.input_shape[1:3]}, not {INPUT_SIZE}")
-    if zoo.get_entry(args.model).liver_roi != MODELS[args.model]:
-        raise SystemExit(f"Error: {args.model} reads {zoo.get_entry(args.model).liver_roi}, "
+    size = (args.input_size, args.input_size)
+    entry = zoo.get_entry(args.model)
+    if tuple(entry.config["input_shape"][:2]) != INPUT_SIZE:
+        raise SystemExit(f"Error: {args.model} takes {entry.config['input_shape'][:2]}, "
+                         f"not {INPUT_SIZE}: update INPUT_SIZE")
+    shape = {"input_shape": (*size, entry.config["input_shape"][2])}
+    model = zoo.load(args.model, weights=args.init, **shape)
+    clean = zoo.load(args.model, weights=None, **shape)  # what the weights are saved from
+    resized = size != INPUT_SIZE  # the run's files then also carry the model's input size
+    if resized:
+        log(f"{args.model} rebuilt for {size[0]}x{size[1]} slices (the zoo entry: "
+            f"{INPUT_SIZE[0]}x{INPUT_SIZE[1]}); also writing best.keras and last.keras")
+    if entry.liver_roi != MODELS[args.model]:
+        raise SystemExit(f"Error: {args.model} reads {entry.liver_roi}, "
                          f"not {MODELS[args.model]}: update MODELS")
     head_losses, head_weights = losses.deep_supervision_losses(
         model, losses.SegLoss(per_image=False))
@@ -232,10 +252,10 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
                "seconds": round(time.perf_counter() - train_start, 1), **scores}
         history.append(row)
         (out / "history.json").write_text(json.dumps(history, indent=1))
-        _save(model, clean, out / "last.weights.h5")
+        _save(model, clean, out / "last", resized)
         if scores["dice_per_case"] > best:
             best = scores["dice_per_case"]
-            _save(model, clean, out / "best.weights.h5")
+            _save(model, clean, out / "best", resized)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in row.items()))
     log(f"done: {slices} slices in {time.perf_counter() - train_start:.0f} s of training, "
@@ -243,14 +263,18 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
     return 0
 
 
-def _save(model, clean, path: Path) -> None:
-    """Save ``model``'s weights through ``clean``, an uncompiled twin (a compiled model's
-    file would also hold the optimizer's state), under a temporary name first: a run
-    stopped at its time limit while writing leaves the previous file whole."""
+def _save(model, clean, stem: Path, with_model: bool = False) -> None:
+    """Save ``model``'s weights as ``stem.weights.h5`` (and, ``with_model``, the model as
+    ``stem.keras``) through ``clean``, an uncompiled twin (a compiled model's file would
+    also hold the optimizer's state), each under a temporary name first: a run stopped at
+    its time limit while writing leaves the previous file whole."""
     clean.set_weights(model.get_weights())
-    partial = path.with_name("partial." + path.name)
-    clean.save_weights(partial)
-    partial.replace(path)
+    suffixes = [".weights.h5", ".keras"] if with_model else [".weights.h5"]
+    for suffix in suffixes:
+        path = stem.with_name(stem.name + suffix)
+        partial = path.with_name("partial." + path.name)
+        (clean.save_weights if suffix == ".weights.h5" else clean.save)(partial)
+        partial.replace(path)
 
 
 if __name__ == "__main__":

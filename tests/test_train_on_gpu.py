@@ -34,7 +34,8 @@ def script():
 @pytest.mark.parametrize("model", ["unet_sharp", "unet_sharp_roi"])
 def test_a_drawn_phantom_is_what_the_sampler_would_cut_from_the_full_size_one(script, model):
     roi = script.MODELS[model]
-    case_id, image, labels = script.draw_case((3, 6, roi))
+    size = script.INPUT_SIZE
+    case_id, image, labels = script.draw_case((3, 6, roi, size))
     assert case_id == "volume-3" and image.dtype == np.int16 and labels.dtype == np.uint8
     full = generate_case(case_seed(script.SEED, 3), (512, 512, 6))
     volume, _, _ = to_canonical(full.volume, full.affine)
@@ -43,7 +44,6 @@ def test_a_drawn_phantom_is_what_the_sampler_would_cut_from_the_full_size_one(sc
         cut = crop_to_liver(volume_from_arrays("volume-3", volume, truth.astype(np.uint8)), roi)
         assert cut.image.shape[0] < volume.shape[0]
         volume, truth = cut.image, cut.labels
-    size = script.INPUT_SIZE
     assert image.shape == (*size, volume.shape[2])
     assert (labels >= 1).any()
     # the sampler resizes the full-size slices with their neighbours; the script once
@@ -93,3 +93,36 @@ def test_a_tiny_run_writes_clean_weights_the_zoo_model_loads(script, tmp_path):
     model = zoo.load("unet_sharp", weights=out / "best.weights.h5")
     assert model.count_params() == 636_041
     assert "drew 3 phantoms" in (out / "log.txt").read_text()  # volume-1 stays out
+
+
+@pytest.mark.slow
+def test_a_run_at_another_input_size_saves_a_model_that_predicts_at_that_size(script, tmp_path):
+    from keras_liverseg import zoo
+    from keras_liverseg.inference.loading import load_model
+
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["volume-0"], "validation": ["volume-1"]}))
+    out = tmp_path / "run"
+    init = Path(zoo.get_entry("unet_sharp").weights_path())
+    code = script.main(["--split", str(split), "--out", str(out), "--init", str(init),
+                        "--base", "2", "--extra", "0", "--depth", "5", "5", "--val-cases", "1",
+                        "--steps", "1", "--chunk", "1", "--batch-size", "2", "--workers", "1",
+                        "--input-size", "96"])
+    assert code == 0
+    assert "rebuilt for 96x96 slices" in (out / "log.txt").read_text()
+    loaded = load_model("unet_sharp", weights=out / "best.keras")  # what predict reads
+    assert tuple(loaded.preprocessing.input_size) == (96, 96)
+    saved = zoo.load("unet_sharp", weights=out / "best.keras")
+    assert saved.input_shape == (None, 96, 96, 3) and saved.count_params() == 636_041
+    # the weights file holds the same weights, for the entry's own input size too
+    at_entry_size = zoo.load("unet_sharp", weights=out / "best.weights.h5")
+    for want, got in zip(at_entry_size.get_weights(), saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(want, got)
+
+
+def test_input_size_must_be_a_multiple_of_16(script, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        script.main(["--split", "s.json", "--out", str(tmp_path / "run"), "--init", "w",
+                     "--input-size", "200"])
+    assert stopped.value.code == 2
+    assert "--input-size must be a positive multiple of 16" in capsys.readouterr().err
