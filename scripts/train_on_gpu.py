@@ -187,16 +187,18 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
 
     log(f"keras {keras.__version__} backend {keras.backend.backend()} "
         f"devices {keras.distribution.list_devices()}")
-    if args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     size = (args.input_size, args.input_size)
     entry = zoo.get_entry(args.model)
     if tuple(entry.config["input_shape"][:2]) != INPUT_SIZE:
         raise SystemExit(f"Error: {args.model} takes {entry.config['input_shape'][:2]}, "
                          f"not {INPUT_SIZE}: update INPUT_SIZE")
     shape = {"input_shape": (*size, entry.config["input_shape"][2])}
+    # what the files are saved from: built before --mixed-precision, so that a saved model
+    # computes in float32 wherever it is loaded (the variables are float32 either way)
+    clean = zoo.load(args.model, weights=None, **shape)
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = zoo.load(args.model, weights=args.init, **shape)
-    clean = zoo.load(args.model, weights=None, **shape)  # what the weights are saved from
     resized = size != INPUT_SIZE  # the run's files then also carry the model's input size
     if resized:
         log(f"{args.model} rebuilt for {size[0]}x{size[1]} slices (the zoo entry: "

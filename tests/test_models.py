@@ -86,6 +86,32 @@ def test_forward_pass(case, input_shape):
     check_outputs(model, model.predict(x, verbose=0), x, 3)
 
 
+# the architectures with bilinear upsampling, kept small: XLA compiles slowly on a CPU
+@pytest.mark.parametrize("name, options", [("unet_sharp", {"level": 2}), ("unet3p", {})])
+def test_a_compiled_train_step_under_mixed_precision(name, options):
+    """XLA with bfloat16 compute (what model.fit does by default on a TF GPU machine with a
+    mixed policy): TensorFlow's bilinear resize gradient is float32 (keras-team/keras#20931)
+    and used to stop the compile with "Seen floating point types of different precisions"."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = models.build(name, input_shape=(32, 32, 1), num_classes=3, filters=TINY,
+                             **options)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    x = sample(model.inputs[0].shape[1:])
+    targets = {  # one-hot targets of each head's shape (decoder heads, classification guide)
+        name: keras.ops.one_hot(RNG.integers(0, out.shape[-1], (x.shape[0], *out.shape[1:-1])),
+                                out.shape[-1])
+        for name, out in zip(model.output_names, model.outputs, strict=True)
+    }
+    if len(targets) == 1:
+        (targets,) = targets.values()
+    model.compile(optimizer="adam", loss="categorical_crossentropy", jit_compile=True)
+    history = model.fit(x, targets, epochs=1, batch_size=x.shape[0], verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_keras_file_roundtrip_in_safe_mode(case, tmp_path):
     model = build_case(case, (32, 32, 1))

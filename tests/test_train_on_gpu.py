@@ -97,6 +97,8 @@ def test_a_tiny_run_writes_clean_weights_the_zoo_model_loads(script, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_at_another_input_size_saves_a_model_that_predicts_at_that_size(script, tmp_path):
+    import keras
+
     from keras_liverseg import zoo
     from keras_liverseg.inference.loading import load_model
 
@@ -104,16 +106,22 @@ def test_a_run_at_another_input_size_saves_a_model_that_predicts_at_that_size(sc
     split.write_text(json.dumps({"train": ["volume-0"], "validation": ["volume-1"]}))
     out = tmp_path / "run"
     init = Path(zoo.get_entry("unet_sharp").weights_path())
-    code = script.main(["--split", str(split), "--out", str(out), "--init", str(init),
-                        "--base", "2", "--extra", "0", "--depth", "5", "5", "--val-cases", "1",
-                        "--steps", "1", "--chunk", "1", "--batch-size", "2", "--workers", "1",
-                        "--input-size", "96"])
+    try:
+        code = script.main(["--split", str(split), "--out", str(out), "--init", str(init),
+                            "--base", "2", "--extra", "0", "--depth", "5", "5",
+                            "--val-cases", "1", "--steps", "1", "--chunk", "1",
+                            "--batch-size", "2", "--workers", "1", "--input-size", "96",
+                            "--mixed-precision"])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     assert code == 0
     assert "rebuilt for 96x96 slices" in (out / "log.txt").read_text()
     loaded = load_model("unet_sharp", weights=out / "best.keras")  # what predict reads
     assert tuple(loaded.preprocessing.input_size) == (96, 96)
     saved = zoo.load("unet_sharp", weights=out / "best.keras")
     assert saved.input_shape == (None, 96, 96, 3) and saved.count_params() == 636_041
+    # trained in bfloat16, saved to compute in float32
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
     # the weights file holds the same weights, for the entry's own input size too
     at_entry_size = zoo.load("unet_sharp", weights=out / "best.weights.h5")
     for want, got in zip(at_entry_size.get_weights(), saved.get_weights(), strict=True):

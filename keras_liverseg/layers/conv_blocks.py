@@ -56,4 +56,29 @@ def upsample(x, factor: int, *, name: str, interpolation: str = "bilinear"):
     """Upsample by an integer ``factor`` (bilinear by default); identity for 1."""
     if factor == 1:
         return x
-    return keras.layers.UpSampling2D(factor, interpolation=interpolation, name=name)(x)
+    return upsampling_layer(factor, name=name, interpolation=interpolation)(x)
+
+
+def upsampling_layer(
+    factor: int,
+    *,
+    name: str,
+    interpolation: str = "bilinear",
+    compute_dtype: str | None = None,
+) -> keras.layers.UpSampling2D:
+    """An ``UpSampling2D`` that also trains under mixed precision with XLA on TensorFlow.
+
+    There the gradient of TensorFlow's bilinear resize comes back in float32 while the
+    layers around it compute in bfloat16/float16, and XLA refuses the graph ("Seen floating
+    point types of different precisions"; keras-team/keras#20931, which ``model.fit`` hits
+    by default on a GPU). The workaround its maintainers give: run that one layer in
+    float32 (its input and output are cast). Other backends and float32 models get a
+    plain layer. ``compute_dtype``: the dtype the surrounding layers compute in (default:
+    the global policy's).
+    """
+    compute_dtype = compute_dtype or keras.mixed_precision.global_policy().compute_dtype
+    dtype = None
+    if (interpolation == "bilinear" and compute_dtype != "float32"
+            and keras.backend.backend() == "tensorflow"):
+        dtype = "float32"
+    return keras.layers.UpSampling2D(factor, interpolation=interpolation, name=name, dtype=dtype)

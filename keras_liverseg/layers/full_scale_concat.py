@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_liverseg.layers.conv_blocks import upsampling_layer
 from keras_liverseg.layers.weighted_pooling import WeightedPooling2D
 
 DOWNSAMPLING = ("max", "weighted")
@@ -67,7 +68,8 @@ class FullScaleConcat(keras.layers.Layer):
             return None
         factor = 2 ** abs(step)
         if step < 0:
-            return keras.layers.UpSampling2D(factor, interpolation="bilinear", name=f"up{index}")
+            return upsampling_layer(factor, name=f"up{index}",
+                                    compute_dtype=self.dtype_policy.compute_dtype)
         if self.downsampling == "weighted":
             return WeightedPooling2D(factor, name=f"wpool{index}")
         return keras.layers.MaxPooling2D(factor, name=f"pool{index}")
