@@ -229,10 +229,10 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
 )
 @click.option(
     "--min-lesion-mm3",
-    default=0.0,
-    show_default=True,
+    default=None,
     type=click.FloatRange(min=0),
-    help="Turn tumor lesions smaller than this into liver (post-processing).",
+    help="Turn tumor lesions smaller than this into liver (post-processing; 0 keeps "
+    "all). Default: the model's own (its zoo card) with bundled weights, else 0.",
 )
 @click.option(
     "--overlay",
@@ -262,7 +262,7 @@ def predict(
     fast: bool,
     tta: bool,
     no_postprocess: bool,
-    min_lesion_mm3: float,
+    min_lesion_mm3: float | None,
     overlay: Path | None,
     report: Path | None,
     overwrite: bool,
@@ -324,7 +324,9 @@ def predict(
         raise UserError(str(error)) from None
     model_seconds = round(time.perf_counter() - tick, 3)
 
-    post = PostprocessOptions(min_lesion_mm3=min_lesion_mm3)
+    if min_lesion_mm3 is None:
+        min_lesion_mm3 = loaded.min_lesion_mm3
+    post = PostprocessOptions(min_lesion_mm3=float(min_lesion_mm3))
     if no_postprocess:
         post = PostprocessOptions.off()
     if batch_size is None:

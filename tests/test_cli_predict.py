@@ -350,6 +350,47 @@ def test_gpu_request_without_gpu_is_a_user_error(tmp_path, oracle_model_file):
     assert not (tmp_path / "seg.nii.gz").exists()
 
 
+def test_smallest_lesion_is_the_models_own_unless_given(tmp_path, oracle_model_file):
+    from keras_liverseg import predict_volume, zoo
+    from keras_liverseg.inference import PostprocessOptions
+    from keras_liverseg.inference.loading import as_loaded, load_model
+
+    # bundled weights carry their zoo entry's size; other weights keep every lesion
+    own = zoo.get_entry("unet_sharp").min_lesion_mm3
+    assert own > 0 and load_model("unet_sharp").min_lesion_mm3 == own
+    fast = load_model("unet_sharp", fast=True)
+    assert fast.min_lesion_mm3 == zoo.get_entry("unet_sharp_fast").min_lesion_mm3 > 0
+    assert load_model("unet_sharp", oracle_model_file).min_lesion_mm3 == 0
+    copy = tmp_path / "copy.weights.h5"  # the bundled file under another name: the same
+    shutil.copyfile(zoo.get_entry("unet_sharp").weights_path(), copy)
+    assert load_model("unet_sharp", copy).min_lesion_mm3 == own
+    tuned = tmp_path / "tuned.weights.h5"  # other weights keep every lesion
+    zoo.load("unet_sharp", weights=None).save_weights(tuned)
+    assert load_model("unet_sharp", tuned).min_lesion_mm3 == 0
+
+    volume, labels = _volume()  # its lesion: 24 voxels of 1.28 mm3 = 30.72 mm3
+    source = _save(tmp_path / "ct.nii", volume)
+    for extra, smallest, kept in [((), 0.0, True), (("--min-lesion-mm3", 30), 30.0, True),
+                                  (("--min-lesion-mm3", 31), 31.0, False)]:
+        out, report = tmp_path / f"seg{smallest}.nii", tmp_path / f"r{smallest}.json"
+        result = _run(source, "-o", out, "--weights", oracle_model_file, "--report", report,
+                      "--quiet", *extra)
+        assert result.exit_code == 0, result.output
+        options = json.loads(report.read_text())["options"]["postprocess"]
+        assert options["min_lesion_mm3"] == smallest
+        predicted = np.asarray(nib.load(str(out)).dataobj)
+        assert (predicted == 2).any() == kept and ((predicted >= 1) == (labels >= 1)).all()
+
+    # predict_volume: post-processing by default uses the loaded model's size
+    loaded = as_loaded(load_model("unet_sharp", oracle_model_file).model)
+    loaded.min_lesion_mm3 = 31.0
+    by_default = predict_volume(loaded, source)
+    assert not (by_default.labels == 2).any()
+    assert by_default.report["options"]["postprocess"]["min_lesion_mm3"] == 31.0
+    explicit = predict_volume(loaded, source, postprocess=PostprocessOptions())
+    assert (explicit.labels == 2).sum() == (labels == 2).sum()
+
+
 def test_fast_variant_mapping():
     from keras_liverseg.inference.loading import fast_variant
 

@@ -40,6 +40,9 @@ class LoadedModel:
             ``None``.
         second_stage_share: inside the liver region, the weight of the second stage's
             probabilities in the average with this model's (1.0: the second stage's alone).
+        min_lesion_mm3: the post-processing's smallest kept lesion for these weights (the
+            zoo entry's value for its bundled weights, also when a file with their SHA-256
+            is passed as a path; else 0: every lesion is kept).
     """
 
     model: Any
@@ -50,6 +53,7 @@ class LoadedModel:
     liver_roi: Any = None
     second_stage: LoadedModel | None = None
     second_stage_share: float = 1.0
+    min_lesion_mm3: float = 0.0
     _resized: dict = field(default_factory=dict, repr=False, compare=False)
 
     def at_input_size(self, size: tuple[int, int]) -> Any:
@@ -211,6 +215,9 @@ def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
         sha256 = zoo.sha256_of(path) if path is not None else None
     loaded = _wrap(model, name, None if weights is None else str(weights), sha256)
     loaded.liver_roi = zoo.get_entry(name).liver_roi
+    entry = zoo.get_entry(name)
+    if sha256 is not None and sha256 == entry.sha256:  # chosen for these exact weights
+        loaded.min_lesion_mm3 = entry.min_lesion_mm3
     return loaded
 
 

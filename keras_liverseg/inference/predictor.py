@@ -274,10 +274,14 @@ def _second_stage(
     return box
 
 
-def _postprocess_options(postprocess: bool | PostprocessOptions) -> PostprocessOptions:
+def _postprocess_options(
+    postprocess: bool | PostprocessOptions, loaded: LoadedModel
+) -> PostprocessOptions:
     if isinstance(postprocess, PostprocessOptions):
         return postprocess
-    return PostprocessOptions() if postprocess else PostprocessOptions.off()
+    if not postprocess:
+        return PostprocessOptions.off()
+    return PostprocessOptions(min_lesion_mm3=float(loaded.min_lesion_mm3))
 
 
 def predict_volume(
@@ -304,7 +308,9 @@ def predict_volume(
         batch_size: axial slices per model call.
         tta: also read the slices at a 7/6 larger input size (:func:`tta_input_size`)
             and average the probabilities (about 2.3 times the prediction time).
-        postprocess: True (default steps), False (none) or a
+        postprocess: True (the default steps, with the model's own smallest lesion,
+            ``LoadedModel.min_lesion_mm3``: the zoo entry's for bundled weights, else
+            0), False (none) or a
             :class:`~keras_liverseg.inference.postprocess.PostprocessOptions`.
         return_probabilities: keep float16 class probabilities on the input grid (costs
             ``2 * num_classes`` bytes per voxel).
@@ -355,7 +361,7 @@ def predict_volume(
             probs_c = None
 
     tick = time.perf_counter()
-    options = _postprocess_options(postprocess)
+    options = _postprocess_options(postprocess, loaded)
     voxel_mm3 = float(abs(np.linalg.det(affine_c[:3, :3])))
     if options.enabled:
         labels_c = postprocess_labels(labels_c, voxel_mm3, options, inplace=True)
