@@ -181,11 +181,12 @@ def load_model(
 
 
 def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
-    """One zoo model, without its second stage."""
+    """One zoo model, without its second stage (``name``: a known zoo name)."""
     from keras_liverseg import zoo
 
+    entry = zoo.get_entry(name)
     sha256 = None
-    if weights == "default" and not zoo.get_entry(name).has_default_weights():
+    if weights == "default" and not entry.has_default_weights():
         raise ModelLoadError(
             f"no trained weights are released for {name!r} yet: pass --weights PATH "
             "(Python: weights=PATH), a .keras model or .weights.h5 file"
@@ -211,11 +212,10 @@ def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
         text = " ".join(str(error).split())[:200] or type(error).__name__
         raise ModelLoadError(f"cannot load weights {weights} for {name!r}: {text}") from None
     if weights == "default":
-        path = zoo.get_entry(name).weights_path()
+        path = entry.weights_path()
         sha256 = zoo.sha256_of(path) if path is not None else None
     loaded = _wrap(model, name, None if weights is None else str(weights), sha256)
-    loaded.liver_roi = zoo.get_entry(name).liver_roi
-    entry = zoo.get_entry(name)
+    loaded.liver_roi = entry.liver_roi
     if sha256 is not None and sha256 == entry.sha256:  # chosen for these exact weights
         loaded.min_lesion_mm3 = entry.min_lesion_mm3
     return loaded
