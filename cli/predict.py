@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +235,14 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "all). Default: the model's own (its zoo card) with bundled weights, else 0.",
 )
 @click.option(
+    "--lesion-growth-mm",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="Grow each tumor lesion up to this far into adjacent liver of the lesion's "
+    "density (post-processing; 0: off). Default: the model's own (its zoo card) with "
+    "bundled weights, else 0.",
+)
+@click.option(
     "--overlay",
     type=click.Path(path_type=Path),
     default=None,
@@ -263,6 +271,7 @@ def predict(
     tta: bool,
     no_postprocess: bool,
     min_lesion_mm3: float | None,
+    lesion_growth_mm: float | None,
     overlay: Path | None,
     report: Path | None,
     overwrite: bool,
@@ -324,9 +333,11 @@ def predict(
         raise UserError(str(error)) from None
     model_seconds = round(time.perf_counter() - tick, 3)
 
-    if min_lesion_mm3 is None:
-        min_lesion_mm3 = loaded.min_lesion_mm3
-    post = PostprocessOptions(min_lesion_mm3=float(min_lesion_mm3))
+    post = loaded.postprocess_options()
+    if min_lesion_mm3 is not None:
+        post = replace(post, min_lesion_mm3=float(min_lesion_mm3))
+    if lesion_growth_mm is not None:
+        post = replace(post, lesion_growth_mm=float(lesion_growth_mm))
     if no_postprocess:
         post = PostprocessOptions.off()
     if batch_size is None:

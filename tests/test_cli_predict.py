@@ -355,18 +355,27 @@ def test_smallest_lesion_is_the_models_own_unless_given(tmp_path, oracle_model_f
     from keras_liverseg.inference import PostprocessOptions
     from keras_liverseg.inference.loading import as_loaded, load_model
 
-    # bundled weights carry their zoo entry's size; other weights keep every lesion
-    own = zoo.get_entry("unet_sharp").min_lesion_mm3
-    assert own > 0 and load_model("unet_sharp").min_lesion_mm3 == own
-    fast = load_model("unet_sharp", fast=True)
-    assert fast.min_lesion_mm3 == zoo.get_entry("unet_sharp_fast").min_lesion_mm3 > 0
-    assert load_model("unet_sharp", oracle_model_file).min_lesion_mm3 == 0
+    # bundled weights carry their zoo entry's size and growth; other weights keep every
+    # lesion as predicted
+    entry = zoo.get_entry("unet_sharp")
+    own = (entry.min_lesion_mm3, entry.lesion_growth_mm)
+
+    def settings(loaded):
+        return loaded.min_lesion_mm3, loaded.lesion_growth_mm
+
+    assert own[0] > 0 and own[1] > 0 and settings(load_model("unet_sharp")) == own
+    fast_entry = zoo.get_entry("unet_sharp_fast")
+    assert settings(load_model("unet_sharp", fast=True)) == (
+        fast_entry.min_lesion_mm3, fast_entry.lesion_growth_mm) == own
+    assert settings(load_model("unet_sharp", oracle_model_file)) == (0, 0)
     copy = tmp_path / "copy.weights.h5"  # the bundled file under another name: the same
-    shutil.copyfile(zoo.get_entry("unet_sharp").weights_path(), copy)
-    assert load_model("unet_sharp", copy).min_lesion_mm3 == own
+    shutil.copyfile(entry.weights_path(), copy)
+    assert settings(load_model("unet_sharp", copy)) == own
+    assert load_model("unet_sharp", copy).postprocess_options() == PostprocessOptions(
+        min_lesion_mm3=own[0], lesion_growth_mm=own[1])
     tuned = tmp_path / "tuned.weights.h5"  # other weights keep every lesion
     zoo.load("unet_sharp", weights=None).save_weights(tuned)
-    assert load_model("unet_sharp", tuned).min_lesion_mm3 == 0
+    assert settings(load_model("unet_sharp", tuned)) == (0, 0)
 
     volume, labels = _volume()  # its lesion: 24 voxels of 1.28 mm3 = 30.72 mm3
     source = _save(tmp_path / "ct.nii", volume)
@@ -377,7 +386,7 @@ def test_smallest_lesion_is_the_models_own_unless_given(tmp_path, oracle_model_f
                       "--quiet", *extra)
         assert result.exit_code == 0, result.output
         options = json.loads(report.read_text())["options"]["postprocess"]
-        assert options["min_lesion_mm3"] == smallest
+        assert options["min_lesion_mm3"] == smallest and options["lesion_growth_mm"] == 0
         predicted = np.asarray(nib.load(str(out)).dataobj)
         assert (predicted == 2).any() == kept and ((predicted >= 1) == (labels >= 1)).all()
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from keras_liverseg.inference import PostprocessOptions, postprocess_labels
 from keras_liverseg.inference.overlay import overlay_slices, render_overlay, write_overlay
+from keras_liverseg.inference.postprocess import grow_lesions
 from keras_liverseg.inference.report import lesions, volume_summary, write_report
 from keras_liverseg.io.slices import linear_weights, resize_axes
 
@@ -37,6 +38,62 @@ def test_min_lesion_size_turns_small_lesions_into_liver():
     options = PostprocessOptions(min_lesion_mm3=5.0)
     out = postprocess_labels(_liver_with_extras(), voxel_volume_mm3=2.0, options=options)
     assert out[16, 16, 8] == 1 and (out[8:11, 8:11, 4:7] == 2).all()
+
+
+def _liver_with_dark_lesion(liver_hu=100.0, lesion_hu=40.0):
+    """A 60x60x30 liver block at ``liver_hu`` holding a ball of radius 8 voxels at
+    ``lesion_hu``; the labels mark only the ball's inner radius 4 as tumor (an
+    under-segmented lesion). Beside the liver, background at the lesion's HU."""
+    shape = (80, 60, 30)
+    x, y, z = np.indices(shape)
+    ball = (x - 30) ** 2 + (y - 30) ** 2 + (z - 15) ** 2 <= 8**2
+    core = (x - 30) ** 2 + (y - 30) ** 2 + (z - 15) ** 2 <= 4**2
+    image = np.full(shape, lesion_hu, np.float32)  # x >= 60: background, lesion-like
+    image[:60] = liver_hu
+    image[ball] = lesion_hu
+    labels = np.zeros(shape, np.uint8)
+    labels[:60] = 1
+    labels[core] = 2
+    return image, labels, ball
+
+
+def test_lesion_growth_recovers_an_under_segmented_lesion():
+    image, labels, ball = _liver_with_dark_lesion()
+    image += np.random.default_rng(0).normal(0, 5, image.shape).astype(np.float32)
+    out = grow_lesions(labels.copy(), image, (1.0, 1.0, 1.0), 10.0)
+    tumor = out == 2
+    dice = 2 * (tumor & ball).sum() / (tumor.sum() + ball.sum())
+    assert (labels == 2).sum() / ball.sum() < 0.2 and dice > 0.9
+    assert not tumor[60:].any() and (out[60:] == 0).all()  # only liver becomes tumor
+    assert ((out >= 1) == (labels >= 1)).all()  # the organ is unchanged
+
+
+def test_lesion_growth_is_bounded_by_distance_and_contrast():
+    image, labels, ball = _liver_with_dark_lesion()
+    near = grow_lesions(labels.copy(), image, (1.0, 1.0, 1.0), 2.0)
+    x, y, z = np.indices(labels.shape)
+    within = (x - 30) ** 2 + (y - 30) ** 2 + (z - 15) ** 2 <= 6**2  # core radius 4 + 2 mm
+    assert (near == 2).sum() > (labels == 2).sum() and not ((near == 2) & ~within).any()
+    # with 2 mm voxels along x the same 2 mm is one voxel along x, two along y
+    coarse = grow_lesions(labels.copy(), image, (2.0, 1.0, 1.0), 2.0)
+    assert coarse[30, 30 + 6, 15] == 2 and coarse[30 + 6, 30, 15] == 1
+    faint, faint_labels, _ = _liver_with_dark_lesion(lesion_hu=95.0)  # 5 HU: no growth
+    assert np.array_equal(grow_lesions(faint_labels.copy(), faint, (1, 1, 1), 10.0),
+                          faint_labels)
+    bright, bright_labels, bright_ball = _liver_with_dark_lesion(lesion_hu=160.0)
+    grown = grow_lesions(bright_labels.copy(), bright, (1, 1, 1), 10.0) == 2
+    assert not (grown & ~bright_ball).any() and grown.sum() > 0.8 * bright_ball.sum()
+
+
+def test_lesion_growth_in_postprocessing_needs_the_image():
+    image, labels, ball = _liver_with_dark_lesion()
+    options = PostprocessOptions(lesion_growth_mm=10.0)
+    with pytest.raises(ValueError, match="image"):
+        postprocess_labels(labels, 1.0, options)
+    out = postprocess_labels(labels, 1.0, options, image=image, spacing=(1.0, 1.0, 1.0))
+    assert not ((out == 2) & ~ball).any() and (out == 2).sum() > 0.8 * ball.sum()
+    assert np.array_equal(postprocess_labels(labels, 1.0, image=image, spacing=(1, 1, 1)),
+                          labels)  # off by default
 
 
 def test_each_step_can_be_switched_off():

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keras_liverseg.inference.postprocess import PostprocessOptions
+
 __all__ = [
     "LoadedModel",
     "ModelLoadError",
@@ -43,6 +45,9 @@ class LoadedModel:
         min_lesion_mm3: the post-processing's smallest kept lesion for these weights (the
             zoo entry's value for its bundled weights, also when a file with their SHA-256
             is passed as a path; else 0: every lesion is kept).
+        lesion_growth_mm: how far post-processing grows the predicted lesions for these
+            weights (the zoo entry's for its bundled weights, as ``min_lesion_mm3``; else
+            0: no growth).
     """
 
     model: Any
@@ -54,6 +59,7 @@ class LoadedModel:
     second_stage: LoadedModel | None = None
     second_stage_share: float = 1.0
     min_lesion_mm3: float = 0.0
+    lesion_growth_mm: float = 0.0
     _resized: dict = field(default_factory=dict, repr=False, compare=False)
 
     def at_input_size(self, size: tuple[int, int]) -> Any:
@@ -64,6 +70,14 @@ class LoadedModel:
         if size not in self._resized:
             self._resized[size] = at_input_size(self.model, size, self.name)
         return self._resized[size]
+
+    def postprocess_options(self) -> PostprocessOptions:
+        """The default post-processing steps, with these weights' own ``min_lesion_mm3``
+        and ``lesion_growth_mm``."""
+        return PostprocessOptions(
+            min_lesion_mm3=float(self.min_lesion_mm3),
+            lesion_growth_mm=float(self.lesion_growth_mm),
+        )
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the report."""
@@ -218,6 +232,7 @@ def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
     loaded.liver_roi = entry.liver_roi
     if sha256 is not None and sha256 == entry.sha256:  # chosen for these exact weights
         loaded.min_lesion_mm3 = entry.min_lesion_mm3
+        loaded.lesion_growth_mm = entry.lesion_growth_mm
     return loaded
 
 

@@ -281,7 +281,7 @@ def _postprocess_options(
         return postprocess
     if not postprocess:
         return PostprocessOptions.off()
-    return PostprocessOptions(min_lesion_mm3=float(loaded.min_lesion_mm3))
+    return loaded.postprocess_options()
 
 
 def predict_volume(
@@ -308,9 +308,9 @@ def predict_volume(
         batch_size: axial slices per model call.
         tta: also read the slices at a 7/6 larger input size (:func:`tta_input_size`)
             and average the probabilities (about 2.3 times the prediction time).
-        postprocess: True (the default steps, with the model's own smallest lesion,
-            ``LoadedModel.min_lesion_mm3``: the zoo entry's for bundled weights, else
-            0), False (none) or a
+        postprocess: True (the default steps, with the model's own smallest lesion and
+            lesion growth, :meth:`LoadedModel.postprocess_options`: the zoo entry's for
+            bundled weights, else none), False (none) or a
             :class:`~keras_liverseg.inference.postprocess.PostprocessOptions`.
         return_probabilities: keep float16 class probabilities on the input grid (costs
             ``2 * num_classes`` bytes per voxel).
@@ -364,7 +364,9 @@ def predict_volume(
     options = _postprocess_options(postprocess, loaded)
     voxel_mm3 = float(abs(np.linalg.det(affine_c[:3, :3])))
     if options.enabled:
-        labels_c = postprocess_labels(labels_c, voxel_mm3, options, inplace=True)
+        labels_c = postprocess_labels(labels_c, voxel_mm3, options, inplace=True,
+                                      image=volume_c,
+                                      spacing=tuple(np.linalg.norm(affine_c[:3, :3], axis=0)))
     timing["postprocess"] = time.perf_counter() - tick
 
     labels3d = np.ascontiguousarray(from_canonical(labels_c, reorientation))
@@ -394,6 +396,7 @@ def predict_volume(
                 "fill_holes": options.fill_holes,
                 "tumor_inside_liver": options.tumor_inside_liver,
                 "min_lesion_mm3": options.min_lesion_mm3,
+                "lesion_growth_mm": options.lesion_growth_mm,
             },
         },
         "versions": versions(),

@@ -37,6 +37,11 @@ class ZooEntry:
             post-processing turns predicted lesions smaller than this into liver (chosen
             on validation phantoms, see the entry's model card; 0 keeps every lesion).
             Other weights default to 0.
+        lesion_growth_mm: with the entry's bundled weights, post-processing grows each
+            predicted lesion up to this far into adjacent liver of the lesion's density
+            (:func:`keras_liverseg.inference.postprocess.grow_lesions`; chosen on
+            validation phantoms, see the model card; 0: no growth). Other weights default
+            to 0.
     """
 
     name: str
@@ -51,6 +56,7 @@ class ZooEntry:
     second_stage_share: float = 1.0
     liver_roi: LiverROI | None = None
     min_lesion_mm3: float = 0.0
+    lesion_growth_mm: float = 0.0
 
     def weights_path(self) -> Path | None:
         """Path of the bundled weights file, or ``None`` if it is not installed."""
@@ -83,6 +89,10 @@ DEFAULT_UNET_SHARP = {
 # lesions under 1 ml they predict are false; 500 is the best size on all 48 validation
 # phantoms (zoo/unet_sharp.md, "Smallest lesion").
 MIN_LESION_MM3 = 500.0
+# The default weights under-segment the lesions they find (relative volume difference about
+# -0.5); growing them up to 10 mm into liver of their density is the best of 0-40 mm on the
+# 48 validation phantoms (zoo/unet_sharp.md, "Lesion growth").
+LESION_GROWTH_MM = 10.0
 
 _ENTRIES = [
     ZooEntry(
@@ -94,6 +104,7 @@ _ENTRIES = [
         second_stage="unet_sharp_roi",
         second_stage_share=0.25,  # chosen on validation phantoms (zoo/unet_sharp.md)
         min_lesion_mm3=MIN_LESION_MM3,
+        lesion_growth_mm=LESION_GROWTH_MM,
     ),
     ZooEntry(
         "unet_sharp_fast", "unet_sharp", DEFAULT_UNET_SHARP,
@@ -103,6 +114,7 @@ _ENTRIES = [
         sha256="580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31",
         prune_level=2,
         min_lesion_mm3=MIN_LESION_MM3,
+        lesion_growth_mm=LESION_GROWTH_MM,
     ),
     ZooEntry(
         "unet_sharp_roi", "unet_sharp", DEFAULT_UNET_SHARP,
