@@ -22,7 +22,9 @@
 # validate: the 28 validation phantoms that picked no checkpoint (validation cases 21-48 of
 #           the stage-2 split; the first 20 are scored during training) -> liverseg predict ->
 #           liverseg evaluate, into data/val28-*; compares candidate weights without
-#           touching the held-out set. Not part of `all`.
+#           touching the held-out set. VAL=20 scores the first 20 validation cases (the
+#           ones that picked stage 3's checkpoint) into data/val20-* instead. Not part of
+#           `all`.
 # WEIGHTS=FILE overrides the weights that evaluate and validate predict with (default: stage
 # 3's best weights if runs/unet_sharp-gpu holds them, else stage 2's); SPLIT=FILE the split
 # file validate reads (default: scripts/splits/phantoms-train-240.json, stage 2's split).
@@ -101,17 +103,23 @@ fi
 if [[ $stage == validate ]]; then
   split=${SPLIT:-scripts/splits/phantoms-train-240.json}
   [[ -f $split ]] || { echo "Error: no split file $split (run the train stage or set SPLIT=)" >&2; exit 2; }
-  rm -rf data/val28-volumes data/val28-labels "data/val28-pred$tag"
-  mkdir -p data/val28-volumes data/val28-labels
+  case ${VAL:-28} in
+    28) set=val28; first=20; last=48 ;;
+    20) set=val20; first=0; last=20 ;;
+    *) echo "Error: VAL must be 28 or 20, got ${VAL}" >&2; exit 2 ;;
+  esac
+  rm -rf "data/$set-volumes" "data/$set-labels" "data/$set-pred$tag"
+  mkdir -p "data/$set-volumes" "data/$set-labels"
   [[ -d data/phantoms-train-240 ]] ||
     liverseg sample-data -o data/phantoms-train-240 --cases 240 --seed 1 --size 512 512 64
-  python - "$split" <<'PY' | while read -r n; do
+  python - "$split" "$first" "$last" <<'PY' | while read -r n; do
 import json, sys
-for case in json.load(open(sys.argv[1]))["validation"][20:48]:
+for case in json.load(open(sys.argv[1]))["validation"][int(sys.argv[2]):int(sys.argv[3])]:
     print(case.removeprefix("volume-"))
 PY
-    ln -s "../phantoms-train-240/volume-$n.nii.gz" data/val28-volumes/
-    ln -s "../phantoms-train-240/segmentation-$n.nii.gz" data/val28-labels/
+    ln -s "../phantoms-train-240/volume-$n.nii.gz" "data/$set-volumes/"
+    ln -s "../phantoms-train-240/segmentation-$n.nii.gz" "data/$set-labels/"
   done
-  score data/val28-volumes "data/val28-pred$tag" data/val28-labels "data/val28-metrics$tag.json"
+  score "data/$set-volumes" "data/$set-pred$tag" "data/$set-labels" \
+    "data/$set-metrics$tag.json"
 fi

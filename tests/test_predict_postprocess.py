@@ -114,6 +114,15 @@ def test_3d_holes_are_filled():
     assert (out[1:8, 1:8, 1:8] == 1).all()
 
 
+def test_a_channel_through_the_liver_is_not_filled():
+    # like the IVC or the gallbladder: enclosed on every axial slice, open in 3D
+    labels = np.zeros((20, 20, 12), np.uint8)
+    labels[3:17, 3:17, 2:10] = 1
+    labels[8:11, 8:11, :] = 0
+    out = postprocess_labels(labels, 1.0)
+    assert (out[8:11, 8:11, :] == 0).all() and np.array_equal(out, labels)
+
+
 def test_empty_prediction_stays_empty():
     assert not postprocess_labels(np.zeros((5, 5, 5), np.uint8), 1.0).any()
 
