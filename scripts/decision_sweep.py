@@ -14,7 +14,8 @@ probabilities, and for every combination of
   probabilities are ``share * second + (1 - share) * first``, outside it everything is
   background (share 0: the first stage cut to its liver box);
 - ``organ``: a voxel is liver-or-tumor when ``1 - p(background) >= organ`` (``argmax``:
-  when background is not the most probable class);
+  when background is not the most probable class; ``connected:LOW``: the argmax organ plus
+  the voxels with ``1 - p(background) >= LOW`` connected to it, a hysteresis);
 - ``tumor``: an organ voxel is tumor when ``p(tumor) >= tumor`` (``argmax``: when
   ``p(tumor) >= p(liver)``; with both ``argmax`` the rule is the plain argmax);
 - ``min_lesion_mm3``: post-processing's smallest kept lesion;
@@ -49,10 +50,23 @@ from keras_liverseg.inference.predictor import liver_region, predict_slices
 from keras_liverseg.metrics import dice
 
 
-def decide(probs: np.ndarray, organ: float | None, tumor: float | None) -> np.ndarray:
-    """uint8 labels of ``(..., 3)`` probabilities under one decision rule (None: argmax)."""
-    if organ is None:
+def parse_organ(rule: str) -> float | tuple[str, float] | None:
+    """``argmax`` -> None, ``connected:LOW`` -> ("connected", LOW), else a threshold."""
+    if rule == "argmax":
+        return None
+    if rule.startswith("connected:"):
+        return ("connected", float(rule.removeprefix("connected:")))
+    return float(rule)
+
+
+def decide(probs: np.ndarray, organ, tumor: float | None) -> np.ndarray:
+    """uint8 labels of ``(..., 3)`` probabilities under one decision rule (None: argmax;
+    for ``organ`` also a threshold or ``("connected", low)``, see :func:`parse_organ`)."""
+    if organ is None or isinstance(organ, tuple):
         foreground = np.argmax(probs, axis=-1) != 0
+        if isinstance(organ, tuple):
+            loose = (1.0 - probs[..., 0].astype(np.float32)) >= organ[1]
+            foreground = ndimage.binary_propagation(foreground, mask=loose | foreground)
     else:
         foreground = (1.0 - probs[..., 0].astype(np.float32)) >= organ
     if tumor is None:
@@ -119,7 +133,7 @@ def main() -> None:
     loaded = load_model(args.model, args.weights,
                         second_stage_weights=args.second_stage_weights or "auto")
     shares = args.shares if loaded.second_stage is not None else [0.0]
-    organs = [None if o == "argmax" else float(o) for o in args.organ]
+    organs = [parse_organ(str(o)) for o in args.organ]
     tumors = [None if t == "argmax" else float(t) for t in args.tumor]
     rules = list(itertools.product(shares, organs, tumors, args.min_lesion_mm3,
                                    args.min_lesion_confidence))
@@ -159,7 +173,9 @@ def main() -> None:
               f"tumor {np.mean(values['tumor']):.4f} ({len(values['liver'])} cases)")
 
 
-def _rule(threshold: float | None) -> str:
+def _rule(threshold) -> str:
+    if isinstance(threshold, tuple):
+        return f"argmax + connected >= {threshold[1]:.2f}"
     return "argmax" if threshold is None else f"{threshold:6.2f}"
 
 
