@@ -85,6 +85,22 @@ def test_lesion_growth_is_bounded_by_distance_and_contrast():
     assert not (grown & ~bright_ball).any() and grown.sum() > 0.8 * bright_ball.sum()
 
 
+def test_lesion_growth_in_the_organs_box_equals_growth_in_the_whole_image():
+    from keras_liverseg.inference.postprocess import _grow_in_box
+
+    rng = np.random.default_rng(1)
+    image, labels, _ = _liver_with_dark_lesion()
+    labels[:, :, :8] = 0  # the organ's box ends at the lesion's edge, inside the image
+    labels[:20] = 0
+    image += rng.normal(0, 15, image.shape).astype(np.float32)
+    image[:20] = rng.uniform(-100, 300, image[:20].shape)  # what lies beyond matters
+    for spacing in [(1.0, 1.0, 1.0), (0.7, 0.7, 3.0)]:
+        whole = labels.copy()
+        _grow_in_box(whole, image.copy(), spacing, 10.0, 3.0, 10.0)
+        boxed = grow_lesions(labels.copy(), image, spacing, 10.0, smoothing_mm=3.0)
+        assert (whole == 2).sum() > (labels == 2).sum() and np.array_equal(boxed, whole)
+
+
 def test_lesion_growth_in_postprocessing_needs_the_image():
     image, labels, ball = _liver_with_dark_lesion()
     options = PostprocessOptions(lesion_growth_mm=10.0)

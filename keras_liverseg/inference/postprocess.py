@@ -226,12 +226,32 @@ def grow_lesions(
     Returns:
         ``labels``.
     """
+    spacing = tuple(float(s) for s in spacing)
+    organ_box = bounding_box(labels > 0)
+    if max_mm <= 0 or organ_box is None:
+        return labels
+    # Work inside the organ's box, widened by the Gaussian's reach (scipy's default
+    # truncation, 4 sigma) so that every organ voxel is smoothed as in the whole image.
+    box = tuple(
+        slice(max(b.start - pad, 0), min(b.stop + pad, n))
+        for b, pad, n in zip(
+            organ_box,
+            [int(4 * smoothing_mm / s + 0.5) + 1 for s in spacing],
+            labels.shape,
+            strict=True,
+        )
+    )
+    _grow_in_box(labels[box], np.asarray(image[box], dtype=np.float32), spacing, max_mm,
+                 smoothing_mm, min_contrast_hu)
+    return labels
+
+
+def _grow_in_box(labels, hu, spacing, max_mm, smoothing_mm, min_contrast_hu) -> None:
+    """:func:`grow_lesions` on a box holding the whole organ (``labels`` is a view)."""
     tumor = labels == 2
     liver = labels == 1
-    if max_mm <= 0 or not tumor.any() or not liver.any():
-        return labels
-    spacing = tuple(float(s) for s in spacing)
-    hu = np.asarray(image, dtype=np.float32)
+    if not tumor.any() or not liver.any():
+        return
     if smoothing_mm > 0:
         hu = ndimage.gaussian_filter(hu, [smoothing_mm / s for s in spacing])
     liver_hu = float(np.median(hu[liver]))
@@ -256,4 +276,3 @@ def grow_lesions(
         region = ndimage.binary_propagation(seed, mask=(alike & near & liver[sub]) | seed)
         grown[sub] |= region & ~seed
     labels[grown] = 2
-    return labels
