@@ -101,6 +101,19 @@ def zoo_model(name: str, path: Path, input_size: int | None = None) -> str | Non
     return second if second and zoo.get_entry(second).has_default_weights() else None
 
 
+def bundled_postprocess_args(name: str) -> list[str]:
+    """The post-processing ``liverseg predict --model NAME`` applies with the bundled
+    weights (their lesion filter and growth), as options: the saved ``.keras`` file has
+    another SHA-256, so without them it would run with none."""
+    from keras_liverseg import zoo
+
+    entry = zoo.get_entry(name)
+    if not entry.has_default_weights():
+        return []
+    return ["--min-lesion-mm3", str(entry.min_lesion_mm3),
+            "--lesion-growth-mm", str(entry.lesion_growth_mm)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slices", type=int, nargs="+", default=[100, 600])
@@ -118,9 +131,11 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_predict_"))
     work.mkdir(parents=True, exist_ok=True)
     weights, second_weights = work / "model.keras", None
+    postprocess_args: list[str] = []
     if args.model == "oracle":
         oracle_model(weights)
     elif args.model.startswith("zoo:"):
+        postprocess_args = bundled_postprocess_args(args.model[4:])
         second = zoo_model(args.model[4:], weights, args.input_size)
         if second is not None and not args.single_stage:
             second_weights = work / "second_stage.keras"
@@ -160,6 +175,7 @@ def main() -> None:
             "--device",
             "cpu",
         ]
+        command += postprocess_args
         if args.tta:
             command.append("--tta")
         if second_weights is not None:
