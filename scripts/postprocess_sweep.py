@@ -8,8 +8,8 @@ Reads every ``segmentation-N.nii.gz`` of RAW_DIR: predictions made with ``livers
 scripts/default_weights.sh validate``), the reference of the same name in GT_DIR and the CT
 ``volume-N.nii*`` in VOLUME_DIR. For every combination of
 
-- ``fill``: ``3d`` (the package's hole filling) or ``slices`` (each axial slice's holes
-  first, then 3D: the package's rule until 2026-11-30, kept here to compare);
+- ``fill``: ``3d`` (the package's hole filling), ``slices`` (each axial slice's holes
+  first, then 3D: the package's rule until 2026-11-30, kept here to compare) or ``none``;
 - ``min_lesion_mm3``: the smallest kept lesion;
 - ``growth_mm``: how far :func:`keras_liverseg.inference.postprocess.grow_lesions` grows
   the lesions;
@@ -35,7 +35,7 @@ from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess
 from keras_liverseg.metrics import dice
 from keras_liverseg.metrics.evaluate import read_labels
 
-FILLS = ("3d", "slices")
+FILLS = ("3d", "slices", "none")
 
 
 def fill_slices(labels: np.ndarray) -> np.ndarray:
@@ -50,7 +50,8 @@ def fill_slices(labels: np.ndarray) -> np.ndarray:
 
 def postprocess(labels, image, spacing, fill: str, min_lesion_mm3: float, growth_mm: float):
     """``labels`` post-processed under one setting."""
-    options = PostprocessOptions(min_lesion_mm3=min_lesion_mm3, lesion_growth_mm=growth_mm)
+    options = PostprocessOptions(fill_holes=fill != "none", min_lesion_mm3=min_lesion_mm3,
+                                 lesion_growth_mm=growth_mm)
     voxel_mm3 = float(np.prod(spacing))
     if fill == "slices":  # the largest component first, as the package did, then slices
         labels = postprocess_labels(labels, voxel_mm3, PostprocessOptions(True, False, True))

@@ -31,6 +31,7 @@ def test_growth_and_hole_filling_settings(tmp_path, capsys):
     image = np.where(ball, 40.0, 100.0).astype(np.float32)
     truth = (liver & ~channel).astype(np.uint8) + ball
     raw = (liver & ~channel).astype(np.uint8) + core
+    raw[30:32, 30:32, 5:7] = 0  # a cavity enclosed in 3D: liver in the reference
     for folder in ("raw", "gt", "ct"):
         (tmp_path / folder).mkdir()
     _write(tmp_path / "raw" / "segmentation-3.nii.gz", raw)
@@ -38,19 +39,21 @@ def test_growth_and_hole_filling_settings(tmp_path, capsys):
     _write(tmp_path / "ct" / "volume-3.nii.gz", image)
 
     folders = [str(tmp_path / name) for name in ("raw", "gt", "ct")]
-    assert _script().main([*folders, "--fill", "3d", "slices", "--min-lesion-mm3", "0",
-                           "--growth-mm", "0", "1", "8"]) == 0
+    assert _script().main([*folders, "--fill", "3d", "slices", "none", "--min-lesion-mm3",
+                           "0", "--growth-mm", "0", "1", "8"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "setting 0: fill 3d, min_lesion_mm3 0, growth_mm 0"
-    cells = [cell.split("/") for cell in lines[7].split()[1:]]
+    cells = [cell.split("/") for cell in lines[10].split()[1:]]
     liver_dice = [float(cell[0]) for cell in cells]
     tumor_dice = [float(cell[1]) for cell in cells]
     before = 2 * core.sum() / (core.sum() + ball.sum())
     assert abs(tumor_dice[0] - before) < 1e-3
     assert tumor_dice[0] < tumor_dice[1] < tumor_dice[2] and tumor_dice[2] > 0.85
-    assert tumor_dice[:3] == tumor_dice[3:]
-    # slice-by-slice filling closes the channel (liver Dice < 1); 3D filling leaves it
-    assert liver_dice[:3] == [1.0] * 3 and max(liver_dice[3:]) < 1.0
+    assert tumor_dice[:3] == tumor_dice[3:6] == tumor_dice[6:]
+    # 3D filling closes the cavity and leaves the channel open; slice-by-slice filling
+    # closes both, no filling neither
+    assert liver_dice[:3] == [1.0] * 3
+    assert max(liver_dice[3:6]) < 1.0 and max(liver_dice[6:]) < 1.0
     mean = lines[-1].split()[1:]
     assert mean[0].startswith("1.0000/")
 
