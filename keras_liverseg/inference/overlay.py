@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
@@ -82,7 +83,7 @@ def render_overlay(
     labels = np.asanyarray(labels).reshape(np.shape(labels)[:3])
     ct, canonical_affine, _ = to_canonical(volume, affine)
     lab, _, _ = to_canonical(labels, affine)
-    spacing = np.sqrt((canonical_affine[:3, :3] ** 2).sum(axis=0))
+    spacing = voxel_sizes(canonical_affine)
     picks = overlay_slices(lab, max_slices)
     tiles = []
     for k in picks:

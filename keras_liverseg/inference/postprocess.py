@@ -84,10 +84,18 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
         hits = np.flatnonzero(mask.any(axis=other))
         if hits.size == 0:
             return None
-        box.append(
-            slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, mask.shape[axis]))
-        )
-    return tuple(box)
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return widen_box(tuple(box), [margin] * mask.ndim, mask.shape)
+
+
+def widen_box(
+    box: tuple[slice, ...], margins: list[int], shape: tuple[int, ...]
+) -> tuple[slice, ...]:
+    """``box`` grown by ``margins[axis]`` voxels on both sides, clipped to ``shape``."""
+    return tuple(
+        slice(max(b.start - m, 0), min(b.stop + m, n))
+        for b, m, n in zip(box, margins, shape, strict=True)
+    )
 
 
 def component_sizes(components: np.ndarray, count: int) -> np.ndarray:
@@ -232,15 +240,8 @@ def grow_lesions(
         return labels
     # Work inside the organ's box, widened by the Gaussian's reach (scipy's default
     # truncation, 4 sigma) so that every organ voxel is smoothed as in the whole image.
-    box = tuple(
-        slice(max(b.start - pad, 0), min(b.stop + pad, n))
-        for b, pad, n in zip(
-            organ_box,
-            [int(4 * smoothing_mm / s + 0.5) + 1 for s in spacing],
-            labels.shape,
-            strict=True,
-        )
-    )
+    pads = [int(4 * smoothing_mm / s + 0.5) + 1 for s in spacing]
+    box = widen_box(organ_box, pads, labels.shape)
     _grow_in_box(labels[box], np.asarray(image[box], dtype=np.float32), spacing, max_mm,
                  smoothing_mm, min_contrast_hu)
     return labels
@@ -262,10 +263,7 @@ def _grow_in_box(labels, hu, spacing, max_mm, smoothing_mm, min_contrast_hu) -> 
     for number, found in enumerate(ndimage.find_objects(lesions), start=1):
         if found is None:
             continue
-        sub = tuple(
-            slice(max(a.start - r, 0), min(a.stop + r, n))
-            for a, r, n in zip(found, reach, labels.shape, strict=True)
-        )
+        sub = widen_box(found, reach, labels.shape)
         seed = lesions[sub] == number
         contrast = float(np.median(hu[sub][seed])) - liver_hu
         if abs(contrast) < min_contrast_hu:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 
 from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.inference.loading import LoadedModel, as_loaded
@@ -365,8 +366,7 @@ def predict_volume(
     voxel_mm3 = float(abs(np.linalg.det(affine_c[:3, :3])))
     if options.enabled:
         labels_c = postprocess_labels(labels_c, voxel_mm3, options, inplace=True,
-                                      image=volume_c,
-                                      spacing=tuple(np.linalg.norm(affine_c[:3, :3], axis=0)))
+                                      image=volume_c, spacing=voxel_sizes(affine_c))
     timing["postprocess"] = time.perf_counter() - tick
 
     labels3d = np.ascontiguousarray(from_canonical(labels_c, reorientation))

@@ -50,7 +50,7 @@ class Scan:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size along the three array axes, in mm."""
-        return tuple(float(v) for v in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+        return tuple(float(v) for v in nib.affines.voxel_sizes(self.affine))
 
     @property
     def voxel_volume_mm3(self) -> float:
