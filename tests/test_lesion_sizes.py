@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "lesion_sizes.py"
+from repo_scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("lesion_sizes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("lesion_sizes")
 
 
 def _write(path: Path, labels: np.ndarray) -> None:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postprocess_sweep.py"
+from repo_scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("postprocess_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("postprocess_sweep")
 
 
 def _write(path: Path, array: np.ndarray) -> None:

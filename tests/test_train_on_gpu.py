@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from multiprocessing.dummy import Pool as ThreadPool
@@ -11,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
 from keras_liverseg.data.phantom import case_seed, generate_case
 from keras_liverseg.data.sampler import Augmentation, SliceSampler
@@ -18,16 +18,10 @@ from keras_liverseg.data.volumes import crop_to_liver, volume_from_arrays
 from keras_liverseg.io import to_canonical
 from keras_liverseg.io.slices import resize_labels, slice_stack
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_on_gpu.py"
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("train_on_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_on_gpu"] = module  # its pools pickle its functions by name
-    spec.loader.exec_module(module)
-    yield module
+    yield load_script("train_on_gpu")  # registered: its pools pickle its functions by name
     sys.modules.pop("train_on_gpu", None)
 
 
