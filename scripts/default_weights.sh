@@ -110,13 +110,25 @@ if [[ $stage == validate ]]; then
   esac
   rm -rf "data/$set-volumes" "data/$set-labels" "data/$set-pred$tag"
   mkdir -p "data/$set-volumes" "data/$set-labels"
-  [[ -d data/phantoms-train-240 ]] ||
-    liverseg sample-data -o data/phantoms-train-240 --cases 240 --seed 1 --size 512 512 64
-  python - "$split" "$first" "$last" <<'PY' | while read -r n; do
+  read -r -a cases < <(python - "$split" "$first" "$last" <<'PY'
 import json, sys
-for case in json.load(open(sys.argv[1]))["validation"][int(sys.argv[2]):int(sys.argv[3])]:
-    print(case.removeprefix("volume-"))
+print(*(c.removeprefix("volume-")
+        for c in json.load(open(sys.argv[1]))["validation"][int(sys.argv[2]):int(sys.argv[3])]))
 PY
+)
+  # only the cases this set reads, each as `liverseg sample-data -o data/phantoms-train-240
+  # --cases 240 --seed 1 --size 512 512 64` writes it (case i depends on the seed and i alone)
+  python - data/phantoms-train-240 "${cases[@]}" <<'PY'
+import sys
+from pathlib import Path
+from keras_liverseg.data.phantom import case_seed, generate_case
+from keras_liverseg.data.phantom.dataset import case_paths, write_case
+out = Path(sys.argv[1])
+for n in map(int, sys.argv[2:]):
+    if not all(path.exists() for path in case_paths(out, n)):
+        write_case(generate_case(case_seed(1, n), (512, 512, 64)), out, n)
+PY
+  for n in "${cases[@]}"; do
     ln -s "../phantoms-train-240/volume-$n.nii.gz" "data/$set-volumes/"
     ln -s "../phantoms-train-240/segmentation-$n.nii.gz" "data/$set-labels/"
   done
