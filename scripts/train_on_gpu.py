@@ -30,6 +30,14 @@ Writes to ``--out``: ``best.weights.h5`` (best validation Dice per case), ``last
 ``history.json`` (one row per validation) and ``log.txt``; with ``--input-size`` other than
 the entry's, also ``best.keras`` and ``last.keras`` (the model with its input size, which
 ``liverseg predict --weights`` loads as saved).
+
+On a machine with JAX but without TensorFlow, Keras and the package's pure-Python
+dependencies, or internet: download them where pip works (``pip download
+--only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 --no-deps -d .whl
+keras==3.15.1 namex optree nibabel pydicom``; ``.whl/`` is git-ignored), copy ``.whl/`` and
+the checkout there, ``pip install --target /tmp/site .whl/*.whl`` and run with
+``PYTHONPATH=/tmp/site:$PWD``. On a CPU, TensorFlow's graph mode in bfloat16 is the fast
+path (``KERAS_BACKEND=tensorflow ... --mixed-precision``; XLA is used on JAX only).
 """
 
 from __future__ import annotations
