@@ -37,7 +37,7 @@ dependencies, or internet: download them where pip works (``pip download
 keras==3.15.1 namex optree nibabel pydicom``; ``.whl/`` is git-ignored), copy ``.whl/`` and
 the checkout there, ``pip install --target /tmp/site .whl/*.whl`` and run with
 ``PYTHONPATH=/tmp/site:$PWD``. On a CPU, TensorFlow's graph mode in bfloat16 is the fast
-path (``KERAS_BACKEND=tensorflow ... --mixed-precision``; XLA is used on JAX only).
+path (``KERAS_BACKEND=tensorflow ... --mixed-precision``; Keras then compiles without XLA).
 """
 
 from __future__ import annotations
@@ -218,10 +218,11 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
         model, losses.SegLoss(per_image=False))
     heads = list(head_losses)
     optimizer = keras.optimizers.Adam(args.lr)
-    # XLA on the JAX backend; TensorFlow's graph mode on a CPU (its XLA is 2-6 times slower
-    # there: 1.2 against 2.3 slices/s in float32, 0.7 against 4.3 with --mixed-precision)
+    # Keras's "auto": XLA on JAX and on a TensorFlow GPU, graph mode on a TensorFlow CPU
+    # (XLA is 2-6 times slower there: 1.2 against 2.3 slices/s in float32, 0.7 against 4.3
+    # with --mixed-precision)
     model.compile(optimizer=optimizer, loss=head_losses, loss_weights=head_weights,
-                  jit_compile=keras.backend.backend() == "jax")
+                  jit_compile="auto")
     batches = Batches(pool, args.batch_size)
     net = inference_model(model)  # one predict function, compiled once, for every validation
 
