@@ -15,6 +15,12 @@ volume under ``--min-lesion-mm3``. The last column is the case's tumor Dice if e
 lesion were segmented exactly and every invisible one missed (1 for a tumor-free case, as
 ``liverseg evaluate`` scores an empty prediction of an empty reference); their mean is a
 ceiling on tumor Dice per case for any model that cannot see those lesions.
+
+With ``--input-size N`` it also scores a perfect model that reads slices at N x N: the
+reference's one-hot labels, smoothed against aliasing (Gaussian, sigma 0.3 x (zoom factor
+- 1) voxels) and resized in-plane to N x N, then resized back
+linearly and arg-maxed, as ``liverseg predict`` treats a model's probabilities. Its liver and
+tumor Dice per case show what the input size alone costs.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from keras_liverseg.inference.postprocess import LESION_CONNECTIVITY, label_components
+from keras_liverseg.io.slices import resize_axes
 
 CASE = re.compile(r"^volume-(\d+)\.nii(\.gz)?$")
 
@@ -62,19 +69,38 @@ def dice_ceiling(lesions, min_contrast_hu: float, min_lesion_mm3: float) -> floa
     return 2 * visible / (visible + total)
 
 
+def resolution_dice(labels: np.ndarray, size: int) -> tuple[float, float]:
+    """Liver and tumor Dice of the reference read at ``size`` x ``size`` and back."""
+    rows, cols = labels.shape[:2]
+    one_hot = np.stack([labels == k for k in range(3)], axis=-1).astype(np.float32)
+    sigma = [0.3 * max(rows / size - 1, 0), 0.3 * max(cols / size - 1, 0), 0, 0]
+    if any(sigma):
+        one_hot = ndimage.gaussian_filter(one_hot, sigma)
+    small = resize_axes(one_hot, (size, size), axes=(0, 1))
+    back = resize_axes(small, (rows, cols), axes=(0, 1)).argmax(axis=-1)
+    return _dice(back > 0, labels > 0), _dice(back == 2, labels == 2)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--min-contrast-hu", type=float, default=5.0)
     parser.add_argument("--min-lesion-mm3", type=float, default=0.0)
     parser.add_argument("--show", type=int, default=6, help="lesions listed per case")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="also score a perfect model reading N x N slices")
     args = parser.parse_args(argv)
     cases = sorted((int(m.group(1)), path) for path in args.data_dir.iterdir()
                    if (m := CASE.match(path.name)))
     if not cases:
         print(f"Error: no volume-N.nii[.gz] in {args.data_dir}", file=sys.stderr)
         return 2
-    ceilings = []
+    ceilings, perfect = [], []
     print(f"invisible: |contrast| < {args.min_contrast_hu:g} HU or volume < "
           f"{args.min_lesion_mm3:g} mm3")
     print("case  spacing (mm)          liver HU  noise  lesions (ml, HU from liver)  ceiling")
@@ -97,9 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         shown = ", ".join(f"{v / 1000:.2f} {c:+.0f}" for v, c in lesions[: args.show])
         more = f" (+{len(lesions) - args.show})" if len(lesions) > args.show else ""
         sp = "x".join(f"{s:.2f}" for s in spacing)
+        at_size = ""
+        if args.input_size:
+            perfect.append(resolution_dice(labels, args.input_size))
+            at_size = "  at {}: {:.4f} / {:.3f}".format(args.input_size, *perfect[-1])
         print(f"{number:>4d}  {sp:<20s}  {liver_hu:>8.0f}  {noise:>5.0f}  {shown or 'none'}{more}  "
-              f"{ceiling:.3f}")
+              f"{ceiling:.3f}{at_size}")
     print(f"{len(cases)} cases; tumor Dice per case ceiling {np.mean(ceilings):.3f}")
+    if perfect:
+        liver, tumor = np.mean(perfect, axis=0)
+        print(f"a perfect model at {args.input_size}x{args.input_size}: liver {liver:.4f}, "
+              f"tumor {tumor:.3f} Dice per case")
     return 0
 
 

@@ -54,6 +54,16 @@ def test_contrast_volume_and_ceiling(tmp_path, capsys):
     assert out.strip().endswith("ceiling 0.833")  # (2/3 + 1) / 2
 
 
+def test_a_perfect_model_at_a_coarser_input_loses_small_lesions():
+    script = _script()
+    volume, labels = _case([-40])
+    labels[20, 5, 3] = 2  # a one-voxel lesion
+    assert script.resolution_dice(labels, 30) == (1.0, 1.0)  # no coarser than the labels
+    liver, tumor = script.resolution_dice(labels, 10)
+    assert 0.8 < liver < 1 and 0.3 < tumor < 1
+    assert script.resolution_dice(labels, 100) == (1.0, 1.0)
+
+
 def test_bad_folders_are_errors(tmp_path, capsys):
     script = _script()
     assert script.main([str(tmp_path)]) == 2
