@@ -2,13 +2,14 @@
 
     python scripts/lesion_contrast.py DATA_DIR [--min-contrast-hu 5] [--min-lesion-mm3 0]
 
-Reads every ``volume-N.nii*`` / ``segmentation-N.nii*`` pair of DATA_DIR (LiTS layout, as
-``liverseg sample-data`` writes it; real LiTS cases work too). For each case it prints the
-voxel size, the median HU of the liver (label 1), its noise (robust standard deviation,
-1.4826 times the median absolute deviation, which texture and vessels raise a little) and
-every lesion (26-connected tumor component, as
-post-processing counts them): its volume and its median HU minus the liver's, both
-measured in the written CT, i.e. after the scanner's blur, partial volume and noise.
+Reads every case of DATA_DIR (LiTS layout, as ``liverseg sample-data`` writes it, or MSD;
+real cases work too) as training reads it (``keras_liverseg.data``: checked labels, canonical
+orientation). For each case it prints the voxel size (the header's), the median HU of the
+liver (label 1), its noise (robust standard deviation, 1.4826 times the median absolute
+deviation, which texture and vessels raise a little) and every lesion (26-connected tumor
+component, as post-processing counts them): its volume and its median HU minus the
+liver's, both measured in the written CT, i.e. after the scanner's blur, partial volume and
+noise.
 
 A lesion counts as *invisible* when its contrast is under ``--min-contrast-hu`` or its
 volume under ``--min-lesion-mm3``. The last column is the case's tumor Dice if every visible
@@ -26,18 +27,18 @@ tumor Dice per case show what the input size alone costs.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from keras_liverseg.data.datasets import DatasetError, find_cases
+from keras_liverseg.data.volumes import load_volume
 from keras_liverseg.inference.postprocess import LESION_CONNECTIVITY, label_components
+from keras_liverseg.io import InputError, open_nifti
 from keras_liverseg.io.slices import resize_axes
-
-CASE = re.compile(r"^volume-(\d+)\.nii(\.gz)?$")
+from keras_liverseg.metrics.overlap import dice
 
 
 def case_lesions(volume: np.ndarray, labels: np.ndarray, voxel_mm3: float):
@@ -78,12 +79,7 @@ def resolution_dice(labels: np.ndarray, size: int) -> tuple[float, float]:
         one_hot = ndimage.gaussian_filter(one_hot, sigma)
     small = resize_axes(one_hot, (size, size), axes=(0, 1))
     back = resize_axes(small, (rows, cols), axes=(0, 1)).argmax(axis=-1)
-    return _dice(back > 0, labels > 0), _dice(back == 2, labels == 2)
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+    return dice(back > 0, labels > 0), dice(back == 2, labels == 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,28 +91,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=None,
                         help="also score a perfect model reading N x N slices")
     args = parser.parse_args(argv)
-    cases = sorted((int(m.group(1)), path) for path in args.data_dir.iterdir()
-                   if (m := CASE.match(path.name)))
-    if not cases:
-        print(f"Error: no volume-N.nii[.gz] in {args.data_dir}", file=sys.stderr)
+    try:
+        return _report(args)
+    except (DatasetError, InputError) as error:
+        print(f"Error: {error}", file=sys.stderr)
         return 2
+
+
+def _report(args: argparse.Namespace) -> int:
+    cases = find_cases(args.data_dir)
     ceilings, perfect = [], []
     print(f"invisible: |contrast| < {args.min_contrast_hu:g} HU or volume < "
           f"{args.min_lesion_mm3:g} mm3")
     print("case  spacing (mm)          liver HU  noise  lesions (ml, HU from liver)  ceiling")
-    for number, path in cases:
-        seg_path = next(args.data_dir.glob(f"segmentation-{number}.nii*"), None)
-        if seg_path is None:
-            print(f"Error: {path.name} has no segmentation-{number}.nii[.gz]", file=sys.stderr)
-            return 2
-        image, seg = nib.load(path), nib.load(seg_path)
-        if image.shape != seg.shape:
-            print(f"Error: {path.name} {image.shape} and {seg_path.name} {seg.shape} differ",
-                  file=sys.stderr)
-            return 2
-        spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
-        volume = np.asarray(image.dataobj, dtype=np.float32)
-        labels = np.asarray(seg.dataobj).astype(np.uint8)
+    for case in cases:
+        spacing = tuple(float(s) for s in open_nifti(case.image).header.get_zooms()[:3])
+        read = load_volume(case)
+        volume, labels = np.asarray(read.image, dtype=np.float32), read.labels
         liver_hu, noise, lesions = case_lesions(volume, labels, float(np.prod(spacing)))
         ceiling = dice_ceiling(lesions, args.min_contrast_hu, args.min_lesion_mm3)
         ceilings.append(ceiling)
@@ -127,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.input_size:
             perfect.append(resolution_dice(labels, args.input_size))
             at_size = "  at {}: {:.4f} / {:.3f}".format(args.input_size, *perfect[-1])
-        print(f"{number:>4d}  {sp:<20s}  {liver_hu:>8.0f}  {noise:>5.0f}  {shown or 'none'}{more}  "
-              f"{ceiling:.3f}{at_size}")
+        number = case.case_id.removeprefix("volume-")
+        print(f"{number:>4s}  {sp:<20s}  {liver_hu:>8.0f}  {noise:>5.0f}  "
+              f"{shown or 'none'}{more}  {ceiling:.3f}{at_size}")
     print(f"{len(cases)} cases; tumor Dice per case ceiling {np.mean(ceilings):.3f}")
     if perfect:
         liver, tumor = np.mean(perfect, axis=0)

@@ -67,8 +67,8 @@ def test_a_perfect_model_at_a_coarser_input_loses_small_lesions():
 def test_bad_folders_are_errors(tmp_path, capsys):
     script = _script()
     assert script.main([str(tmp_path)]) == 2
-    assert "no volume-N" in capsys.readouterr().err
+    assert "no cases in" in capsys.readouterr().err
     volume, labels = _case([-40])
     nib.save(nib.Nifti1Image(volume.astype(np.int16), np.eye(4)), str(tmp_path / "volume-3.nii"))
     assert script.main([str(tmp_path)]) == 2
-    assert "no segmentation-3" in capsys.readouterr().err
+    assert "segmentation-3.nii[.gz] is missing" in capsys.readouterr().err
