@@ -2,17 +2,21 @@
 
 Generates one synthetic abdominal CT scan (the package's phantom generator), segments it
 with the default zoo model through ``liverseg predict``, scores the result against the
-phantom's ground truth with the LiTS metrics, and prints the report.
+phantom's ground truth with the LiTS metrics, and prints a summary of a few lines; the full
+report (``liverseg predict``'s, with the scores added as ``scores_vs_phantom_truth``) is in
+``report.json``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import click
 
+from keras_liverseg.cli import outputs
 from keras_liverseg.cli.errors import UserError
 
 DEMO_SEED = 20261123
@@ -28,16 +32,15 @@ DEMO_SHAPE = (512, 512, 80)
 @click.option("--overwrite", is_flag=True, help="Replace the files of an earlier demo.")
 @click.pass_context
 def demo(ctx: click.Context, folder: Path, model_name: str, overwrite: bool) -> None:
-    """Generate a sample CT scan, segment it, and print the report."""
+    """Generate a sample CT scan, segment it, score it, and print a short summary."""
     from keras_liverseg.data.phantom import write_lits_dataset
 
+    started = time.perf_counter()
     scan, truth = folder / "volume-0.nii.gz", folder / "segmentation-0.nii.gz"
     seg, report, overlay = (folder / "prediction-0.nii.gz", folder / "report.json",
                             folder / "overlay.png")
-    existing = [p for p in (scan, truth, seg, report, overlay) if p.exists()]
-    if existing and not overwrite:
-        raise UserError(f"{existing[0]} exists; pass --overwrite to replace the demo's files")
-    folder.mkdir(parents=True, exist_ok=True)
+    files = (scan, truth, folder / "phantoms.json", seg, report, overlay)
+    ctx.with_resource(outputs.claim([("--output", path) for path in files], overwrite))
     click.echo(f"1/3 generating a sample scan {DEMO_SHAPE} (phantom seed {DEMO_SEED}) "
                f"-> {scan}", err=True)
     write_lits_dataset(folder, cases=1, seed=DEMO_SEED, shape=DEMO_SHAPE, overwrite=True)
@@ -58,10 +61,39 @@ def demo(ctx: click.Context, folder: Path, model_name: str, overwrite: bool) -> 
     scores = {name: {k: round(v, 4) if math.isfinite(v) else None
                      for k, v in result.metrics.items()}
               for name, result in results.items()}
-    summary = json.loads(report.read_text())
-    click.echo(json.dumps({"report": summary, "scores_vs_phantom_truth": scores}, indent=2,
-                          default=str))
-    click.echo(f"wrote {seg}, {report}, {overlay}", err=True)
+    full = json.loads(report.read_text())
+    full["scores_vs_phantom_truth"] = scores
+    from keras_liverseg.inference.report import volume_summary, write_report
+
+    write_report(full, report)
+    truth_volumes = volume_summary(reference.labels, reference.geometry.affine)
+    for line in _summary_lines(full, truth_volumes, time.perf_counter() - started, folder):
+        click.echo(line)
+
+
+def _summary_lines(report: dict, truth: dict, seconds: float, folder: Path) -> list[str]:
+    """The few lines the demo prints: volumes and Dice against the phantom, time, files."""
+    scores = report["scores_vs_phantom_truth"]
+
+    def dice(name: str) -> str:
+        value = scores[name]["dice"]
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lesions = report.get("lesion_count", len(report.get("lesions", [])))
+    timing = report.get("timing_s", {})
+    segment = timing.get("total")
+    return [
+        f"liver  {report['liver_volume_ml']:8.1f} mL  (phantom truth "
+        f"{truth['liver_volume_ml']:.1f} mL)  Dice {dice('liver')}",
+        f"tumor  {report['tumor_volume_ml']:8.1f} mL in {lesions} lesion(s)  (phantom truth "
+        f"{truth['tumor_volume_ml']:.1f} mL)  Dice {dice('tumor')}",
+        f"time   {seconds:.1f} s in all"
+        + (f", {segment:.1f} s to segment" if segment is not None else ""),
+        f"files  {folder}/: volume-0.nii.gz (scan), segmentation-0.nii.gz (phantom truth), "
+        "prediction-0.nii.gz, overlay.png",
+        f"report {folder / 'report.json'} (the full report, with every metric against the "
+        "phantom truth)",
+    ]
 
 
 def _weights_for(model_name: str, folder: Path) -> str | None:
@@ -81,5 +113,8 @@ def _weights_for(model_name: str, folder: Path) -> str | None:
                "an UNTRAINED model, so its segmentation is meaningless (it shows the pipeline, "
                "not accuracy).", err=True)
     path = folder / f"untrained_{model_name}.keras"
-    zoo.load(model_name, weights=None).save(path)
+    from keras_liverseg.io.atomic import atomic_path
+
+    with atomic_path(path) as temp:
+        zoo.load(model_name, weights=None).save(temp)
     return str(path)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
+from keras_liverseg.cli import outputs
 from keras_liverseg.cli.errors import UserError
 
 _KNOWN_CLASSES = ("liver", "tumor")
@@ -23,31 +22,77 @@ def _parse_classes(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _check_output(path: Path | None, overwrite: bool, option: str) -> None:
-    if path is None:
-        return
-    if path.is_dir():
-        raise UserError(f"{option} {path} is a folder; give a file name")
-    if path.exists() and not overwrite:
-        raise UserError(f"{option} {path} already exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise UserError(f"{option} {path}: folder {path.parent} does not exist")
-
-
-def _write_atomically(path: Path, text: str, overwrite: bool, option: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _parse_label_values(text: str | None, option: str) -> tuple[int, ...] | None:
+    """``"5"`` or ``"5,6"`` -> ``(5, 6)``: label values (integers >= 1) of a ground truth."""
+    if text is None:
+        return None
+    words = text.replace(",", " ").split()
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-        if path.exists() and not overwrite:
-            raise UserError(f"{option} {path} already exists; pass --overwrite to replace it")
-        os.replace(temporary, path)
-    except OSError as error:
-        raise UserError(f"cannot write {option} {path}: {error.strerror or error}") from None
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        values = tuple(dict.fromkeys(int(word) for word in words))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise UserError(f"{option} takes label values >= 1, comma-separated (e.g. 5 or 1,2); "
+                        f"got {text!r}")
+    return values
+
+
+def _overlay_drawer(overlay: Path | None, image: Path | None, pairs, folders: bool,
+                    overwrite: bool, inputs: dict, written: dict):
+    """The ``visit`` of :func:`iter_evaluate` that writes each case's ``--overlay`` PNG (the
+    outputs claimed now, and checked against the ``written`` ones), or None without
+    ``--overlay``."""
+    if overlay is None:
+        if image is not None:
+            raise UserError("--image is the CT under --overlay; give --overlay too")
+        return None
+    from keras_liverseg.metrics.pairing import find_image
+
+    if not folders and overlay.suffix.lower() != ".png":
+        raise UserError(f"--overlay {overlay} must end with .png")
+    if folders and (overlay.suffix.lower() == ".png" or overlay.is_file()):
+        raise UserError(f"--overlay {overlay} must be a folder when --gt is a folder")
+    targets = {pair.case: overlay / f"{pair.case}.png" if folders else overlay for pair in pairs}
+    images = {pair.case: find_image(pair.gt, image) for pair in pairs}
+    named = [("--overlay", path) for path in targets.values()]
+    outputs.refuse_clashes([*written.items(), *named], inputs)
+    click.get_current_context().with_resource(outputs.claim(named, overwrite))
+    if not any(images.values()):
+        click.echo("--overlay: no CT image (give --image); contours drawn on black", err=True)
+
+    def draw(pair, pred, gt) -> None:
+        from keras_liverseg.inference.overlay import write_overlay
+
+        ct = _read_ct(images[pair.case], gt.geometry, pair.gt)
+        try:
+            write_overlay(ct, pred.labels, gt.geometry.affine, targets[pair.case], gt=gt.labels)
+        except OSError as error:
+            raise outputs.cannot_write("--overlay", targets[pair.case], error) from None
+
+    return draw
+
+
+def _read_ct(path: Path | None, grid, gt_path: Path):
+    """The CT image ``path`` in HU, which must lie on the ground truth's grid; None: none."""
+    if path is None:
+        return None
+    import numpy as np
+
+    from keras_liverseg.metrics.errors import EvaluationInputError
+    from keras_liverseg.metrics.evaluate import read_geometry, same_grid
+
+    geometry = read_geometry(path, "CT image")
+    if not same_grid(geometry, grid):
+        raise EvaluationInputError(f"CT image {path} (shape {geometry.shape}) is not on the "
+                                   f"grid of ground truth {gt_path} (shape {grid.shape})")
+    from keras_liverseg.io.nifti import open_nifti
+
+    try:
+        data = np.asanyarray(open_nifti(path).dataobj, dtype=np.float32)
+    except Exception as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise EvaluationInputError(f"CT image {path} cannot be read ({reason})") from None
+    return data.reshape(geometry.shape)
 
 
 @click.command("evaluate")
@@ -71,8 +116,33 @@ def _write_atomically(path: Path, text: str, overwrite: bool, option: str) -> No
     show_default=True,
     help="Classes to score: liver (label >= 1), tumor (label == 2).",
 )
+@click.option(
+    "--gt-liver",
+    metavar="N[,N...]",
+    help="Label value(s) of the liver in the ground truth, for a ground truth that is not "
+    "LiTS's (TotalSegmentator: 5); other labels count as background. [LiTS: 1 and 2]",
+)
+@click.option(
+    "--gt-tumor",
+    metavar="N[,N...]",
+    help="Label value(s) of tumor in the ground truth (they count as liver too). [LiTS: 2; "
+    "with --gt-liver alone: none, and tumor is not scored]",
+)
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write a CSV table.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write a JSON report.")
+@click.option(
+    "--overlay",
+    type=click.Path(path_type=Path),
+    metavar="PNG",
+    help="Write a PNG of axial slices with the predicted contours and, dashed, the ground "
+    "truth's, and a legend (a folder of CASE.png when --gt is a folder).",
+)
+@click.option(
+    "--image",
+    type=click.Path(path_type=Path),
+    help="The CT image(s) under --overlay: a file, or a folder paired by name or number "
+    "[LiTS volume-N beside segmentation-N; else contours on black].",
+)
 @click.option(
     "--resample",
     is_flag=True,
@@ -85,13 +155,19 @@ def _write_atomically(path: Path, text: str, overwrite: bool, option: str) -> No
     show_default=True,
     help="Surface-Dice tolerance in mm.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace existing --csv / --json files.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace existing --csv / --json / --overlay files."
+)
 def evaluate(
     pred: Path,
     gt: Path,
     classes: str,
+    gt_liver: str | None,
+    gt_tumor: str | None,
     csv_path: Path | None,
     json_path: Path | None,
+    overlay: Path | None,
+    image: Path | None,
     resample: bool,
     tolerance: float,
     overwrite: bool,
@@ -113,19 +189,31 @@ def evaluate(
     from keras_liverseg.metrics.pairing import find_pairs
 
     class_names = _parse_classes(classes)
+    liver_values = _parse_label_values(gt_liver, "--gt-liver")
+    tumor_values = _parse_label_values(gt_tumor, "--gt-tumor")
+    gt_tumor_values = tumor_values or (() if liver_values else (2,))
+    if liver_values is not None and tumor_values is None and "tumor" in class_names:
+        if class_names == ("tumor",):
+            raise UserError("--classes tumor: with --gt-liver and no --gt-tumor the ground "
+                            "truth has no tumor label; give --gt-tumor N")
+        class_names = tuple(name for name in class_names if name != "tumor")
+        click.echo("tumor is not scored: with --gt-liver and no --gt-tumor the ground truth "
+                   "has no tumor label", err=True)
     if not tolerance >= 0 or tolerance == float("inf"):
         raise UserError(f"--tolerance must be a finite number of mm >= 0, got {tolerance}")
-    _check_output(csv_path, overwrite, "--csv")
-    _check_output(json_path, overwrite, "--json")
-    if csv_path is not None and json_path is not None and csv_path.resolve() == json_path.resolve():
-        raise UserError("--csv and --json name the same file")
+    written = {"--csv": csv_path, "--json": json_path}
+    outputs.refuse_clashes(written, {"--pred": pred, "--gt": gt, "--image": image})
+    click.get_current_context().with_resource(outputs.claim(written, overwrite))
 
     try:
         pairs = find_pairs(pred, gt)
+        draw = _overlay_drawer(overlay, image, pairs, gt.is_dir(), overwrite,
+                               {"--pred": pred, "--gt": gt, "--image": image}, written)
         width = max(len("case"), *(len(pair.case) for pair in pairs))
         click.echo(report.text_header(width, tolerance))
         results = []
-        for result in iter_evaluate(pairs, class_names, tolerance, resample):
+        for result in iter_evaluate(pairs, class_names, tolerance, resample,
+                                    liver_values, tumor_values, visit=draw):
             results.append(result)
             for line in report.text_case_rows(result, width):
                 click.echo(line)
@@ -141,9 +229,7 @@ def evaluate(
         click.echo(f"resampled to the ground-truth grid: {', '.join(resampled)}")
 
     if csv_path is not None:
-        _write_atomically(
-            csv_path, report.to_csv(results, summaries, tolerance), overwrite, "--csv"
-        )
+        outputs.write_text("--csv", csv_path, report.to_csv(results, summaries, tolerance))
     if json_path is not None:
         settings = {
             "pred": str(pred),
@@ -152,7 +238,8 @@ def evaluate(
             "tolerance_mm": tolerance,
             "resample": resample,
             "connectivity": 1,
+            # the ground truth's label values read as liver (tumor included) and as tumor
+            "gt_liver": sorted({*(liver_values or (1,)), *gt_tumor_values}),
+            "gt_tumor": list(gt_tumor_values),
         }
-        _write_atomically(
-            json_path, report.to_json(results, summaries, settings), overwrite, "--json"
-        )
+        outputs.write_text("--json", json_path, report.to_json(results, summaries, settings))

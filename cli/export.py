@@ -2,46 +2,64 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
 
+from keras_liverseg.cli import outputs
 from keras_liverseg.cli.errors import UserError
-from keras_liverseg.cli.quiet import import_backend
+from keras_liverseg.cli.quiet import import_backend, silenced_stderr
 
 
 @click.command("export")
 @click.option("--model", "model_name", default="unet_sharp", show_default=True,
               help="Zoo model name (see `liverseg models`).")
 @click.option("--weights", default="default", show_default=True,
-              help="'default' (bundled), 'none' (untrained) or a .weights.h5/.keras path.")
+              help="'default' (the weights bundled with --model), 'none' (untrained) or a "
+                   ".weights.h5/.keras path.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The .onnx file to write.")
+              help="The .onnx file to write (its folder is created when missing).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def export(model_name: str, weights: str, output: Path, overwrite: bool) -> None:
-    """Export a zoo model to ONNX (needs the `export` extra: tf2onnx, onnxruntime)."""
+    """Export a zoo model to ONNX (needs the `export` extra: tf2onnx, onnxruntime).
+
+    The ONNX graph takes raw HU slices at the model's fixed input size (any batch size)
+    and returns the class probabilities that `liverseg predict` uses.
+    """
     if output.suffix != ".onnx":
         raise UserError(f"output must end in .onnx: {output}")
-    if output.exists() and not overwrite:
-        raise UserError(f"{output} exists; pass --overwrite to replace it")
-    if not output.parent.is_dir():
-        raise UserError(f"output folder does not exist: {output.parent}")
-    try:
-        import tf2onnx  # noqa: F401
-    except ImportError:
-        raise UserError('ONNX export needs tf2onnx: pip install "keras_liverseg[export]"') from None
-    import_backend()
-    from keras_liverseg import zoo
-    from keras_liverseg.export import export_onnx
+    weights_path = None if weights in ("default", "none") else Path(weights)
+    outputs.refuse_clashes({"--output": output}, {"--weights": weights_path})
+    with outputs.claim({"--output": output}, overwrite):
+        _export(model_name, weights, output)
 
-    try:
-        model = zoo.load(model_name, weights=None if weights == "none" else weights)
-    except (ValueError, FileNotFoundError, zoo.WeightsNotAvailable) as error:
+
+def _export(model_name: str, weights: str, output: Path) -> None:
+    import_backend()  # before tf2onnx, which imports TensorFlow
+    with silenced_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import tf2onnx  # noqa: F401
+        except ImportError:
+            tf2onnx = None
+    if tf2onnx is None:
+        raise UserError('ONNX export needs tf2onnx: pip install "keras_liverseg[export]"')
+    from keras_liverseg.export import export_onnx
+    from keras_liverseg.inference.loading import ModelLoadError, load_model
+    from keras_liverseg.io.atomic import atomic_path
+
+    try:  # predict's loader: the same checks and one-line errors (a corrupt file too)
+        model = load_model(model_name, None if weights == "none" else weights,
+                           second_stage_weights=None).model
+    except ModelLoadError as error:
         raise UserError(str(error)) from None
-    partial = output.with_name(f".{output.name}.partial")
+    # tf2onnx and TensorFlow's converter print absl, oneDNN and deprecation lines a user
+    # cannot act on; errors still come as exceptions (LIVERSEG_VERBOSE=1 shows them all)
     try:
-        export_onnx(model, partial)
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
+        with atomic_path(output) as temp, silenced_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_onnx(model, temp)
+    except OSError as error:
+        raise outputs.cannot_write("--output", output, error) from None
     click.echo(f"wrote {output} (input {tuple(model.inputs[0].shape[1:])}, float32 HU)")

@@ -49,19 +49,40 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code instead of raising ``SystemExit``."""
+    """Run the CLI; returns the exit code instead of raising ``SystemExit``.
+
+    A user error, a bad option value or a missing argument is one line ``Error: ...`` (exit
+    code 2); Ctrl-C exits with 130 and SIGTERM with 143 after removing temporary files and
+    output claims (see :mod:`keras_liverseg.cli.signals`).
+    """
+    from keras_liverseg.cli.signals import INTERRUPTED, TERMINATED, Terminated, handle_termination
+
     try:
-        cli.main(args=argv, prog_name="liverseg", standalone_mode=False)
-    except click.exceptions.Abort:
+        with handle_termination():
+            code = cli.main(args=argv, prog_name="liverseg", standalone_mode=False)
+    except Terminated as error:
+        click.echo(str(error) or "Terminated.", err=True)
+        return TERMINATED
+    except click.exceptions.Abort as error:
+        # click turns Ctrl-C into Abort (after a newline that ends the terminal's "^C")
+        if isinstance(error.__cause__, KeyboardInterrupt):
+            click.echo(str(error.__cause__) or "Interrupted.", err=True)
+            return INTERRUPTED
         click.echo("Aborted.", err=True)
         return 1
+    except click.exceptions.NoArgsIsHelpError as error:
+        error.show()
+        return error.exit_code
+    except click.UsageError as error:  # one line, as every other error: no usage dump
+        click.echo(f"Error: {error.format_message()}", err=True)
+        return error.exit_code
     except click.ClickException as error:
         error.show()
         return error.exit_code
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        return 130
-    return 0
+    except KeyboardInterrupt as error:
+        click.echo(str(error) or "Interrupted.", err=True)
+        return INTERRUPTED
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from keras_liverseg.cli.errors import UserError
+from keras_liverseg.cli.signals import raise_pending
 
 __all__ = ["predict"]
 
@@ -35,36 +36,13 @@ def _is_nifti_name(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
-def _same(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve()
-
-
-def _check_free(path: Path, overwrite: bool, what: str) -> None:
-    if path.is_dir():
-        raise UserError(f"{what} {path} is a folder")
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} exists; pass --overwrite to replace it")
-
-
-def _plan_single(
-    source: Path, output: Path, overlay: Path | None, report: Path | None, overwrite: bool
-) -> list[_Job]:
-    if _same(source, output):
-        raise UserError(f"OUTPUT {output} is the INPUT; choose another output file")
+def _plan_single(source: Path, output: Path, overlay: Path | None) -> list[_Job]:
     if output.is_dir():
         raise UserError(f"OUTPUT {output} is a folder; for one scan give a .nii.gz file name")
     if not _is_nifti_name(output):
         raise UserError(f"OUTPUT {output} must end with .nii.gz or .nii")
-    _check_free(output, overwrite, "OUTPUT")
     if overlay is not None and overlay.suffix.lower() != ".png":
         raise UserError(f"--overlay {overlay} must end with .png")
-    for extra in (overlay, report):
-        if extra is not None:
-            if _same(extra, source) or _same(extra, output):
-                raise UserError(f"{extra} would overwrite the input or the segmentation")
-            _check_free(extra, overwrite, "output")
-    if overlay is not None and report is not None and _same(overlay, report):
-        raise UserError("--overlay and --report name the same file")
     return [_Job(source, output, overlay)]
 
 
@@ -72,13 +50,9 @@ def _output_name(scan: Path) -> str:
     return scan.name if _is_nifti_name(scan) else f"{scan.name}.nii.gz"
 
 
-def _plan_batch(
-    source: Path, output: Path, overlay: Path | None, report: Path | None, overwrite: bool
-) -> list[_Job]:
+def _plan_batch(source: Path, output: Path, overlay: Path | None) -> list[_Job]:
     from keras_liverseg.io import find_scans
 
-    if _same(source, output):
-        raise UserError(f"OUTPUT {output} is the INPUT folder; choose another output folder")
     if output.exists() and not output.is_dir():
         raise UserError(f"OUTPUT {output} must be a folder when INPUT is a folder of scans")
     if overlay is not None and (overlay.suffix.lower() == ".png" or overlay.is_file()):
@@ -89,17 +63,17 @@ def _plan_batch(
         if name in taken:
             raise UserError(f"{taken[name].name} and {scan.name} would both write {output / name}")
         taken[name] = scan
-        target = output / name
         picture = overlay / f"{name.split('.nii')[0]}.png" if overlay is not None else None
-        for path in (target, picture):
-            if path is not None:
-                _check_free(path, overwrite, "output")
-        jobs.append(_Job(scan, target, picture))
-    if report is not None:
-        if report.resolve().parent == source.resolve():
-            raise UserError(f"--report {report} must not be inside the INPUT folder")
-        _check_free(report, overwrite, "--report")
+        jobs.append(_Job(scan, output / name, picture))
     return jobs
+
+
+def _claims(jobs: list[_Job], report: Path | None) -> list[tuple[str, Path | None]]:
+    """Every file the run writes, with the option that named it."""
+    named: list[tuple[str, Path | None]] = []
+    for job in jobs:
+        named += [("OUTPUT", job.output), ("--overlay", job.overlay)]
+    return [*named, ("--report", report)]
 
 
 def _warn(message: str, quiet: bool) -> None:
@@ -122,11 +96,12 @@ def _segment(scan, loaded, label: str, options: dict[str, Any], quiet: bool):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if quiet:
-            return predict_volume(loaded, scan, **options)
+            return predict_volume(loaded, scan, progress=lambda *_: raise_pending(), **options)
         depth = to_canonical(scan.volume, scan.affine)[2].canonical_shape[2]
         with click.progressbar(length=depth, label=label, file=sys.stderr) as bar:
 
             def progress(done: int, total: int) -> None:
+                raise_pending()  # a signal whose exception a callback swallowed
                 bar.length = total  # a cascade's second stage adds its slices
                 bar.update(done - bar.pos)
 
@@ -137,9 +112,10 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     """Write the segmentation, overlay and report together: all of them or none."""
     import nibabel as nib
 
+    from keras_liverseg.cli.outputs import cannot_write
     from keras_liverseg.inference.overlay import render_overlay
     from keras_liverseg.inference.report import report_json
-    from keras_liverseg.io import atomic_paths
+    from keras_liverseg.io.atomic import atomic_paths
 
     targets = [job.output]
     picture = None
@@ -156,8 +132,7 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
             if report_path is not None:
                 temps[-1].write_text(report_json(report), encoding="utf-8")
     except OSError as error:
-        where = error.filename or job.output
-        raise UserError(f"cannot write {where}: {error.strerror or error}") from None
+        raise cannot_write("OUTPUT", job.output, error) from None
 
 
 @click.command("predict")
@@ -182,21 +157,24 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "--weights",
     default=None,
     metavar="PATH",
-    help="A .keras model file or a .weights.h5 file for --model. Default: the model's "
-    "bundled weights (none are released yet).",
+    help="A .keras model file or a .weights.h5 file for --model. Default: the weights "
+    "bundled with --model (unet_sharp and unet_sharp_fast have them; `liverseg models` "
+    "lists which entries do).",
 )
 @click.option(
     "--second-stage-weights",
     default=None,
     metavar="PATH",
-    help="Weights (.weights.h5 or .keras) of --model's second stage, which re-segments the "
-    "liver region (unet_sharp -> unet_sharp_roi). Default: its bundled weights with the "
-    "bundled --weights; no second stage with your own --weights.",
+    help="Run --model's second stage with these weights (.weights.h5 or .keras, your own: "
+    "none are released). The second stage (unet_sharp -> unet_sharp_roi) segments the "
+    "first stage's liver region again at a finer scale; inside it the two stages' "
+    "probabilities are averaged. Default: no second stage.",
 )
 @click.option(
     "--single-stage",
     is_flag=True,
-    help="Skip the second stage of a cascade model (faster, coarser).",
+    help="Never run a cascade's second stage, not even with bundled second-stage weights "
+    "(none are released, so this is already the default).",
 )
 @click.option(
     "--batch-size",
@@ -243,6 +221,18 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "bundled weights, else 0.",
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="Segment inputs that do not look like CT: a DICOM series whose Modality is not "
+    "CT, a label map.",
+)
+@click.option(
+    "--skip-unreadable",
+    is_flag=True,
+    help="Skip DICOM files that cannot be read and, in a folder of scans, the scans that "
+    "cannot be read; they are listed in the report.",
+)
+@click.option(
     "--overlay",
     type=click.Path(path_type=Path),
     default=None,
@@ -254,7 +244,8 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     type=click.Path(path_type=Path),
     default=None,
     metavar="JSON",
-    help="Write volumes, lesions, model and timing as JSON (one file in batch mode).",
+    help="Write volumes, lesions, model, input warnings and timing as JSON (one file in "
+    "batch mode).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, summary or warnings.")
@@ -272,6 +263,8 @@ def predict(
     no_postprocess: bool,
     min_lesion_mm3: float | None,
     lesion_growth_mm: float | None,
+    force: bool,
+    skip_unreadable: bool,
     overlay: Path | None,
     report: Path | None,
     overwrite: bool,
@@ -283,29 +276,74 @@ def predict(
     (NIfTI files and sub-folders with one DICOM series each), segmented in one run.
     Labels: 0 background, 1 liver, 2 tumor, written on the input's voxel grid with its
     affine (qform/sform kept).
+
+    The output files are claimed when the run starts (a hidden .NAME.lock beside each
+    while it runs), so a second run writing the same file fails at once; each is written
+    to a temporary file and renamed when complete. An output is never an input.
     """
-    from keras_liverseg.io import InputError, load_scan, scan_kind
+    from keras_liverseg.cli import outputs
+    from keras_liverseg.io import InputError, scan_kind
 
     started = time.perf_counter()
     try:
         kind = scan_kind(input_path)
     except InputError as error:
         raise UserError(str(error)) from None
-    plan = _plan_batch if kind == "batch" else _plan_single
-    jobs = plan(input_path, output, overlay, report, overwrite)
-    if not jobs:
-        raise UserError(f"{input_path}: no NIfTI file or DICOM series found")
-
-    first_scan = None
-    if kind != "batch":  # bad input fails before the backend and the model are loaded
+    inputs = {"INPUT": input_path, "--weights": weights,
+              "--second-stage-weights": second_stage_weights}
+    if kind == "batch":  # the segmentations and the overlays may share a folder
+        for named in ({"OUTPUT": output}, {"--overlay": overlay}, {"--report": report}):
+            outputs.refuse_clashes(named, inputs)
         try:
-            first_scan = load_scan(input_path)
+            jobs = _plan_batch(input_path, output, overlay)
         except InputError as error:
             raise UserError(str(error)) from None
-
+    else:
+        outputs.refuse_clashes({"OUTPUT": output, "--overlay": overlay, "--report": report},
+                               inputs)
+        jobs = _plan_single(input_path, output, overlay)
+    if not jobs:
+        raise UserError(f"{input_path}: no NIfTI file or DICOM series found")
     if single_stage and second_stage_weights:
         raise UserError("--single-stage and --second-stage-weights exclude each other")
-    second_stage = None if single_stage else second_stage_weights or "auto"
+
+    with outputs.claim(_claims(jobs, report), overwrite):
+        _predict(jobs, kind, input_path, output, report, started, model_name=model_name,
+                 weights=weights, second_stage=None if single_stage else
+                 second_stage_weights or "auto", batch_size=batch_size, device=device,
+                 fast=fast, tta=tta, no_postprocess=no_postprocess,
+                 min_lesion_mm3=min_lesion_mm3, lesion_growth_mm=lesion_growth_mm,
+                 load_options={"force": force, "skip_unreadable": skip_unreadable},
+                 quiet=quiet)
+
+
+def _load(path: Path, load_options: dict[str, bool]):
+    """Read one scan; returns it and the seconds it took."""
+    from keras_liverseg.io import load_scan
+
+    tick = time.perf_counter()
+    scan = load_scan(path, **load_options)
+    return scan, time.perf_counter() - tick
+
+
+def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
+             report: Path | None, started: float, *, model_name: str, weights: str | None,
+             second_stage: str | None, batch_size: int | None, device: str | None,
+             fast: bool, tta: bool, no_postprocess: bool, min_lesion_mm3: float | None,
+             lesion_growth_mm: float | None, load_options: dict[str, bool],
+             quiet: bool) -> None:
+    """Load the model once, then segment and write every job (the outputs are claimed)."""
+    from keras_liverseg.io import InputError, skipped_label_files
+
+    first, failures = None, []
+    # bad input fails before the backend and the model are loaded
+    if kind != "batch":
+        try:
+            first = _load(input_path, load_options)
+        except InputError as error:
+            raise UserError(str(error)) from None
+    else:
+        jobs, failures = _readable(jobs, load_options, quiet)
 
     from keras_liverseg.cli.quiet import import_backend
     from keras_liverseg.inference.device import DeviceError, select_device
@@ -345,28 +383,40 @@ def predict(
 
         batch_size = 16 if gpu_count() else 4
     options = {"batch_size": batch_size, "tta": tta, "postprocess": post}
-    cli_facts = {"fast": fast, "device": device or "auto"}
+    cli_facts = {"fast": fast, "device": device or "auto", **load_options}
 
-    reports, failures = [], []
+    skipped_labels = [Path(p) for p in skipped_label_files(input_path)] if kind == "batch" else []
+    if skipped_labels:
+        _warn(f"{input_path}: skipped {len(skipped_labels)} label map(s), not CT: "
+              + ", ".join(path.name for path in skipped_labels), quiet)
+
+    reports = []
     for number, job in enumerate(jobs, start=1):
-        scan = first_scan
-        if scan is None:
+        if first is None:
             try:
-                scan = load_scan(job.source)
+                first = _load(job.source, load_options)
             except InputError as error:
                 click.echo(f"Error: {error}", err=True)
                 failures.append({"input": str(job.source), "error": str(error)})
                 continue
-        first_scan = None
+        (scan, load_seconds), first = first, None
         for message in scan.warnings:
             _warn(f"{job.source}: {message}", quiet)
         label = f"[{number}/{len(jobs)}] {job.source.name}" if len(jobs) > 1 else job.source.name
         segmentation = _segment(scan, loaded, label, options, quiet)
+        raise_pending()
         scan_report = dict(segmentation.report)
         scan_report["output"] = str(job.output)
         scan_report["overlay"] = str(job.overlay) if job.overlay is not None else None
         scan_report["options"] = {**scan_report["options"], **cli_facts}
-        scan_report["timing_s"] = {**scan_report["timing_s"], "model_load": model_seconds}
+        scan_report["input_warnings"] = list(scan.warnings)
+        scan_report["skipped_files"] = [str(p) for p in scan.info.get("skipped_files", [])]
+        timing = dict(scan_report["timing_s"])
+        # the CLI reads the scan itself (to fail before the model loads); predict_volume,
+        # given the Scan, could not time it
+        timing["load"] = round(load_seconds, 3)
+        timing["total"] = round(timing.get("total", 0.0) + load_seconds, 3)
+        scan_report["timing_s"] = {**timing, "model_load": model_seconds}
         single_report = report if kind != "batch" else None
         _write(job, scan, segmentation, single_report, scan_report)
         reports.append(scan_report)
@@ -375,18 +425,49 @@ def predict(
         del scan, segmentation
 
     if kind == "batch" and report is not None:
-        from keras_liverseg.inference.report import REPORT_VERSION, write_report
+        from keras_liverseg.inference.report import REPORT_VERSION, report_json
 
-        write_report(
+        _write_report(report, report_json(
             {
                 "report_version": REPORT_VERSION,
                 "input": str(input_path),
                 "output": str(output),
                 "scans": reports,
                 "failed": failures,
+                "skipped_label_files": [str(path) for path in skipped_labels],
                 "wall_time_s": round(time.perf_counter() - started, 3),
-            },
-            report,
-        )
-    if failures:
-        raise UserError(f"{len(failures)} of {len(jobs)} scans could not be read")
+            }
+        ))
+    if len(reports) < len(jobs):
+        raise UserError(f"{len(jobs) - len(reports)} of {len(jobs)} scans could not be read")
+
+
+def _readable(jobs: list[_Job], load_options: dict[str, bool],
+              quiet: bool) -> tuple[list[_Job], list[dict[str, str]]]:
+    """Read every scan of a batch once before any work: the jobs whose scan reads, and the
+    failures. A scan that cannot be read stops the run (nothing written) unless
+    ``--skip-unreadable``, which skips it with a warning and lists it in the report."""
+    from keras_liverseg.io import InputError
+
+    good, failures = [], []
+    for job in jobs:
+        try:
+            _load(job.source, load_options)  # read and checked, then let go (memory)
+        except InputError as error:
+            failures.append({"input": str(job.source), "error": str(error)})
+            continue
+        good.append(job)
+    if failures and not load_options["skip_unreadable"]:
+        raise UserError(f"{failures[0]['error']} ({len(failures)} of {len(jobs)} scans cannot "
+                        "be read; pass --skip-unreadable to segment the others)")
+    for failure in failures:
+        _warn(f"skipping {failure['input']}: {failure['error']}", quiet)
+    if not good:
+        raise UserError(f"none of the {len(jobs)} scans can be read")
+    return good, failures
+
+
+def _write_report(path: Path, text: str) -> None:
+    from keras_liverseg.cli.outputs import write_text
+
+    write_text("--report", path, text)

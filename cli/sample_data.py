@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from keras_liverseg.cli import outputs
 from keras_liverseg.cli.errors import UserError
 
 MAX_CASES = 100_000
@@ -26,7 +27,8 @@ def _int(name: str, text: str, lo: int, hi: int) -> int:
 @click.command("sample-data")
 @click.option("-o", "--output", required=True,
               type=click.Path(file_okay=True, dir_okay=True, path_type=Path),
-              help="Folder to write volume-<i>.nii.gz, segmentation-<i>.nii.gz, phantoms.json.")
+              help="Folder to write volume-<i>.nii.gz, segmentation-<i>.nii.gz and phantoms.json "
+                   "to (created when missing).")
 @click.option("--cases", default="3", show_default=True, metavar="N",
               help="Number of cases.")
 @click.option("--seed", default="0", show_default=True, metavar="S",
@@ -45,13 +47,7 @@ def sample_data(output: Path, cases: str, seed: str, size: tuple[str, str, str],
                         f"(at most {MAX_VOXELS} voxels per case)")
     if output.exists() and not output.is_dir():
         raise UserError(f"output is not a folder: {output}")
-    from keras_liverseg.data.phantom.dataset import existing_outputs, write_lits_dataset
-
-    if not overwrite:
-        clash = existing_outputs(output, range(n))
-        if clash:
-            raise UserError(f"{clash[0]} exists; pass --overwrite to replace "
-                            f"{len(clash)} existing file(s)")
+    from keras_liverseg.data.phantom.dataset import MANIFEST, existing_outputs, write_lits_dataset
 
     def progress(i, case, paths) -> None:
         m = case.meta
@@ -60,8 +56,16 @@ def sample_data(output: Path, cases: str, seed: str, size: tuple[str, str, str],
         click.echo(f"case {i}: {paths[0].name} + {paths[1].name} "
                    f"({m['phase']}, {sp} mm, {m['orientation']}, {tumors} lesion(s))")
 
-    try:
-        write_lits_dataset(output, n, s, shape, overwrite=overwrite, progress=progress)
-    except OSError as error:
-        raise UserError(f"cannot write to {output}: {error.strerror or error}") from None
+    # the manifest stands for the dataset: claiming it locks the folder against a second
+    # run and shows that it can be written, before the first case is drawn
+    with outputs.claim({"--output": output / MANIFEST}, overwrite=True):
+        if not overwrite:
+            clash = existing_outputs(output, range(n))
+            if clash:
+                raise UserError(f"{clash[0]} exists; pass --overwrite to replace "
+                                f"{len(clash)} existing file(s)")
+        try:
+            write_lits_dataset(output, n, s, shape, overwrite=overwrite, progress=progress)
+        except OSError as error:
+            raise outputs.cannot_write("--output", output, error) from None
     click.echo(f"wrote {n} case(s) and phantoms.json to {output}")

@@ -63,8 +63,16 @@ from keras_liverseg.io.slices import resize_axes, resize_labels
 
 # The zoo entries this script trains and the liver framing each reads (None: whole slices).
 # Written out because the phantoms are drawn before Keras may be imported; _train checks
-# both, and INPUT_SIZE (the entries' input, the default of --input-size), against the zoo.
-MODELS = {"unet_sharp": None, "unet_sharp_roi": LiverROI(margin=0.1, slices=2)}
+# both, and INPUT_SIZE (the slices the phantoms are cut for, the default of --input-size),
+# against the zoo entry or the --config overrides.
+MODELS = {
+    "unet_sharp": None,
+    "unet_sharp_fast": None,
+    "unet": None,
+    "unet_pp": None,
+    "unet3p": None,
+    "unet_sharp_roi": LiverROI(margin=0.1, slices=2),
+}
 INPUT_SIZE = (192, 192)
 SEED = 1  # dataset seed of data/phantoms-train-240
 
@@ -118,9 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", required=True, help="split.json of the base cases")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--init", required=True, help="weights to start from (.weights.h5)")
-    parser.add_argument("--model", choices=sorted(MODELS), default="unet_sharp",
-                        help="unet_sharp_roi: the cascade's second stage, on liver crops")
+    parser.add_argument("--init", default=None,
+                        help="weights to start from (.weights.h5); default: untrained")
+    parser.add_argument("--model", choices=sorted(MODELS), nargs="+", default=["unet_sharp"],
+                        help="zoo entries, trained one after the other on the same phantoms "
+                        "(each into OUT/NAME when there are several); unet_sharp_roi: the "
+                        "cascade's second stage, on liver crops")
+    parser.add_argument("--config", default="{}",
+                        help="JSON overrides of the entries' builder configuration, e.g. "
+                        '\'{"filters": [16, 32, 64, 128, 256], "input_shape": [192, 192, 3]}\'; '
+                        "best/last.keras are then written too")
+    parser.add_argument("--model-config", nargs=2, action="append", default=[],
+                        metavar=("NAME", "JSON"),
+                        help="more overrides for one of the --model entries, e.g. "
+                        'unet3p \'{"deep_supervision": true, "cat_filters": 16}\'')
     parser.add_argument("--base", type=int, default=240)
     parser.add_argument("--extra", type=int, default=240)
     parser.add_argument("--minutes", type=float, default=6.0)
@@ -160,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     validation = [c for c in split["validation"] if int(c.split("-")[1]) < args.base]
     keep_out = set(validation[args.val_cases:])  # for default_weights.sh validate
     picks = set(validation[: args.val_cases])
-    roi = MODELS[args.model]
+    rois = {MODELS[name] for name in args.model}
+    if len(rois) > 1:
+        parser.error("--model: entries that read whole slices and liver crops need two runs")
+    roi = rois.pop()
     jobs = [(i, args.depth[0], roi, size)
             for i in range(args.base) if f"volume-{i}" not in keep_out]
     jobs += [(i, args.depth[1], roi, size) for i in range(args.base, args.base + args.extra)]
@@ -180,12 +202,16 @@ def main(argv: list[str] | None = None) -> int:
                             Augmentation(), args.sampling_seed)
     pool = ctx.Pool(args.workers)
     try:
-        return _train(args, pool, val, out, log, started)
+        for name in args.model:
+            folder = out / name if len(args.model) > 1 else out
+            folder.mkdir(parents=True, exist_ok=True)
+            _train(args, name, pool, val, folder, log, started)
+        return 0
     finally:
         pool.terminate()
 
 
-def _train(args, pool, val, out: Path, log, started: float) -> int:
+def _train(args, name: str, pool, val, out: Path, log, started: float) -> int:
     import keras
 
     from keras_liverseg import losses, zoo
@@ -196,27 +222,37 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
     log(f"keras {keras.__version__} backend {keras.backend.backend()} "
         f"devices {keras.distribution.list_devices()}")
     size = (args.input_size, args.input_size)
-    entry = zoo.get_entry(args.model)
-    if tuple(entry.config["input_shape"][:2]) != INPUT_SIZE:
-        raise SystemExit(f"Error: {args.model} takes {entry.config['input_shape'][:2]}, "
-                         f"not {INPUT_SIZE}: update INPUT_SIZE")
-    shape = {"input_shape": (*size, entry.config["input_shape"][2])}
+    entry = zoo.get_entry(name)
+    overrides = json.loads(args.config)
+    for model_name, text in args.model_config:
+        if model_name == name:
+            overrides.update(json.loads(text))
+    config = {**entry.config, **overrides}
+    if tuple(config["input_shape"][:2]) != INPUT_SIZE or config["input_shape"][2] != 3:
+        raise SystemExit(f"Error: {name} takes {tuple(config['input_shape'])}, not "
+                         f"{(*INPUT_SIZE, 3)}: update INPUT_SIZE or pass --config")
+    overrides["input_shape"] = (*size, 3)
     # what the files are saved from: built before --mixed-precision, so that a saved model
     # computes in float32 wherever it is loaded (the variables are float32 either way)
-    clean = zoo.load(args.model, weights=None, **shape)
+    keras.mixed_precision.set_global_policy("float32")
+    clean = zoo.load(name, weights=None, **overrides)
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = zoo.load(args.model, weights=args.init, **shape)
-    resized = size != INPUT_SIZE  # the run's files then also carry the model's input size
+    model = zoo.load(name, weights=args.init, **overrides)
+    # the run's files then also carry the model's input size and configuration
+    resized = size != INPUT_SIZE or len(overrides) > 1 or entry.prune_level is not None
     if resized:
-        log(f"{args.model} rebuilt for {size[0]}x{size[1]} slices (the zoo entry: "
-            f"{INPUT_SIZE[0]}x{INPUT_SIZE[1]}); also writing best.keras and last.keras")
-    if entry.liver_roi != MODELS[args.model]:
-        raise SystemExit(f"Error: {args.model} reads {entry.liver_roi}, "
-                         f"not {MODELS[args.model]}: update MODELS")
+        log(f"{name} rebuilt for {size[0]}x{size[1]} slices with {json.dumps(overrides)} "
+            f"({clean.count_params()} parameters); also writing best.keras and last.keras")
+    if entry.liver_roi != MODELS[name]:
+        raise SystemExit(f"Error: {name} reads {entry.liver_roi}, not {MODELS[name]}: "
+                         "update MODELS")
     head_losses, head_weights = losses.deep_supervision_losses(
         model, losses.SegLoss(per_image=False))
     heads = list(head_losses)
+    single = not isinstance(model.output, dict)  # a plain U-Net: one output, no heads
+    if single:
+        head_losses, head_weights = head_losses["mask"], None
     optimizer = keras.optimizers.Adam(args.lr)
     # Keras's "auto": XLA on JAX and on a TensorFlow GPU, graph mode on a TensorFlow CPU
     # (XLA is 2-6 times slower there: 1.2 against 2.3 slices/s in float32, 0.7 against 4.3
@@ -228,13 +264,14 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
 
     def chunk_data(count: int):
         for x, y in batches.take(count):
-            yield x, deep_supervision_targets(heads, y)
+            targets = deep_supervision_targets(heads, y)
+            yield x, targets["mask"] if single else targets
 
     # liverseg train's schedule (cosine to 5 %), over the share of the run done
     schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=1.0, alpha=0.05)
     history, best = [], -math.inf
     scores = validate(net, val, "both", batch_size=64)
-    log(f"initial weights: {json.dumps(scores)}")
+    log(f"{name}, initial weights: {json.dumps(scores)}")
     train_start = time.perf_counter()
     chunks, slices, validated = 0, 0, train_start
     clock = None  # --minutes count from the end of the first chunk, which compiles the step
@@ -271,7 +308,7 @@ def _train(args, pool, val, out: Path, log, started: float) -> int:
             _save(model, clean, out / "best", resized)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in row.items()))
-    log(f"done: {slices} slices in {time.perf_counter() - train_start:.0f} s of training, "
+    log(f"{name} done: {slices} slices in {time.perf_counter() - train_start:.0f} s of training, "
         f"{time.perf_counter() - started:.0f} s in all; best validation {best:.4f}")
     return 0
 

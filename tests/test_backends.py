@@ -16,6 +16,7 @@ from keras_liverseg import models
 HERE = Path(__file__).parent
 
 
+@pytest.mark.slow
 def test_every_model_gives_the_same_forward_pass_on_jax(tmp_path):
     pytest.importorskip("jax")
     x = np.random.default_rng(2).uniform(-400, 400, (2, 32, 32, 1)).astype("float32")
@@ -50,6 +51,7 @@ def test_every_model_gives_the_same_forward_pass_on_jax(tmp_path):
                                        err_msg=f"{case}/{name}")
 
 
+@pytest.mark.slow
 def test_unet_sharp_onnx_export_matches_keras(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")

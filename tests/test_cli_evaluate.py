@@ -276,11 +276,14 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[object], str]]:
         ),
         "unknown class": (["--pred", good_pred, "--gt", good_gt, "--classes", "kidney"], "kidney"),
         "negative tolerance": (["--pred", good_pred, "--gt", good_gt, "--tolerance", "-1"], "mm"),
+        "gt-liver not a label": (["--pred", good_pred, "--gt", good_gt, "--gt-liver", "x"],
+                                 "--gt-liver"),
+        "gt-tumor 0": (["--pred", good_pred, "--gt", good_gt, "--gt-tumor", "0"], ">= 1"),
         "existing json": (["--pred", good_pred, "--gt", good_gt, "--json", existing], "exists"),
         "csv is a folder": (["--pred", good_pred, "--gt", good_gt, "--csv", t / "empty"], "folder"),
-        "csv folder missing": (
-            ["--pred", good_pred, "--gt", good_gt, "--csv", t / "no" / "x.csv"],
-            "does not exist",
+        "csv folder is a file": (  # a missing folder is created, as for every output
+            ["--pred", good_pred, "--gt", good_gt, "--csv", t / "notes.txt" / "x.csv"],
+            "not a folder",
         ),
         "csv and json same": (
             ["--pred", good_pred, "--gt", good_gt, "--csv", t / "o", "--json", t / "o"],
@@ -359,3 +362,113 @@ def test_real_totalsegmentator_liver(shared_data, tmp_path):
     assert 0.0 < metrics["assd"] < 3.0 <= metrics["mssd"]
     assert metrics["hd95"] <= metrics["mssd"]
     assert case["classes"]["tumor"]["dice"] == 1.0  # no tumor on either side
+
+
+def test_a_multi_label_ground_truth_is_scored_with_its_liver_label(shared_data, tmp_path):
+    """TotalSegmentator's 117-class output (liver = 5, no tumor class) as ground truth."""
+    gt = shared_data / "totalsegmentator_example" / "example_seg.nii.gz"
+    source = nib.load(str(gt))
+    seg = np.asarray(source.dataobj)
+    pred = _save(tmp_path / "pred.nii.gz", (seg == 5).astype(np.uint8), source.affine)
+
+    # without --gt-liver: one line that says what to give, not numbers of the wrong classes
+    assert_user_error(_run("--pred", pred, "--gt", gt), "outside {0, 1, 2}", "--gt-liver")
+
+    out_json = tmp_path / "r.json"
+    result = _run("--pred", pred, "--gt", gt, "--gt-liver", "5", "--json", out_json)
+    assert result.exit_code == 0, result.output
+    assert "tumor is not scored" in result.stderr
+    report = json.loads(out_json.read_text())
+    assert report["settings"]["classes"] == ["liver"]
+    assert report["settings"]["gt_liver"] == [5] and report["settings"]["gt_tumor"] == []
+    case = report["cases"][0]
+    assert set(case["classes"]) == {"liver"}
+    assert case["classes"]["liver"]["dice"] == 1.0
+    assert case["classes"]["liver"]["gt_volume_ml"] == pytest.approx((seg == 5).sum() * 27 / 1000)
+
+    # the wrong organ (6) as liver: a real score, far from perfect
+    wrong = _run("--pred", pred, "--gt", gt, "--gt-liver", "6", "--json", out_json, "--overwrite")
+    assert wrong.exit_code == 0, wrong.output
+    assert json.loads(out_json.read_text())["cases"][0]["classes"]["liver"]["dice"] < 0.5
+
+
+def test_gt_liver_and_gt_tumor_remap_the_ground_truth(tmp_path):
+    lits = _labels()
+    own = np.where(lits == 1, 7, np.where(lits == 2, 9, 0)).astype(np.int16)
+    own[0, 0, :] = 3  # another organ: background
+    gt = _save(tmp_path / "gt.nii.gz", own)
+    pred = _save(tmp_path / "pred.nii.gz", _labels(shift=1))
+    result = _run("--pred", pred, "--gt", gt, "--gt-liver", "7", "--gt-tumor", "9")
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("gt ")]
+    expected = _expected_dice(_labels(shift=1), lits)
+    assert [r[1] for r in rows] == ["liver", "tumor"]
+    for row in rows:
+        assert float(row[2]) == pytest.approx(expected[row[1]], abs=1e-4)
+    assert_user_error(_run("--pred", pred, "--gt", gt, "--gt-liver", "7", "--classes", "tumor"),
+                      "--gt-tumor")
+
+
+def test_remap_labels_keeps_lits_labels_and_maps_others():
+    from keras_liverseg.metrics.evaluate import remap_labels
+
+    lits = _labels()
+    np.testing.assert_array_equal(remap_labels(lits), lits)
+    own = np.array([0, 3, 5, 6, 5, 200])
+    np.testing.assert_array_equal(remap_labels(own, liver=(5,), tumor=()), [0, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(remap_labels(own, liver=(5,), tumor=(6,)), [0, 0, 1, 2, 1, 0])
+
+
+def _colour_pixels(path: Path, colour) -> int:
+    from PIL import Image
+
+    return int((np.asarray(Image.open(path).convert("RGB")) == colour).all(-1).sum())
+
+
+def test_overlay_shows_prediction_and_ground_truth(tmp_path):
+    from keras_liverseg.inference.overlay import GT_LIVER_COLOUR, GT_TUMOR_COLOUR, LIVER_COLOUR
+
+    ct = np.where(_labels() > 0, 60, -100).astype(np.int16)
+    for n in (1, 2):  # LiTS layout: the CT beside each ground truth
+        _save(tmp_path / "gt" / f"segmentation-{n}.nii", _labels())
+        _save(tmp_path / "gt" / f"volume-{n}.nii", ct)
+        _save(tmp_path / "pred" / f"segmentation-{n}.nii", _labels(shift=n))
+    folder = tmp_path / "pngs"
+    result = _run("--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--overlay", folder)
+    assert result.exit_code == 0, result.output
+    assert "contours drawn on black" not in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["segmentation-1.png", "segmentation-2.png"]
+    for png in folder.iterdir():
+        assert _colour_pixels(png, GT_LIVER_COLOUR) > 0 and _colour_pixels(png, LIVER_COLOUR) > 0
+        assert _colour_pixels(png, GT_TUMOR_COLOUR) > 0
+
+    single = tmp_path / "one.png"
+    args = ["--pred", tmp_path / "pred" / "segmentation-1.nii",
+            "--gt", tmp_path / "gt" / "segmentation-1.nii", "--overlay", single]
+    assert _run(*args, "--image", tmp_path / "gt" / "volume-1.nii").exit_code == 0
+    assert _colour_pixels(single, GT_LIVER_COLOUR) > 0
+    assert_user_error(_run(*args), str(single), "--overwrite")
+    assert _run(*args, "--overwrite").exit_code == 0
+
+    _save(tmp_path / "small_ct.nii", ct[:10])
+    _save(tmp_path / "cts" / "ct-7.nii", ct)
+    cases = {
+        "not a png": ([*args[:4], "--overlay", tmp_path / "x.jpg"], ".png"),
+        "png for folders": (["--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--overlay",
+                             tmp_path / "x.png"], "must be a folder"),
+        "image without overlay": ([*args[:4], "--image", tmp_path / "small_ct.nii"],
+                                  "give --overlay"),
+        "image on another grid": ([*args[:4], "--overlay", tmp_path / "y.png", "--image",
+                                   tmp_path / "small_ct.nii"], "not on the grid"),
+        "overlay is the csv": ([*args[:4], "--overlay", tmp_path / "w.png", "--csv",
+                                tmp_path / "w.png"], "name the same file"),
+        "no image for the case": (["--pred", tmp_path / "pred", "--gt", tmp_path / "gt",
+                                   "--overlay", tmp_path / "z", "--image", tmp_path / "cts"],
+                                  "no image"),
+    }
+    for name, (case_args, fragment) in cases.items():
+        try:
+            assert_user_error(_run(*case_args), fragment)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from None
+    assert not (tmp_path / "y.png").exists()

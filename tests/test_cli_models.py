@@ -16,6 +16,7 @@ def run(*args):
     return CliRunner().invoke(cli, list(args))
 
 
+@pytest.mark.slow
 def test_models_lists_architectures_and_zoo():
     result = subprocess.run(
         [sys.executable, "-m", "keras_liverseg.cli.main", "models"],
@@ -31,16 +32,20 @@ def test_models_lists_architectures_and_zoo():
 def test_export_errors_are_one_line(tmp_path):
     existing = tmp_path / "m.onnx"
     existing.write_bytes(b"keep")
+    corrupt = tmp_path / "bad.weights.h5"
+    corrupt.write_bytes(b"not an HDF5 file")
     for args in (
         ["-o", str(tmp_path / "m.txt")],
         ["-o", str(existing)],
-        ["-o", str(tmp_path / "missing" / "m.onnx")],
+        ["-o", str(existing / "m.onnx")],  # its folder is a file
         ["--model", "nope", "--weights", "none", "-o", str(tmp_path / "n.onnx")],
+        ["--weights", str(corrupt), "-o", str(tmp_path / "c.onnx")],  # h5py's OSError
     ):
         result = run("export", *args)
         assert result.exit_code == 2, (args, result.output)
         assert result.output.count("\n") == 1 and "Traceback" not in result.output
     assert existing.read_bytes() == b"keep"
+    assert not (tmp_path / "c.onnx").exists()
 
 
 def test_export_writes_onnx(tmp_path):
@@ -54,3 +59,20 @@ def test_export_writes_onnx(tmp_path):
     (y,) = session.run(None, {session.get_inputs()[0].name: x})
     assert y.shape[:3] == x.shape[:3] and np.allclose(y.sum(-1), 1, atol=1e-4)
     assert not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.slow
+def test_export_in_a_real_process_prints_no_backend_chatter(tmp_path):
+    """tf2onnx imports TensorFlow and converts through it: absl, oneDNN, CUDA-stub and
+    deprecation lines a user cannot act on must not reach stderr."""
+    pytest.importorskip("tf2onnx")
+    out = tmp_path / "sub" / "fast.onnx"
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_liverseg.cli.main", "export", "--model",
+         "unet_sharp_fast", "--weights", "none", "-o", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"wrote {out}") and out.stat().st_size > 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fast.onnx"]

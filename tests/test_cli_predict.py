@@ -219,16 +219,23 @@ def test_batch_mode_loads_the_model_once(
     assert "[3/3] c_series" in result.stderr
 
 
-def test_batch_mode_goes_on_after_a_bad_scan(tmp_path, oracle_model_file):
+def test_batch_mode_reads_every_scan_first_and_skips_bad_ones_only_when_asked(
+        tmp_path, oracle_model_file):
     folder = tmp_path / "scans"
     _save(folder / "a.nii.gz", _volume()[0])
     (folder / "b.nii.gz").write_bytes(b"garbage")
     result = _run(folder, "-o", tmp_path / "out", "--weights", oracle_model_file, "--quiet")
-    assert result.exit_code == 2
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 2 and "b.nii.gz" in lines[0] and "1 of 2 scans" in lines[1]
+    assert_user_error(result, "b.nii.gz", "1 of 2 scans", "--skip-unreadable")
+    assert not (tmp_path / "out").exists()  # nothing segmented, nothing left
+
+    result = _run(folder, "-o", tmp_path / "out", "--weights", oracle_model_file,
+                  "--skip-unreadable", "--report", tmp_path / "all.json")
+    assert result.exit_code == 0, result.output
+    assert "skipping" in result.stderr and "b.nii.gz" in result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nii.gz"]
+    report = json.loads((tmp_path / "all.json").read_text())
+    assert [Path(f["input"]).name for f in report["failed"]] == ["b.nii.gz"]
+    assert len(report["scans"]) == 1
 
 
 def test_overwrite(tmp_path, oracle_model_file):
@@ -436,6 +443,7 @@ def _liverseg_command() -> list[str]:
     return [sys.executable, "-c", code]
 
 
+@pytest.mark.slow
 def test_console_script_in_a_real_process(tmp_path, oracle_model_file):
     command = _liverseg_command()
     source = _save(tmp_path / "ct.nii.gz", _volume()[0])
@@ -478,3 +486,108 @@ def test_registered_in_the_liverseg_command():
         "from keras_liverseg.cli import predict as predict_cmd; "
         "cli.add_command(predict_cmd.predict)"
     )
+
+
+# --- issue 20: what the report and stderr say, and the help texts ---------------------------
+
+def test_report_times_the_scan_load(tmp_path, oracle_model_file):
+    volume = np.tile(_volume()[0], (4, 4, 25))  # 128x128x200: a load that takes time
+    source = _save(tmp_path / "ct.nii.gz", volume)
+    result = _run(source, "-o", tmp_path / "seg.nii.gz", "--weights", oracle_model_file,
+                  "--report", tmp_path / "r.json", "--quiet")
+    assert result.exit_code == 0, result.output
+    timing = json.loads((tmp_path / "r.json").read_text())["timing_s"]
+    assert timing["load"] > 0
+    assert timing["total"] >= timing["load"] + timing["predict"] - 0.002  # rounding
+
+
+def test_force_lets_a_label_map_through_and_the_report_says_so(tmp_path, oracle_model_file):
+    source = _save(tmp_path / "labels.nii.gz", _volume()[1])
+    out, report = tmp_path / "seg.nii.gz", tmp_path / "r.json"
+    assert_user_error(_run(source, "-o", out, "--weights", oracle_model_file), "--force")
+    assert not out.exists()
+    result = _run(source, "-o", out, "--weights", oracle_model_file, "--force",
+                  "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "label map" in result.stderr
+    written = json.loads(report.read_text())
+    assert any("label map" in w for w in written["input_warnings"])
+    assert written["options"]["force"] is True and written["skipped_files"] == []
+
+
+def test_skip_unreadable_lists_the_skipped_dicom_files(tmp_path, oracle_model_file,
+                                                       write_dicom_series):
+    volume = _volume()[0]
+    slices = [volume[:, :, k].T + 1024 for k in range(SHAPE[2])]
+    positions = [(-12.0, -9.0, -30.0 + 2.0 * k) for k in range(SHAPE[2])]
+    paths = write_dicom_series(tmp_path / "series", slices, positions, pixel_spacing=(0.8, 0.8))
+    broken = tmp_path / "series" / "zz_broken.dcm"
+    broken.write_bytes(paths[0].read_bytes()[:132] + b"\xff" * 50)  # the header cut short
+    out, report = tmp_path / "seg.nii.gz", tmp_path / "r.json"
+    args = (tmp_path / "series", "-o", out, "--weights", oracle_model_file, "--report", report)
+    assert_user_error(_run(*args), "zz_broken.dcm")
+    result = _run(*args, "--skip-unreadable", "--quiet")
+    assert result.exit_code == 0, result.output
+    written = json.loads(report.read_text())
+    assert written["skipped_files"] == [str(broken)]
+    assert written["options"]["skip_unreadable"] is True
+    assert any("zz_broken.dcm" in w for w in written["input_warnings"])
+    assert np.array_equal(np.asarray(nib.load(str(out)).dataobj), _volume()[1])
+
+
+def test_batch_mode_says_which_label_maps_it_skipped(tmp_path, oracle_model_file):
+    folder = tmp_path / "lits"
+    _save(folder / "volume-1.nii.gz", _volume()[0])
+    _save(folder / "segmentation-1.nii.gz", _volume()[1])
+    result = _run(folder, "-o", tmp_path / "out", "--weights", oracle_model_file,
+                  "--report", tmp_path / "all.json")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "label map" in line]
+    assert len(notes) == 1 and "segmentation-1.nii.gz" in notes[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["volume-1.nii.gz"]
+    written = json.loads((tmp_path / "all.json").read_text())
+    assert written["skipped_label_files"] == [str(folder / "segmentation-1.nii.gz")]
+
+
+def test_a_bad_option_value_is_one_line(capsys):
+    from keras_liverseg.cli.main import main
+
+    assert main(["predict", "ct.nii.gz", "-o", "seg.nii.gz", "--batch-size", "0"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "Error: Invalid value for '--batch-size': 0 is not in the range x>=1."]
+    assert main(["predict", "ct.nii.gz"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["Error: Missing option '-o' / '--output'."]
+
+
+@pytest.mark.slow
+def test_weights_of_another_model_are_one_line(tmp_path, oracle_model):
+    """Keras warns once per layer it cannot fill (70 lines); the user gets one."""
+    weights = tmp_path / "oracle.weights.h5"
+    oracle_model().save_weights(weights)
+    source = _save(tmp_path / "ct.nii.gz", _volume()[0])
+    completed = subprocess.run(
+        [sys.executable, "-m", "keras_liverseg.cli.main", "predict", str(source), "-o",
+         str(tmp_path / "seg.nii.gz"), "--weights", str(weights), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith(f"Error: weights {weights} do not match model 'unet_sharp': layer ")
+    assert not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_help_texts_say_what_the_commands_do():
+    from keras_liverseg.cli.main import cli
+
+    runner = CliRunner()
+    text = " ".join(runner.invoke(cli, ["predict", "--help"], terminal_width=400).output.split())
+    assert "none are released yet" not in text  # the default model ships its weights
+    weights = text[text.index("-w, --weights"):text.index("--second-stage-weights")]
+    assert "bundled with --model" in weights
+    second = text[text.index("--second-stage-weights"):text.index("--single-stage")]
+    assert "none are released" in second and "Default: no second stage" in second
+    for word in ("--force", "--skip-unreadable", "listed in the report"):
+        assert word in text
+    for command in cli.commands:
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0 and "not released yet" not in result.output, command

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 from synthetic import blob_case
 
 from keras_liverseg import losses, metrics, zoo
@@ -16,6 +17,7 @@ def slices(seed: int, count: int = 8):
     return x, labels[:, :, 1:count + 1].transpose(2, 0, 1)
 
 
+@pytest.mark.slow
 def test_fine_tune_a_zoo_model_with_fit(tmp_path):
     model = zoo.load("unet_sharp", weights=None, input_shape=(32, 32, 3),
                      filters=(4, 8, 16, 32, 64), decoder_heads=True, classification_guide=True)

@@ -215,6 +215,7 @@ _JAX_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_runs_on_the_jax_backend(tmp_path):
     pytest.importorskip("jax")
     rng = np.random.default_rng(7)

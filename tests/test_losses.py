@@ -506,6 +506,7 @@ JAX_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mixed_loss_on_jax_matches_tensorflow(tmp_path):
     pytest.importorskip("jax")
     np.savez(tmp_path / "data.npz", labels=LABELS, sigmoid=SIGMOID, softmax=SOFTMAX)

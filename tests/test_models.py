@@ -87,6 +87,7 @@ def test_forward_pass(case, input_shape):
 
 
 # the architectures with bilinear upsampling, kept small: XLA compiles slowly on a CPU
+@pytest.mark.slow
 @pytest.mark.parametrize("name, options", [("unet_sharp", {"level": 2}), ("unet3p", {})])
 def test_a_compiled_train_step_under_mixed_precision(name, options):
     """XLA with bfloat16 compute (what model.fit does by default on a TF GPU machine with a
@@ -112,6 +113,7 @@ def test_a_compiled_train_step_under_mixed_precision(name, options):
     assert np.isfinite(history.history["loss"][-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_keras_file_roundtrip_in_safe_mode(case, tmp_path):
     model = build_case(case, (32, 32, 1))
@@ -132,6 +134,7 @@ def test_one_sigmoid_channel_for_one_class():
     assert y.shape == (2, 32, 32, 1) and 0 <= y.min() and y.max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["unet_pp", "unet_sharp", "es_unet_pp"])
 def test_prune_keeps_the_head_and_its_weights(name):
     config = {"deep_supervision": True}

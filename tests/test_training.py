@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import h5py
+import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -45,6 +46,7 @@ def history(run: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_tiny_run_learns_and_writes_every_artefact(dataset, tmp_path):
     run = tmp_path / "run"
     # UNet# with both kinds of deep supervision and the classification guides, together
@@ -73,6 +75,7 @@ def test_tiny_run_learns_and_writes_every_artefact(dataset, tmp_path):
     assert {"mask", "de_3_0", "cls_mask", "cls_de_1_2"} <= set(model.output_names)
 
 
+@pytest.mark.slow
 def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
         dataset, tmp_path, monkeypatch):
     from keras_liverseg.training import run as run_module
@@ -106,6 +109,7 @@ def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert values and all(np.isfinite(v).all() for v in values)
 
 
+@pytest.mark.slow
 def test_mixed_precision_run_stays_finite_and_restores_the_policy(dataset, tmp_path):
     import keras
 
@@ -125,6 +129,7 @@ def _optimizer_iterations(run: Path) -> int:
     return int(saved["v0"])
 
 
+@pytest.mark.slow
 def test_resume_continues_after_the_last_completed_epoch(dataset, tmp_path):
     config = config_file(tmp_path)
     run = tmp_path / "run"
@@ -171,12 +176,23 @@ def test_bad_runs_are_one_line_errors(dataset, tmp_path):
         train_args(dataset, tmp_path / "r7", config, "--tumor-fraction", "0.8",
                    "--liver-fraction", "0.5"),
     ]
+    # the --config file's model counts (it was overridden by --model's default)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads(config.read_text()), "model": "nnunet"}))
+    cases.append(train_args(dataset, tmp_path / "r8", other))
+    # found while reading the data, after the run has written its cache
+    mismatch = write_lits(tmp_path / "mismatch", count=4, shape=(32, 32, 6))
+    nib.save(nib.Nifti1Image(np.zeros((32, 32, 5), np.uint8), np.eye(4)),
+             mismatch / "segmentation-3.nii.gz")
+    cases.append(train_args(mismatch, tmp_path / "r9", config))
     (tmp_path / "empty_dir").mkdir()
     for args in cases:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output
         assert result.output.strip().count("\n") == 0, result.output
+    # a new run that fails leaves nothing behind
+    assert sorted(p.name for p in tmp_path.glob("r*")) == []
     assert "segmentation-1" in CliRunner().invoke(cli, cases[2]).output
 
 
@@ -193,6 +209,42 @@ def test_the_loss_setting_picks_the_papers_loss_or_batch_dice_ce():
         TrainConfig(data="d", output="o", loss="hinge")
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("[1, 2]", "must be a JSON object"),
+    ('"epochs: 10"', "must be a JSON object"),
+    ('{"epochs": "ten"}', "'epochs' must be an integer, got 'ten'"),
+    ('{"epochs": 2.5}', "'epochs' must be an integer, got 2.5"),
+    ('{"augment": "yes"}', "'augment' must be true or false"),
+    ('{"learning_rate": true}', "'learning_rate' must be a number"),
+    ('{"model_config": [32, 32]}', "'model_config' must be a JSON object"),
+    ('{"init": 3}', "'init' must be a string or null"),
+    ('{"epochs": 2', "is not a JSON file"),
+])
+def test_a_config_file_of_the_wrong_shape_is_one_line_naming_the_key(tmp_path, text, expected):
+    path = tmp_path / "x.json"
+    path.write_text(text)
+    result = CliRunner().invoke(cli, train_args(tmp_path / "data", tmp_path / "run", path))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: --config {path}"), result.output
+    assert expected in result.output
+    assert result.output.strip().count("\n") == 0, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_values_are_taken_as_their_field_types():
+    from keras_liverseg.training.config import ConfigError, TrainConfig
+
+    config = TrainConfig.from_dict({"data": "d", "output": "o", "epochs": 3.0,
+                                    "learning_rate": 1, "liver_roi": None,
+                                    "model_config": {"filters": [4, 8]}})
+    assert config.epochs == 3 and isinstance(config.epochs, int)
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+    with pytest.raises(ConfigError, match="'liver_roi' must be true or false or null"):
+        TrainConfig.from_dict({"data": "d", "output": "o", "liver_roi": 1})
+    with pytest.raises(ConfigError, match="'data' must be a string, got None"):
+        TrainConfig.from_dict({"data": None, "output": "o"})
+
+
 def _free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
@@ -203,6 +255,7 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+@pytest.mark.slow
 def test_two_workers_end_with_identical_weights(dataset, tmp_path):
     config = config_file(tmp_path, validation_fraction=0.0)
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
@@ -231,6 +284,7 @@ def test_two_workers_end_with_identical_weights(dataset, tmp_path):
     assert initial["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_the_same_tiny_run_on_jax_without_tensorflow(dataset, tmp_path):
     pytest.importorskip("jax")
     run = tmp_path / "run"
@@ -253,6 +307,7 @@ def test_the_same_tiny_run_on_jax_without_tensorflow(dataset, tmp_path):
     assert json.loads((run / "model_card.json").read_text())["versions"]["backend"] == "jax"
 
 
+@pytest.mark.slow
 def test_es_unet_pp_trains_in_two_stages_from_one_command(dataset, tmp_path):
     config = config_file(tmp_path, encoder_epochs=3, feature_supervision="encoder",
                          model_config={"input_shape": [32, 32, 3],
@@ -275,6 +330,7 @@ def test_es_unet_pp_trains_in_two_stages_from_one_command(dataset, tmp_path):
     assert {f"enc_{i}_0" for i in range(1, 5)} <= set(model.output_names)
 
 
+@pytest.mark.slow
 def test_init_from_weights_starts_where_they_left_off(dataset, tmp_path):
     first = tmp_path / "first"
     assert CliRunner().invoke(cli, train_args(dataset, first, config_file(tmp_path),
@@ -294,6 +350,7 @@ def test_init_from_weights_starts_where_they_left_off(dataset, tmp_path):
     assert not (tmp_path / "third").exists()  # nothing half-made
 
 
+@pytest.mark.slow
 def test_second_stage_models_train_on_the_liver_region(dataset, tmp_path):
     from keras_liverseg.training.config import TrainConfig
 
@@ -311,3 +368,66 @@ def test_second_stage_models_train_on_the_liver_region(dataset, tmp_path):
         assert card["command"].endswith(flag) or f"{flag} " in card["command"]
         runs[flag] = int(result.output.split(" training slices")[0].rsplit("(", 1)[1])
     assert 0 < runs["--liver-roi"] < runs["--whole-slices"]  # crops keep the liver's slices
+
+
+def test_validation_leaves_a_class_absent_from_the_reference_out(oracle_model):
+    """Dice of an empty prediction of an empty class is 1 by convention; not a score."""
+    from keras_liverseg.data.volumes import Volume
+    from keras_liverseg.training.validation import describe, validate
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(-90, 5, (32, 32, 4)).astype(np.float32)
+    labels = np.zeros(image.shape, np.uint8)
+    labels[8:24, 6:26, :] = 1  # liver, no tumor
+    image[labels == 1] = 150.0
+    image[8:12, 6:10, 1] = 400.0  # a bright spot in the liver the oracle calls tumor
+    volume = Volume("0", image, labels, np.arange(4), np.array([], int))
+
+    nothing = validate(oracle_model(liver_hu=5000.0, tumor_hu=6000.0), [volume], "both")
+    liver = validate(oracle_model(liver_hu=100.0, tumor_hu=300.0), [volume], "both")
+    assert nothing["dice_per_case_liver"] == 0.0
+    assert liver["dice_per_case_liver"] > 0.95
+    for scores in (nothing, liver):
+        assert scores["dice_per_case_tumor"] is None and scores["cases_tumor"] == 0
+        assert scores["dice_per_case"] == scores["dice_per_case_liver"]
+    assert liver["false_positive_cases_tumor"] == 1 and nothing["false_positive_cases_tumor"] == 0
+    assert liver["dice_per_case"] > nothing["dice_per_case"]
+    text = describe(liver, "both")
+    assert "tumor not scored" in text and "in 1 case" in text and "tumor 1" not in text
+
+
+@pytest.mark.slow
+def test_the_best_epoch_is_not_the_one_that_predicts_no_tumor_on_tumor_free_cases(
+        tmp_path, monkeypatch):
+    """Epoch 1 predicts nothing, epoch 2 finds the liver (and a false tumor voxel): with no
+    tumor in the validation cases, epoch 2 is the better model."""
+    import nibabel as nib
+
+    from keras_liverseg.training import validation
+
+    data = write_lits(tmp_path / "data", count=4, shape=(48, 48, 10))
+    for path in data.glob("segmentation-*.nii.gz"):
+        image = nib.load(path)
+        labels = np.minimum(np.asarray(image.dataobj), 1).astype(np.uint8)  # no tumor
+        nib.save(nib.Nifti1Image(labels, image.affine), path)
+    calls = []
+
+    def epochs_apart(loaded, volume, **_):
+        calls.append(1)
+        labels = np.zeros(volume.shape, np.uint8)
+        if len(calls) >= 2:  # epoch 2 and the final check of the best weights
+            labels[volume > 60] = 1
+            labels[tuple(np.argwhere(volume > 60)[0])] = 2
+        return labels, None
+
+    monkeypatch.setattr(validation, "predict_slices", epochs_apart)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, train_args(data, run, config_file(tmp_path),
+                                                "--epochs", "2"))
+    assert result.exit_code == 0, result.output
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["best_epoch"] == 2
+    assert card["validation"]["dice_per_case_liver"] > 0.5
+    assert card["validation"]["dice_per_case_tumor"] is None
+    assert "tumor not scored" in (run / "model_card.md").read_text()
+    assert [row["dice_per_case_tumor"] for row in history(run)] == ["", ""]

@@ -56,6 +56,11 @@ def test_keras_file_and_fast_variant(tmp_path):
         fast.predict(x_batch(), verbose=0), full.predict(x_batch(), verbose=0)["ds_0_2"]
     )
     assert fast.count_params() < full.count_params() / 4
+    # a fast variant trained as the pruned head and saved as such loads as it is
+    fast.save(tmp_path / "fast.keras")
+    again = zoo.load("unet_sharp_fast", weights=tmp_path / "fast.keras")
+    np.testing.assert_array_equal(again.predict(x_batch(), verbose=0),
+                                  fast.predict(x_batch(), verbose=0))
 
 
 def test_default_weights_are_hash_checked(tmp_path, monkeypatch):

@@ -197,6 +197,7 @@ def load_model(
 def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
     """One zoo model, without its second stage (``name``: a known zoo name)."""
     from keras_liverseg import zoo
+    from keras_liverseg.zoo.loading import WeightsDoNotMatch
 
     entry = zoo.get_entry(name)
     sha256 = None
@@ -222,7 +223,9 @@ def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
             f"no trained weights are released for {name!r} yet: pass --weights PATH "
             "(Python: weights=PATH), a .keras model or .weights.h5 file"
         ) from None
-    except Exception as error:  # corrupt file, wrong architecture, unsafe model, ...
+    except WeightsDoNotMatch as error:  # one line: the first layer that differs
+        raise ModelLoadError(str(error)) from None
+    except Exception as error:  # corrupt file, unsafe model, ...
         text = " ".join(str(error).split())[:200] or type(error).__name__
         raise ModelLoadError(f"cannot load weights {weights} for {name!r}: {text}") from None
     if weights == "default":

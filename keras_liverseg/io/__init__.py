@@ -6,6 +6,7 @@
   orientation used by the models (see :mod:`keras_liverseg.io.orientation`).
 * :func:`write_labels` writes a uint8 label map with the input's exact geometry.
 * :mod:`keras_liverseg.io.atomic` writes files via a temporary file and a rename.
+* :mod:`keras_liverseg.io.memory` refuses images larger than the memory available.
 
 Nothing here imports Keras.
 """
@@ -18,7 +19,16 @@ from keras_liverseg.io.atomic import (
 )
 from keras_liverseg.io.dicom import LPS_TO_RAS, dicom_files, is_dicom_file, read_dicom_series
 from keras_liverseg.io.errors import InputError
-from keras_liverseg.io.nifti import is_nifti_path, load_nifti, open_nifti, write_labels
+from keras_liverseg.io.memory import available_memory, check_memory
+from keras_liverseg.io.nifti import (
+    check_nifti_file,
+    header_warnings,
+    is_nifti_path,
+    load_nifti,
+    open_nifti,
+    unsupported_format,
+    write_labels,
+)
 from keras_liverseg.io.orientation import (
     CANONICAL_AXCODES,
     Reorientation,
@@ -26,7 +36,14 @@ from keras_liverseg.io.orientation import (
     from_canonical,
     to_canonical,
 )
-from keras_liverseg.io.scan import Scan, find_scans, load_scan, scan_from_array, scan_kind
+from keras_liverseg.io.scan import (
+    Scan,
+    find_scans,
+    load_scan,
+    scan_from_array,
+    scan_kind,
+    skipped_label_files,
+)
 
 __all__ = [
     "CANONICAL_AXCODES",
@@ -38,10 +55,14 @@ __all__ = [
     "atomic_paths",
     "atomic_write_bytes",
     "atomic_write_text",
+    "available_memory",
     "check_affine",
+    "check_memory",
+    "check_nifti_file",
     "dicom_files",
     "find_scans",
     "from_canonical",
+    "header_warnings",
     "is_dicom_file",
     "is_nifti_path",
     "load_nifti",
@@ -50,6 +71,8 @@ __all__ = [
     "read_dicom_series",
     "scan_from_array",
     "scan_kind",
+    "skipped_label_files",
     "to_canonical",
+    "unsupported_format",
     "write_labels",
 ]

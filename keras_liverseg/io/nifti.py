@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import logging
+import math
 import os
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -10,11 +16,22 @@ import numpy as np
 
 from keras_liverseg.io.atomic import atomic_path
 from keras_liverseg.io.errors import InputError
+from keras_liverseg.io.memory import check_memory, describe_array
 
-__all__ = ["NIFTI_SUFFIXES", "is_nifti_path", "label_header", "load_nifti", "open_nifti",
-           "write_labels"]
+__all__ = [
+    "NIFTI_SUFFIXES",
+    "check_nifti_file",
+    "header_warnings",
+    "is_nifti_path",
+    "label_header",
+    "load_nifti",
+    "open_nifti",
+    "unsupported_format",
+    "write_labels",
+]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+_OTHER_FORMATS = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
 
 
 def is_nifti_path(path: str | os.PathLike) -> bool:
@@ -22,24 +39,121 @@ def is_nifti_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
+def unsupported_format(path: str | os.PathLike) -> str | None:
+    """For an image format that is not read (NRRD, MetaImage), a one-line message naming
+    ``path`` and saying how to convert it to NIfTI; else None."""
+    path = Path(path)
+    kind = _OTHER_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        return None
+    target = path.with_suffix(".nii.gz").name
+    return (
+        f"{path}: {kind} is not read; convert it to NIfTI first, e.g. with SimpleITK: "
+        f"sitk.WriteImage(sitk.ReadImage('{path.name}'), '{target}')"
+    )
+
+
 def open_nifti(path: str | os.PathLike) -> nib.Nifti1Image:
     """Open a NIfTI-1/2 file: its header and a lazy proxy of its data (nothing read yet).
 
     Raises:
-        InputError: a missing path, a folder, or a file nibabel cannot read as NIfTI.
+        InputError: a missing path, a folder, an NRRD or MetaImage file (with how to
+            convert it), or a file nibabel cannot read as NIfTI.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if not path.is_file():
         raise InputError(f"{path}: not a file")
+    if unsupported_format(path) is not None:
+        raise InputError(unsupported_format(path))
     try:
-        image = nib.load(str(path))
+        with _quiet_nibabel():
+            image = nib.load(str(path))
     except Exception as error:  # nibabel raises many types for bad files
         raise InputError(f"{path}: not a readable NIfTI file ({_reason(error)})") from None
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"{path}: not a NIfTI file (read as {type(image).__name__})")
     return image
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """Keep nibabel's header fixes ("setting 0 dims to 1") off stderr; see
+    :func:`header_warnings` for the ones that matter."""
+    nib_logger = logging.getLogger("nibabel.global")
+    nib_logger.addFilter(_reject)
+    try:
+        yield
+    finally:
+        nib_logger.removeFilter(_reject)
+
+
+def _reject(record: logging.LogRecord) -> bool:
+    return False
+
+
+def header_warnings(path: str | os.PathLike, image: nib.Nifti1Image) -> list[str]:
+    """Problems of the header on disk that nibabel fixed silently when loading ``image``.
+
+    Today: a zero or non-finite pixel spacing (``pixdim``) in a file without an sform,
+    which nibabel reads as 1 mm.
+    """
+    try:
+        with nib.openers.ImageOpener(str(path)) as fileobj:
+            raw = type(image.header).from_fileobj(fileobj, check=False)
+    except Exception:  # the header was read once already; nothing more to say
+        return []
+    if int(raw["sform_code"]) > 0:
+        return []
+    pixdim = np.asarray(raw["pixdim"][1 : 1 + min(3, len(image.shape))], dtype=np.float64)
+    bad = [f"{v:g}" for v in pixdim if not np.isfinite(v) or v == 0]
+    if not bad:
+        return []
+    return [f"pixel spacing {', '.join(bad)} in the header; assumed 1 mm"]
+
+
+def check_nifti_file(path: str | os.PathLike, image: nib.Nifti1Image) -> None:
+    """Refuse, before reading its data, a file that is too large, truncated or corrupt.
+
+    The declared data (and their float32 copy, when scaled) must fit in the memory
+    available; the file must hold them (a ``.nii.gz`` is decompressed once, streaming, to
+    count its bytes and check its CRC: nibabel stops reading before the CRC, so a corrupt
+    stream would otherwise be read as wrong voxel values).
+
+    Raises:
+        InputError: one line naming the file and the declared dimensions.
+    """
+    path = Path(path)
+    shape, dtype = tuple(int(n) for n in image.shape), image.header.get_data_dtype()
+    nbytes = math.prod(shape) * dtype.itemsize
+    proxy = image.dataobj
+    scaled = float(getattr(proxy, "slope", 1.0)) != 1.0 or float(getattr(proxy, "inter", 0.0))
+    as_float = scaled or dtype.kind not in "iub"
+    check_memory(shape, dtype, path, extra_bytes=math.prod(shape) * 4 if as_float else 0)
+    compressed = str(path).lower().endswith(".gz")
+    size = _gzip_size(path) if compressed else path.stat().st_size
+    offset = int(getattr(proxy, "offset", image.header.get_data_offset()))  # the file's
+    if size < offset + nbytes:
+        held = f"{size} bytes uncompressed" if compressed else f"{size} bytes"
+        raise InputError(
+            f"{path}: file is truncated: header declares {describe_array(shape, dtype)} "
+            f"but the file holds {held}"
+        )
+
+
+def _gzip_size(path: Path) -> int:
+    """The uncompressed size of a gzip file, reading it through (its CRC is checked)."""
+    size = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(1 << 24):
+                size += len(chunk)
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputError(
+            f"{path}: the gzip data are truncated or corrupt ({_reason(error)})"
+        ) from None
+    return size
 
 
 def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
@@ -49,16 +163,21 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
     int16 HU), else they are float32; never float64, to keep memory low.
 
     Raises:
-        InputError: missing, unreadable, truncated or non-NIfTI file, complex or RGB data.
+        InputError: missing, unreadable, truncated or non-NIfTI file, complex or RGB data,
+            or data larger than the memory available.
     """
     image = open_nifti(path)
     dtype = image.header.get_data_dtype()
     if dtype.names is not None or dtype.kind == "c":
         raise InputError(f"{path}: unsupported voxel type {dtype} (expected a scalar CT image)")
+    check_nifti_file(Path(path), image)
     try:
         data = _read_data(image)
     except MemoryError:
-        raise
+        shape, dtype = image.shape, image.header.get_data_dtype()
+        raise InputError(
+            f"{path}: not enough memory to read {describe_array(shape, dtype)}"
+        ) from None
     except Exception as error:
         raise InputError(
             f"{path}: cannot read the image data, the file is truncated or corrupt "
@@ -91,9 +210,9 @@ def label_header(template: nib.Nifti1Header | None, affine: np.ndarray, shape: t
     """A header for a uint8 label map.
 
     With a ``template`` (the input's header) every geometry field is kept: dims, zooms,
-    units, qform and sform with their codes. Without one, qform and sform are both set to
-    ``affine`` with code 1 (scanner); qform is left unset (code 0) when the affine has shear
-    that a quaternion cannot hold.
+    units, qform and sform with their codes, and its flavour (NIfTI-1 or NIfTI-2). Without
+    one, qform and sform are both set to ``affine`` with code 1 (scanner); qform is left
+    unset (code 0) when the affine has shear that a quaternion cannot hold.
     """
     if template is not None:
         header = template.copy()
@@ -109,7 +228,8 @@ def label_header(template: nib.Nifti1Header | None, affine: np.ndarray, shape: t
     header.set_data_dtype(np.uint8)
     header.set_slope_inter(1.0, 0.0)
     header["cal_min"], header["cal_max"] = 0, 2
-    header["glmin"], header["glmax"] = 0, 0
+    if "glmin" in header.keys():  # NIfTI-1 only
+        header["glmin"], header["glmax"] = 0, 0
     header.set_intent("label")
     header["descrip"] = b"keras_liverseg: 0 background, 1 liver, 2 tumor"
     return header

@@ -15,10 +15,23 @@ import numpy as np
 
 from keras_liverseg.io.dicom import dicom_files, is_dicom_file, read_dicom_series
 from keras_liverseg.io.errors import InputError
-from keras_liverseg.io.nifti import is_nifti_path, load_nifti
+from keras_liverseg.io.nifti import header_warnings, is_nifti_path, load_nifti, unsupported_format
 from keras_liverseg.io.orientation import check_affine
 
-__all__ = ["Scan", "find_scans", "load_scan", "scan_from_array", "scan_kind"]
+__all__ = [
+    "Scan",
+    "find_scans",
+    "load_scan",
+    "scan_from_array",
+    "scan_kind",
+    "skipped_label_files",
+]
+
+LABEL_MAX = 5
+"""Integer volumes whose values all lie in ``0..LABEL_MAX`` are taken for label maps."""
+
+LABEL_FOLDERS = ("labelsTr", "labelsTs")
+"""Folders of label maps in the Medical Segmentation Decathlon layout."""
 
 
 @dataclass
@@ -34,7 +47,7 @@ class Scan:
             geometry fields (qform, sform, codes, zooms, units) unchanged.
         source: where the scan came from (a path, or ``"<array>"``).
         kind: ``"nifti"``, ``"dicom"`` or ``"array"``.
-        info: extra facts (DICOM series UID, ...).
+        info: extra facts (DICOM series UID, ``skipped_files``, ...).
         warnings: problems that do not stop segmentation (constant or all-NaN volume, ...).
     """
 
@@ -99,7 +112,20 @@ def _finite_range(volume: np.ndarray) -> tuple[float, float, int]:
     return lo, hi, bad
 
 
-def _content_warnings(volume: np.ndarray) -> list[str]:
+def _whole_numbers(volume: np.ndarray) -> bool:
+    if volume.dtype.kind in "iub":
+        return True
+    finite = volume[np.isfinite(volume)]
+    return bool(np.array_equal(finite, np.rint(finite)))
+
+
+def _content_warnings(volume: np.ndarray, source: str = "array", force: bool = False) -> list[str]:
+    """What looks wrong in the voxel values of a CT.
+
+    Raises:
+        InputError: the volume looks like a label map (whole numbers in ``0..LABEL_MAX``),
+            unless ``force`` (then it is a warning).
+    """
     lo, hi, bad = _finite_range(volume)
     if bad == volume.size:
         return ["the volume is all NaN/infinite: the segmentation will be meaningless"]
@@ -108,13 +134,30 @@ def _content_warnings(volume: np.ndarray) -> list[str]:
         warnings.append(f"{bad} NaN/infinite voxels, read as -1024 HU (air)")
     if lo == hi:
         warnings.append(f"the volume is constant ({lo:g}): the segmentation will be meaningless")
-    elif hi < 0 or lo > 3000:
+    elif 0 <= lo and hi <= LABEL_MAX and _whole_numbers(volume):
+        message = f"looks like a label map (values {lo:g}..{hi:g} only), not a CT in HU"
+        if not force:
+            raise InputError(f"{source}: {message}; pass --force to segment it anyway")
+        warnings.append(message)
+    elif lo >= 0:
+        warnings.append(
+            f"intensities {lo:g}..{hi:g} ({volume.dtype}) do not look like Hounsfield units "
+            "(nothing below 0; air is about -1000 HU)"
+        )
+    elif hi < 0:
         warnings.append(f"intensities {lo:g}..{hi:g} do not look like CT Hounsfield units")
     return warnings
 
 
-def scan_from_array(volume: np.ndarray, affine: np.ndarray | None = None) -> Scan:
-    """Wrap an array (HU) and its affine (identity, i.e. 1 mm RAS voxels, when None)."""
+def scan_from_array(
+    volume: np.ndarray, affine: np.ndarray | None = None, *, force: bool = False
+) -> Scan:
+    """Wrap an array (HU) and its affine (identity, i.e. 1 mm RAS voxels, when None).
+
+    Raises:
+        InputError: not a real-valued array, not 3D, an unusable affine, or values that
+            look like a label map rather than HU (unless ``force``).
+    """
     volume = np.asanyarray(volume)
     if volume.dtype.kind not in "iuf" and volume.dtype != bool:
         raise InputError(f"unsupported array type {volume.dtype}; expected real HU values")
@@ -123,7 +166,7 @@ def scan_from_array(volume: np.ndarray, affine: np.ndarray | None = None) -> Sca
     affine = check_affine(np.eye(4) if affine is None else affine)
     if spatial.dtype.kind not in "if" or spatial.dtype.itemsize > 4:
         spatial = spatial.astype(np.float32)
-    return Scan(spatial, affine, shape, warnings=_content_warnings(spatial))
+    return Scan(spatial, affine, shape, warnings=_content_warnings(spatial, "array", force))
 
 
 def scan_kind(path: str | os.PathLike) -> str:
@@ -131,8 +174,8 @@ def scan_kind(path: str | os.PathLike) -> str:
     of scans).
 
     Raises:
-        InputError: missing path, a file that is not NIfTI, a single DICOM file, an empty
-            folder, or a folder mixing DICOM files and NIfTI files.
+        InputError: missing path, a file that is not NIfTI (NRRD: with how to convert it), a
+            single DICOM file, an empty folder, or a folder mixing DICOM files and NIfTI files.
     """
     path = Path(path)
     if not path.exists():
@@ -140,6 +183,9 @@ def scan_kind(path: str | os.PathLike) -> str:
     if path.is_file():
         if is_nifti_path(path):
             return "nifti"
+        reason = unsupported_format(path)
+        if reason is not None:
+            raise InputError(reason)
         if is_dicom_file(path):
             raise InputError(f"{path} is a DICOM file: pass the folder holding its series")
         raise InputError(
@@ -159,24 +205,76 @@ def scan_kind(path: str | os.PathLike) -> str:
         return "batch"
     if not any(path.iterdir()):
         raise InputError(f"{path}: empty folder")
+    if (path / "imagesTr").is_dir():
+        raise InputError(
+            f"{path}: a dataset in Medical Segmentation Decathlon layout; pass its imagesTr folder"
+        )
     raise InputError(f"{path}: no NIfTI file (.nii, .nii.gz) or DICOM series found in the folder")
+
+
+def _candidates(folder: Path) -> list[Path]:
+    return sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if not p.name.startswith(".")
+            and ((p.is_file() and is_nifti_path(p)) or (p.is_dir() and dicom_files(p)))
+        ),
+        key=lambda p: p.name,
+    )
+
+
+def skipped_label_files(folder: str | os.PathLike) -> list[Path]:
+    """The NIfTI files of a batch folder that its layout says are label maps, not CT.
+
+    * everything in a folder named ``labelsTr`` or ``labelsTs`` (Medical Segmentation
+      Decathlon layout, as in :mod:`keras_liverseg.data.datasets`);
+    * a file whose name holds ``seg`` (LiTS ``segmentation-N``, or an earlier output such
+      as ``volume-N_seg``) when another scan of the folder, without ``seg``, ends in the
+      same number (the pairing rule of :mod:`keras_liverseg.metrics.pairing`).
+
+    :func:`find_scans` leaves these out; sorted by name.
+    """
+    from keras_liverseg.metrics.pairing import last_integer
+
+    folder = Path(folder)
+    niftis = [p for p in _candidates(folder) if p.is_file()]
+    if folder.name in LABEL_FOLDERS:
+        return niftis
+    numbers = {last_integer(p) for p in niftis if "seg" not in p.name.lower()} - {None}
+    return [p for p in niftis if "seg" in p.name.lower() and last_integer(p) in numbers]
 
 
 def find_scans(folder: str | os.PathLike) -> list[Path]:
     """The scans of a batch folder: its ``.nii``/``.nii.gz`` files and its sub-folders that
-    hold DICOM files (one level deep), sorted by name."""
+    hold DICOM files (one level deep), sorted by name, without the label maps of
+    :func:`skipped_label_files`.
+
+    Raises:
+        InputError: the folder holds label maps only.
+    """
     folder = Path(folder)
-    found = [
-        p
-        for p in folder.iterdir()
-        if not p.name.startswith(".")
-        and ((p.is_file() and is_nifti_path(p)) or (p.is_dir() and dicom_files(p)))
-    ]
-    return sorted(found, key=lambda p: p.name)
+    labels = set(skipped_label_files(folder))
+    found = [p for p in _candidates(folder) if p not in labels]
+    if labels and not found:
+        raise InputError(
+            f"{folder} holds only label maps ({len(labels)} file(s), e.g. "
+            f"{min(labels).name}), no CT scan"
+        )
+    return found
 
 
-def load_scan(path: str | os.PathLike) -> Scan:
+def load_scan(
+    path: str | os.PathLike, *, force: bool = False, skip_unreadable: bool = False
+) -> Scan:
     """Load a NIfTI file or a folder holding one DICOM series.
+
+    Args:
+        path: a ``.nii``/``.nii.gz`` file or a folder holding one DICOM series.
+        force: segment inputs that look wrong anyway (a DICOM Modality other than CT, a
+            volume that looks like a label map); they become warnings.
+        skip_unreadable: skip DICOM files that cannot be read, listed in
+            ``info["skipped_files"]`` and in the warnings.
 
     Raises:
         InputError: anything that makes the input unusable, with a one-line reason.
@@ -200,14 +298,14 @@ def load_scan(path: str | os.PathLike) -> Scan:
             header=image.header,
             source=str(path),
             kind="nifti",
-            warnings=_content_warnings(volume),
+            warnings=header_warnings(path, image) + _content_warnings(volume, str(path), force),
         )
-    volume, affine, info = read_dicom_series(path)
+    volume, affine, info = read_dicom_series(path, force=force, skip_unreadable=skip_unreadable)
     try:
         affine = check_affine(affine)
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
-    warnings = list(info.pop("warnings", [])) + _content_warnings(volume)
+    warnings = list(info.pop("warnings", [])) + _content_warnings(volume, str(path), force)
     return Scan(
         volume,
         affine,

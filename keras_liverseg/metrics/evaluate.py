@@ -15,13 +15,15 @@ reference is empty) are left out of the means; each summary reports how many cas
 NIfTI files are opened by :func:`keras_liverseg.io.open_nifti`. Label volumes must be 3-D (a
 trailing singleton 4th axis is dropped); the voxel spacing in mm comes from the header's zooms
 (converted if the header says metres or microns); labels are rounded to integers and checked
-to lie in {0, 1, 2}.
+to lie in {0, 1, 2}. A ground truth with other label values (TotalSegmentator's, where the
+liver is 5) is read with its liver and tumor values and remapped to LiTS labels
+(:func:`read_ground_truth`, :func:`remap_labels`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,13 +45,16 @@ __all__ = [
     "Geometry",
     "LabelVolume",
     "MetricSummary",
+    "NotLiTSLabels",
     "check_geometry",
     "class_mask",
     "evaluate_labels",
     "evaluate_pair",
     "iter_evaluate",
     "read_geometry",
+    "read_ground_truth",
     "read_labels",
+    "remap_labels",
     "resample_labels",
     "same_grid",
     "summarize",
@@ -105,12 +110,17 @@ def _one_line(error: BaseException) -> str:
 
 def _load(path: Path, role: str):
     from keras_liverseg.io.errors import InputError
-    from keras_liverseg.io.nifti import open_nifti
+    from keras_liverseg.io.nifti import check_nifti_file, open_nifti
 
-    try:
+    try:  # NRRD gets how to convert it
         image = open_nifti(path)
     except InputError as error:
         raise EvaluationInputError(f"{role} {error}") from None
+    try:  # a truncated, corrupt or too large file fails before its data are read
+        check_nifti_file(path, image)
+    except InputError as error:
+        reason = _one_line(error).removeprefix(f"{path}: ")
+        raise EvaluationInputError(f"{role} {path} cannot be read ({reason})") from None
     shape = tuple(int(n) for n in image.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -137,12 +147,15 @@ def read_geometry(path: Path | str, role: str = "image") -> Geometry:
     return _geometry(image, shape, Path(path), role)
 
 
-def read_labels(path: Path | str, role: str = "image") -> LabelVolume:
+def read_labels(path: Path | str, role: str = "image", lits: bool = True) -> LabelVolume:
     """Read a NIfTI label volume: integer labels in {0, 1, 2} as uint8, with its grid.
 
+    With ``lits=False`` any integer labels are returned, in the file's dtype, for
+    :func:`remap_labels` (a multi-label ground truth such as TotalSegmentator's).
+
     Raises :class:`EvaluationInputError` for a missing or unreadable file, a volume that is not
-    3-D (a trailing singleton 4th axis is allowed), non-integer values or labels outside
-    {0, 1, 2}.
+    3-D (a trailing singleton 4th axis is allowed), non-integer values or (``lits``) labels
+    outside {0, 1, 2} (:class:`NotLiTSLabels`).
     """
     path = Path(path)
     image, shape = _load(path, role)
@@ -166,11 +179,65 @@ def read_labels(path: Path | str, role: str = "image") -> LabelVolume:
                 "labels 0, 1, 2 are needed, not probabilities"
             )
         data = rounded
+    if not lits:
+        return LabelVolume(labels=data, geometry=geometry)  # no copy of a large volume
     if data.size and (data.min() < LABELS[0] or data.max() > LABELS[-1]):
         bad = np.unique(data[(data < LABELS[0]) | (data > LABELS[-1])])
         shown = ", ".join(f"{v:g}" for v in bad[:5].astype(np.float64))
-        raise EvaluationInputError(f"{role} {path} holds labels outside {{0, 1, 2}}: {shown}")
+        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+        raise NotLiTSLabels(f"{role} {path} holds labels outside {{0, 1, 2}}: {shown}{more}")
     return LabelVolume(labels=data.astype(np.uint8, copy=False), geometry=geometry)
+
+
+class NotLiTSLabels(EvaluationInputError):
+    """A label volume with values outside LiTS's {0, 1, 2}."""
+
+
+LITS_LIVER = (1, 2)
+"""The ground-truth labels that make up the liver in LiTS (the organ with its tumors)."""
+LITS_TUMOR = (2,)
+"""The ground-truth label of tumor in LiTS."""
+
+
+def remap_labels(
+    labels: np.ndarray, liver: Sequence[int] = LITS_LIVER, tumor: Sequence[int] = LITS_TUMOR
+) -> np.ndarray:
+    """A ground truth with its own label values as LiTS labels (uint8 0 / 1 / 2).
+
+    Voxels whose label is in ``tumor`` become 2, the other voxels whose label is in ``liver``
+    become 1, everything else 0 (so a tumor label also counts as liver, as LiTS's liver
+    includes its tumors). With the defaults a LiTS label volume is unchanged; TotalSegmentator's
+    117-class output, where the liver is 5 and there is no tumor class, is
+    ``remap_labels(seg, liver=(5,), tumor=())``.
+    """
+    labels = np.asarray(labels)
+    out = np.zeros(labels.shape, np.uint8)
+    out[np.isin(labels, list(liver))] = 1
+    out[np.isin(labels, list(tumor))] = 2
+    return out
+
+
+def read_ground_truth(
+    path: Path | str, liver: Sequence[int] | None = None, tumor: Sequence[int] | None = None
+) -> LabelVolume:
+    """Read a ground-truth label volume as LiTS labels.
+
+    ``liver`` and ``tumor`` are its label values of the liver and of tumor (see
+    :func:`remap_labels`); with neither (``None``) it must hold LiTS labels, and other values
+    are an :class:`EvaluationInputError` that points to ``--gt-liver``. ``tumor=None`` with a
+    ``liver`` means there is no tumor label.
+    """
+    if liver is None and tumor is None:
+        try:
+            return read_labels(path, "ground truth")
+        except NotLiTSLabels as error:
+            raise NotLiTSLabels(
+                f"{error}; for a ground truth with other labels (e.g. TotalSegmentator's, "
+                "liver = 5) give its liver label(s) with --gt-liver (and tumor with --gt-tumor)"
+            ) from None
+    volume = read_labels(path, "ground truth", lits=False)
+    labels = remap_labels(volume.labels, liver or LITS_LIVER[:1], tumor or ())
+    return LabelVolume(labels=labels, geometry=volume.geometry)
 
 
 # --------------------------------------------------------------------------- grids
@@ -296,14 +363,20 @@ def evaluate_pair(
     classes: Sequence[str] = CLASSES,
     tolerance: float = 1.0,
     resample: bool = False,
+    gt_liver: Sequence[int] | None = None,
+    gt_tumor: Sequence[int] | None = None,
+    visit: Callable[[CasePair, LabelVolume, LabelVolume], None] | None = None,
 ) -> CaseResult:
     """Read one prediction / ground-truth pair of NIfTI files and evaluate it.
 
     The spacing comes from the ground truth's header. A prediction on another grid is an
     :class:`EvaluationInputError` unless ``resample`` is true; then it is resampled to the
-    ground-truth grid (:func:`resample_labels`).
+    ground-truth grid (:func:`resample_labels`). ``gt_liver`` / ``gt_tumor``: the ground
+    truth's own label values of liver and tumor (:func:`read_ground_truth`; default LiTS).
+    ``visit(pair, pred, gt)``, if given, sees the two label volumes as they are scored (LiTS
+    labels, the prediction on the ground truth's grid), e.g. to draw them.
     """
-    gt = read_labels(pair.gt, "ground truth")
+    gt = read_ground_truth(pair.gt, gt_liver, gt_tumor)
     pred = read_labels(pair.pred, "prediction")
     resampled = False
     if not same_grid(pred.geometry, gt.geometry):
@@ -314,6 +387,8 @@ def evaluate_pair(
         )
         pred = LabelVolume(labels=labels, geometry=gt.geometry)
         resampled = True
+    if visit is not None:
+        visit(pair, pred, gt)
     return CaseResult(
         case=pair.case,
         classes=evaluate_labels(pred.labels, gt.labels, gt.geometry.spacing, classes, tolerance),
@@ -329,11 +404,14 @@ def iter_evaluate(
     classes: Sequence[str] = CLASSES,
     tolerance: float = 1.0,
     resample: bool = False,
+    gt_liver: Sequence[int] | None = None,
+    gt_tumor: Sequence[int] | None = None,
+    visit: Callable[[CasePair, LabelVolume, LabelVolume], None] | None = None,
 ) -> Iterator[CaseResult]:
     """Evaluate ``pairs`` one by one, yielding each case's result as soon as it is ready.
 
     All headers are read first, so that a missing file or a grid mismatch fails before any
-    long computation.
+    long computation. ``gt_liver``, ``gt_tumor`` and ``visit`` as in :func:`evaluate_pair`.
     """
     for pair in pairs:
         gt = read_geometry(pair.gt, "ground truth")
@@ -341,7 +419,7 @@ def iter_evaluate(
         if not resample:
             check_geometry(pred, gt, pair.pred, pair.gt)
     for pair in pairs:
-        yield evaluate_pair(pair, classes, tolerance, resample)
+        yield evaluate_pair(pair, classes, tolerance, resample, gt_liver, gt_tumor, visit)
 
 
 # --------------------------------------------------------------------------- summary

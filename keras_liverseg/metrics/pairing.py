@@ -24,7 +24,7 @@ from pathlib import Path
 
 from keras_liverseg.metrics.errors import EvaluationInputError
 
-__all__ = ["CasePair", "case_name", "find_pairs", "is_nifti_name", "last_integer"]
+__all__ = ["CasePair", "case_name", "find_image", "find_pairs", "is_nifti_name", "last_integer"]
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _LAST_INTEGER = re.compile(r"(\d+)(?!.*\d)")
@@ -91,7 +91,10 @@ def _single_file(path: Path, role: str) -> None:
     if not path.is_file():
         raise EvaluationInputError(f"{role} {path} is neither a file nor a folder")
     if not is_nifti_name(path):
-        raise EvaluationInputError(f"{role} {path} is not a NIfTI file (.nii or .nii.gz)")
+        from keras_liverseg.io.nifti import unsupported_format  # NRRD: how to convert it
+
+        reason = unsupported_format(path) or f"{path} is not a NIfTI file (.nii or .nii.gz)"
+        raise EvaluationInputError(f"{role} {reason}")
 
 
 def find_pairs(pred: Path | str, gt: Path | str) -> list[CasePair]:
@@ -163,3 +166,41 @@ def _sort_key(name: str) -> tuple:
     # "segmentation-2" before "segmentation-10".
     parts = re.split(r"(\d+)", name)
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in parts)
+
+
+def find_image(gt: Path | str, images: Path | str | None = None) -> Path | None:
+    """The CT image of the ground-truth file ``gt`` (for ``liverseg evaluate --overlay``).
+
+    ``images`` is a NIfTI file (the image of a single case) or a folder, where the image has
+    ``gt``'s name or, failing that, its last number (LiTS ``volume-N`` for
+    ``segmentation-N``; LiTS segmentations in that folder are not images). Without
+    ``images``, the LiTS ``volume-N.nii[.gz]`` beside a ``segmentation-N`` file, or ``None``.
+    """
+    gt = Path(gt)
+    if images is None:
+        if not _LITS_SEGMENTATION.match(gt.name):
+            return None
+        number = gt.name[len("segmentation-"):].split(".")[0]
+        for suffix in (".nii", ".nii.gz"):
+            candidate = gt.with_name(f"volume-{number}{suffix}")
+            if candidate.is_file():
+                return candidate
+        return None
+    images = Path(images)
+    _check_exists(images, "image")
+    if not images.is_dir():
+        _single_file(images, "image")
+        return images
+    files = _nifti_files(images, "image")
+    if any(_LITS_VOLUME.match(p.name) for p in files):
+        files = [p for p in files if not _LITS_SEGMENTATION.match(p.name)]
+    same = [p for p in files if p.name == gt.name]
+    number = last_integer(gt)
+    found = same or [p for p in files if number is not None and last_integer(p) == number]
+    if len(found) != 1:
+        how = "several images" if found else "no image"
+        raise EvaluationInputError(
+            f"ground truth {gt} matches {how} in {images} (by its name or its number "
+            f"{number}){': ' + _listing(found) if found else ''}"
+        )
+    return found[0]

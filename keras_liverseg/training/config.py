@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -10,6 +12,11 @@ from keras_liverseg.data.sampler import TASKS, check_fractions
 
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 LOSSES = ("paper", "dice_ce")
+
+
+class ConfigError(ValueError):
+    """A training-settings file or dict that is not a JSON object of the right fields and
+    types; the message is one line that names the key."""
 
 
 @dataclass
@@ -109,16 +116,74 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from a dict such as ``config.json``'s, checking every key and value type.
+
+        Raises :class:`ConfigError` for something that is not a dict, an unknown key, or a
+        value of the wrong type (naming the key), and ``ValueError`` for an invalid value.
+        """
+        if not isinstance(values, dict):
+            raise ConfigError("training settings must be a JSON object of "
+                              f'{{"key": value}} pairs, got {_json_kind(values)}')
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
-        return cls(**values)
+            raise ConfigError(f"unknown training settings: {', '.join(unknown)}")
+        hints = typing.get_type_hints(cls)
+        return cls(**{key: _checked(key, value, hints[key]) for key, value in values.items()})
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> TrainConfig:
-        """Read a JSON config file; ``overrides`` (e.g. from the CLI) take precedence."""
-        values = json.loads(Path(path).read_text())
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values)
+        """Read a JSON config file; ``overrides`` (e.g. from the CLI) take precedence.
 
+        Errors in the file are :class:`ConfigError` s whose message starts with ``path``.
+        """
+        try:
+            values = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{path} is not a JSON file ({error})") from None
+        if isinstance(values, dict):
+            values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.from_dict(values)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+          dict: "a JSON object", list: "a list", tuple: "a list"}
+
+
+def _json_kind(value) -> str:
+    """What a decoded JSON value is, in JSON's words."""
+    kinds = {bool: "true/false", type(None): "null", int: "a number", float: "a number",
+             str: "a string", list: "a list", dict: "an object"}
+    return f"{kinds.get(type(value), type(value).__name__)} ({json.dumps(value, default=str)[:40]})"
+
+
+def _checked(key: str, value, hint):
+    """``value`` as the field type ``hint`` (``int``, ``float``, ``bool``, ``str``, ``dict``,
+    ``tuple``/``list``, or one of those ``| None``), or a :class:`ConfigError` naming ``key``."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        base = typing.get_origin(option) or option
+        if base is bool and isinstance(value, bool):
+            return value
+        if isinstance(value, bool):
+            continue  # JSON true/false is not a number
+        if base is int and isinstance(value, int | float) and float(value).is_integer():
+            return int(value)
+        if base is float and isinstance(value, int | float):
+            return float(value)
+        if base in (str, dict) and isinstance(value, base):
+            return value
+        if base in (list, tuple) and isinstance(value, list | tuple):
+            return base(value)
+    wanted = " or ".join(_KINDS.get(typing.get_origin(o) or o, str(o))
+                         for o in options if o is not type(None))
+    if type(None) in options:
+        wanted += " or null"
+    raise ConfigError(f"{key!r} must be {wanted}, got {value!r}")

@@ -29,10 +29,11 @@ from keras_liverseg import __version__, losses, models, zoo
 from keras_liverseg.data.datasets import find_cases, split_cases, write_split
 from keras_liverseg.data.sampler import Augmentation, SliceSampler
 from keras_liverseg.data.volumes import crop_to_liver, load_volume
+from keras_liverseg.io.atomic import uninterrupted
 from keras_liverseg.training.config import TrainConfig
 from keras_liverseg.training.epochs import make_epoch_runner, strategy_scope
 from keras_liverseg.training.es_unet_pp import FEATURES, encoding_stage, supervised_features
-from keras_liverseg.training.validation import validate
+from keras_liverseg.training.validation import describe, validate
 
 HISTORY_FIELDS = ["epoch", "loss", "dice_per_case", "dice_per_case_liver",
                   "dice_per_case_tumor", "learning_rate", "seconds"]
@@ -112,19 +113,21 @@ def _train(config: TrainConfig, resume: bool, log) -> Path:
                "learning_rate": float(keras.ops.convert_to_numpy(
                    schedule(epoch * config.steps_per_epoch))),
                "seconds": time.perf_counter() - started}
-        state["epoch"] = epoch
-        score = scores.get("dice_per_case", -loss)
-        if score > state["best"]:
-            state["best"], state["best_epoch"] = score, epoch
-            model.save_weights(run / "checkpoints" / "best.weights.h5")
-        _checkpoint(run, model, optimizer, state)
-        _append_history(run / "history.csv", row)
-        writer(epoch, row)
+        with uninterrupted():  # Ctrl-C / SIGTERM take effect once the checkpoint is whole
+            state["epoch"] = epoch
+            score = scores.get("dice_per_case", -loss)
+            if score > state["best"]:
+                state["best"], state["best_epoch"] = score, epoch
+                model.save_weights(run / "checkpoints" / "best.weights.h5")
+            _checkpoint(run, model, optimizer, state)
+            _append_history(run / "history.csv", row)
+            writer(epoch, row)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in row.items()))
 
     model.load_weights(run / "checkpoints" / "best.weights.h5")
-    model.save(run / "model.keras")
+    with uninterrupted():
+        model.save(run / "model.keras")
     final = validate(model, val_volumes, config.task)
     _write_model_card(run, config, model, train_cases, val_cases, state, final)
     return run
@@ -304,6 +307,7 @@ def _write_model_card(run, config: TrainConfig, model, train_cases, val_cases, s
         "training": {k: v for k, v in config.to_dict().items() if k not in ("data", "output")},
         "best_epoch": state["best_epoch"],
         "validation": scores,
+        "validation_note": describe(scores, config.task),
         "weights_sha256": zoo.sha256_of(run / "checkpoints" / "best.weights.h5"),
         "versions": {"keras_liverseg": __version__, "keras": keras.__version__,
                      "backend": keras.backend.backend(), "python": platform.python_version()},
@@ -317,6 +321,7 @@ def _write_model_card(run, config: TrainConfig, model, train_cases, val_cases, s
              f"from `{config.data}`",
              f"- best epoch: {state['best_epoch']} of {config.epochs}",
              f"- validation: {json.dumps(scores)}",
+             f"- {card['validation_note']}",
              f"- weights sha256: `{card['weights_sha256']}`",
              f"- versions: {json.dumps(card['versions'])}"]
     (run / "model_card.md").write_text("\n".join(lines) + "\n")

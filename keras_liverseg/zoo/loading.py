@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import warnings
 from pathlib import Path
 
 import keras
@@ -18,6 +20,13 @@ class WeightsNotAvailable(RuntimeError):
 
 class WeightsMismatch(RuntimeError):
     """A weights file does not match the SHA-256 its zoo entry records."""
+
+
+class WeightsDoNotMatch(ValueError):
+    """A weights file holds another architecture's (or configuration's) weights.
+
+    The message is one line: the file, the model and the first layer that differs.
+    """
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -62,7 +71,7 @@ def load(
     if weights == "default":
         _load_default(entry, model)
     elif weights is not None:
-        model.load_weights(_existing(weights))
+        load_weights(model, _existing(weights), name)
     return _pruned(entry, model)
 
 
@@ -80,11 +89,59 @@ def _load_default(entry: ZooEntry, model: keras.Model) -> None:
             f"{path} has SHA-256 {actual}, expected {entry.sha256}: the file is corrupt or "
             "was replaced; reinstall keras_liverseg"
         )
-    model.load_weights(path)
+    load_weights(model, path, entry.name)
+
+
+# Keras warns once per layer it skips (70 lines for a file of another architecture) and
+# then raises; these are summed up by WeightsDoNotMatch instead.
+_SKIPPED = ("could not be loaded", "freshly-initialized", "Skipping")
+
+
+def load_weights(model: keras.Model, path: str | os.PathLike, name: str) -> None:
+    """``model.load_weights(path)``, with one :class:`WeightsDoNotMatch` for a file of
+    another model instead of Keras' warning per layer and its long error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+            error = None
+        except ValueError as raised:
+            error = raised
+    skipped = [w for w in caught if any(text in str(w.message) for text in _SKIPPED)]
+    for w in caught:
+        if w not in skipped and not issubclass(w.category, DeprecationWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if error is not None:
+        raise WeightsDoNotMatch(
+            f"weights {path} do not match model {name!r}: {_first_mismatch(str(error))}"
+        ) from None
+    if skipped:
+        raise WeightsDoNotMatch(f"weights {path} do not match model {name!r}: "
+                                f"{_first_line(str(skipped[0].message))}")
+
+
+def _first_mismatch(text: str) -> str:
+    """The first layer that differs, from Keras' error text (one line)."""
+    total = re.search(r"A total of (\d+) objects could not be loaded", text)
+    layer = re.search(r"object <\w+ name=([^,>]+)", text)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    if layer and shapes:
+        found = (f"layer {layer.group(1)} has weights of shape {shapes.group(1)}, the file "
+                 f"{shapes.group(2)}")
+        return f"{found} ({total.group(1)} layers differ)" if total else found
+    return _first_line(text)
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.strip().split("\n\n")[0].split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _pruned(entry: ZooEntry, model: keras.Model) -> keras.Model:
-    if entry.prune_level is None:
+    """The entry's pruned head of ``model``; a ``.keras`` file saved from a model trained
+    as that head (its name ends in ``_L<level>``, as :func:`models.prune` names it) is
+    used as it is."""
+    if entry.prune_level is None or model.name.endswith(f"_L{entry.prune_level}"):
         return model
     return models.prune(model, entry.prune_level)
 
