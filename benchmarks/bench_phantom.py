@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from keras_liverseg.data.phantom import case_seed, generate_case
-from keras_liverseg.data.phantom.dataset import write_case
+from keras_liverseg.phantom import case_seed, generate_case
+from keras_liverseg.phantom.dataset import write_case
 
 
 def main() -> None:

@@ -110,8 +110,8 @@ def bundled_postprocess_args(name: str) -> list[str]:
     entry = zoo.get_entry(name)
     if not entry.has_default_weights():
         return []
-    return ["--min-lesion-mm3", str(entry.min_lesion_mm3),
-            "--lesion-growth-mm", str(entry.lesion_growth_mm)]
+    return ["--min-lesion-mm3", str(entry.postprocess.min_lesion_mm3),
+            "--lesion-growth-mm", str(entry.postprocess.lesion_growth_mm)]
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ SMALL = (16, 32, 64, 128, 256)
 
 def make_data(folder: Path, size: int) -> Path:
     try:
-        from keras_liverseg.data.phantom import write_lits_dataset
+        from keras_liverseg.phantom import write_lits_dataset
 
         write_lits_dataset(folder, cases=2, seed=12345, shape=(512, 512, 48))
     except ImportError:

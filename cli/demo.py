@@ -33,7 +33,7 @@ DEMO_SHAPE = (512, 512, 80)
 @click.pass_context
 def demo(ctx: click.Context, folder: Path, model_name: str, overwrite: bool) -> None:
     """Generate a sample CT scan, segment it, score it, and print a short summary."""
-    from keras_liverseg.data.phantom import write_lits_dataset
+    from keras_liverseg.phantom import write_lits_dataset
 
     started = time.perf_counter()
     scan, truth = folder / "volume-0.nii.gz", folder / "segmentation-0.nii.gz"

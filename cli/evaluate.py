@@ -85,13 +85,13 @@ def _read_ct(path: Path | None, grid, gt_path: Path):
     if not same_grid(geometry, grid):
         raise EvaluationInputError(f"CT image {path} (shape {geometry.shape}) is not on the "
                                    f"grid of ground truth {gt_path} (shape {grid.shape})")
+    from keras_liverseg.io.errors import one_line
     from keras_liverseg.io.nifti import open_nifti
 
     try:
         data = np.asanyarray(open_nifti(path).dataobj, dtype=np.float32)
     except Exception as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise EvaluationInputError(f"CT image {path} cannot be read ({reason})") from None
+        raise EvaluationInputError(f"CT image {path} cannot be read ({one_line(error)})") from None
     return data.reshape(geometry.shape)
 
 

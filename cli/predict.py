@@ -8,6 +8,7 @@ it). Labels: uint8, 0 background, 1 liver, 2 tumor, on the input's grid with its
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import warnings
@@ -91,21 +92,22 @@ def _summary(output: Path, report: dict[str, Any]) -> str:
 
 def _segment(scan, loaded, label: str, options: dict[str, Any], quiet: bool):
     from keras_liverseg.inference import predict_volume
-    from keras_liverseg.io import to_canonical
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.ExitStack() as stack:
         warnings.simplefilter("ignore")
-        if quiet:
-            return predict_volume(loaded, scan, progress=lambda *_: raise_pending(), **options)
-        depth = to_canonical(scan.volume, scan.affine)[2].canonical_shape[2]
-        with click.progressbar(length=depth, label=label, file=sys.stderr) as bar:
+        bars = []  # the progress bar, opened at the first call: its total is the length
 
-            def progress(done: int, total: int) -> None:
-                raise_pending()  # a signal whose exception a callback swallowed
-                bar.length = total  # a cascade's second stage adds its slices
-                bar.update(done - bar.pos)
+        def progress(done: int, total: int) -> None:
+            raise_pending()  # a signal whose exception a callback swallowed
+            if quiet:
+                return
+            if not bars:
+                bars.append(stack.enter_context(
+                    click.progressbar(length=total, label=label, file=sys.stderr)))
+            bars[0].length = total  # a cascade's second stage adds its slices
+            bars[0].update(done - bars[0].pos)
 
-            return predict_volume(loaded, scan, progress=progress, **options)
+        return predict_volume(loaded, scan, progress=progress, **options)
 
 
 def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict | None) -> None:
@@ -360,6 +362,7 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
     from keras_liverseg.inference import PostprocessOptions
     from keras_liverseg.inference.loading import ModelLoadError, load_model
     from keras_liverseg.inference.predictor import prepare_tta
+    from keras_liverseg.inference.report import ReportFacts
 
     tick = time.perf_counter()
     try:
@@ -383,7 +386,7 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
 
         batch_size = 16 if gpu_count() else 4
     options = {"batch_size": batch_size, "tta": tta, "postprocess": post}
-    cli_facts = {"fast": fast, "device": device or "auto", **load_options}
+    cli_options = {"fast": fast, "device": device or "auto", **load_options}
 
     skipped_labels = [Path(p) for p in skipped_label_files(input_path)] if kind == "batch" else []
     if skipped_labels:
@@ -403,20 +406,13 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
         for message in scan.warnings:
             _warn(f"{job.source}: {message}", quiet)
         label = f"[{number}/{len(jobs)}] {job.source.name}" if len(jobs) > 1 else job.source.name
-        segmentation = _segment(scan, loaded, label, options, quiet)
+        # the CLI reads the scan itself (to fail before the model loads): predict_volume,
+        # given the Scan, is told how long that took
+        facts = ReportFacts(output=job.output, overlay=job.overlay, options=cli_options,
+                            load_s=load_seconds, model_load_s=model_seconds)
+        segmentation = _segment(scan, loaded, label, {**options, "report_facts": facts}, quiet)
         raise_pending()
-        scan_report = dict(segmentation.report)
-        scan_report["output"] = str(job.output)
-        scan_report["overlay"] = str(job.overlay) if job.overlay is not None else None
-        scan_report["options"] = {**scan_report["options"], **cli_facts}
-        scan_report["input_warnings"] = list(scan.warnings)
-        scan_report["skipped_files"] = [str(p) for p in scan.info.get("skipped_files", [])]
-        timing = dict(scan_report["timing_s"])
-        # the CLI reads the scan itself (to fail before the model loads); predict_volume,
-        # given the Scan, could not time it
-        timing["load"] = round(load_seconds, 3)
-        timing["total"] = round(timing.get("total", 0.0) + load_seconds, 3)
-        scan_report["timing_s"] = {**timing, "model_load": model_seconds}
+        scan_report = segmentation.report
         single_report = report if kind != "batch" else None
         _write(job, scan, segmentation, single_report, scan_report)
         reports.append(scan_report)

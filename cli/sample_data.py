@@ -47,7 +47,7 @@ def sample_data(output: Path, cases: str, seed: str, size: tuple[str, str, str],
                         f"(at most {MAX_VOXELS} voxels per case)")
     if output.exists() and not output.is_dir():
         raise UserError(f"output is not a folder: {output}")
-    from keras_liverseg.data.phantom.dataset import MANIFEST, existing_outputs, write_lits_dataset
+    from keras_liverseg.phantom.dataset import MANIFEST, existing_outputs, write_lits_dataset
 
     def progress(i, case, paths) -> None:
         m = case.meta

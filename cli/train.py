@@ -1,7 +1,9 @@
-"""``liverseg train``: train a zoo model on a LiTS / MSD dataset folder."""
+"""``liverseg train``: train a zoo model on a LiTS / MSD dataset folder or on phantoms drawn
+on the fly, for a number of epochs or a budget of steps or minutes, on a CPU or a GPU."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -16,19 +18,54 @@ from keras_liverseg.cli.signals import Terminated, raise_pending
 
 
 @click.command("train")
-@click.option("--data", required=True, type=click.Path(path_type=Path),
+@click.option("--data", type=click.Path(path_type=Path),
               help="Dataset folder: LiTS layout (volume-N / segmentation-N) or MSD "
-                   "(imagesTr/ labelsTr/).")
+                   "(imagesTr/ labelsTr/). Give --data or --phantoms.")
+@click.option("--phantoms", type=int, metavar="N",
+              help="Instead of --data: draw phantom cases volume-0 .. volume-N-1 (those "
+                   "`liverseg sample-data --cases N --seed S` writes) in worker processes, "
+                   "resized once to the model input; --split-file and the validation split "
+                   "apply to their ids (cases a split file does not name are training cases "
+                   "too, so a split made on fewer phantoms keeps its validation cases).")
+@click.option("--phantom-seed", type=int, metavar="S",
+              help="Dataset seed of --phantoms [0].")
+@click.option("--phantom-size", type=int, nargs=3, metavar="X Y Z",
+              help="Voxels of each drawn phantom [512 512 64].")
 @click.option("--model", "model_name", default=None,
               help="Zoo model to train (its architecture and configuration) [unet_sharp; "
               "with --resume, the run's own; else the --config file's].")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
               help="JSON file of training settings (see keras_liverseg.training.TrainConfig); "
                    "command-line options override it.")
-@click.option("--epochs", type=int, help="Epochs [10].")
-@click.option("--steps-per-epoch", type=int, help="Batches per epoch [100].")
+@click.option("--model-config", "model_config", metavar="JSON",
+              help='Overrides of the zoo entry\'s builder configuration, e.g. '
+                   '\'{"filters": [16, 32, 64, 128, 256]}\' (replaces the --config file\'s '
+                   'model_config).')
+@click.option("--input-size", type=int, metavar="N",
+              help="Train the zoo model rebuilt for N x N slices (a multiple of 16) "
+                   "[the entry's own].")
+@click.option("--epochs", type=int, help="Epochs [10]; --steps or --minutes replace it.")
+@click.option("--steps", type=int, metavar="N",
+              help="Budget: N steps in all, in epochs of --steps-per-epoch (the last one cut "
+                   "short); the warm-up and cosine run over them.")
+@click.option("--minutes", type=float, metavar="M",
+              help="Budget: M minutes of wall time after the first step (which compiles), in "
+                   "epochs of --steps-per-epoch or until the time is up; the learning rate "
+                   "follows the share of the time spent.")
+@click.option("--steps-per-epoch", type=int,
+              help="Batches per epoch [one pass over the training slices: ceil(training "
+                   "slices / batch size)].")
 @click.option("--batch-size", type=int, help="Slices per batch, all replicas together [8].")
-@click.option("--lr", "learning_rate", type=float, help="Initial learning rate [1e-3].")
+@click.option("--lr", "learning_rate", type=float,
+              help="Peak learning rate [1e-3]: Adam; after the --warmup (a linear rise from 5 % "
+                   "of it), a cosine to 5 % at the end of the run.")
+@click.option("--warmup", type=float, metavar="SHARE",
+              help="Share of the run (epochs, steps or minutes) that the warm-up takes [0.05 with "
+                   "--steps or --minutes, 0 with --epochs].")
+@click.option("--workers", type=int, metavar="N",
+              help="Sampler worker processes, on either backend, and the processes that draw "
+                   "--phantoms [0: the sampler in threads of the training process; phantoms "
+                   "drawn by one process per core].")
 @click.option("--strategy", type=click.Choice(["auto", "one", "mirrored", "multi-worker"]),
               help="tf.distribute strategy [auto].")
 @click.option("--mixed-precision", is_flag=True, default=None,
@@ -56,15 +93,29 @@ from keras_liverseg.cli.signals import Terminated, raise_pending
               "completed epoch.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 def train(data, model_name, config_file, output, resume, quiet, **options) -> None:
-    """Train a model on CT volumes with liver / tumor labels."""
+    """Train a model on CT volumes with liver / tumor labels: a dataset folder (--data) or
+    phantoms drawn on the fly (--phantoms), for --epochs or a budget of --steps or
+    --minutes, on a CPU or a GPU (either backend)."""
     from keras_liverseg.training.config import ConfigError, TrainConfig
 
     values = {k: v for k, v in options.items() if v is not None}
     for key in ("split_file",):
         if key in values:
             values[key] = str(values[key])
+    if "model_config" in values:
+        values["model_config"] = _json_object("--model-config", values["model_config"])
+    if data is not None and options.get("phantoms") is not None:
+        raise UserError("give --data or --phantoms, not both")
+    if data is None and options.get("phantoms") is None and config_file is None and not resume:
+        raise UserError("give --data FOLDER (a dataset) or --phantoms N (phantoms drawn on "
+                        "the fly)")
+    budgets = [f"--{k}" for k in ("epochs", "steps", "minutes") if options.get(k) is not None]
+    if len(budgets) > 1:
+        raise UserError(f"give one of --epochs, --steps and --minutes, not {budgets[0]} and "
+                        f"{budgets[1]}")
     command = _command_line(click.get_current_context())
-    settings = {"data": str(data), "output": str(output), "command": command, **values}
+    settings = {"data": None if data is None else str(data), "output": str(output),
+                "command": command, **values}
     if model_name is not None:  # else the resumed run's, the --config file's, or the default
         settings["model"] = model_name
     try:
@@ -88,6 +139,11 @@ def train(data, model_name, config_file, output, resume, quiet, **options) -> No
     import_backend()
     from keras_liverseg.data.datasets import DatasetError
     from keras_liverseg.training.run import train as run_training
+    from keras_liverseg.training.workers import is_chief
+
+    # multi-worker: the chief claims and writes the run folder, the other workers only read
+    # it (they write to scratch folders of their own), so they neither claim nor clear it
+    chief = is_chief(config.strategy)
 
     def log(line: str) -> None:  # after each epoch's checkpoint: a lost signal stops here
         raise_pending()
@@ -97,9 +153,10 @@ def train(data, model_name, config_file, output, resume, quiet, **options) -> No
     # a new run that stops before its first checkpoint leaves nothing behind (the folder was
     # empty or missing: a folder with files in it is refused without --resume)
     existed = output.is_dir()
-    fresh = not resume and (not existed or not any(output.iterdir()))
+    fresh = chief and not resume and (not existed or not any(output.iterdir()))
     try:
-        with outputs.claim_run_folder("--output", output):
+        with (outputs.claim_run_folder("--output", output) if chief
+              else contextlib.nullcontext()):
             try:
                 run = run_training(config, resume=resume, log=log)
             except BaseException:
@@ -121,10 +178,23 @@ def _stopped(config, error: BaseException) -> str:
     done = _epochs_done(run)
     if done < 1:
         return f"{how} before the first checkpoint; nothing was kept."
+    source = ("--data", config.data) if config.data else ("--phantoms", config.phantoms)
     again = " ".join(shlex.quote(str(word)) for word in (
-        "liverseg", "train", "--data", config.data, "--model", config.model, "--output", run))
-    return (f"{how} after epoch {done} of {config.epochs}, whose checkpoint is complete; "
+        "liverseg", "train", *source, "--model", config.model, "--output", run))
+    of = "" if config.steps or config.minutes else f" of {config.epochs}"
+    return (f"{how} after epoch {done}{of}, whose checkpoint is complete; "
             f"continue with: {again} --resume")
+
+
+def _json_object(option: str, text: str) -> dict:
+    """``text`` parsed as a JSON object, or a one-line error naming ``option``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{option} is not JSON ({error}): {text}") from None
+    if not isinstance(value, dict):
+        raise UserError(f'{option} must be a JSON object of {{"key": value}} pairs, got {text}')
+    return value
 
 
 def _epochs_done(run: Path) -> int:
@@ -158,6 +228,8 @@ def _command_line(ctx: click.Context) -> str:
         flag = max(param.opts, key=len)
         if getattr(param, "is_flag", False):
             words.append(flag if value or not param.secondary_opts else param.secondary_opts[0])
+        elif isinstance(value, tuple):  # nargs > 1
+            words += [flag, *(shlex.quote(str(v)) for v in value)]
         else:
             words += [flag, shlex.quote(str(value))]
     return " ".join(words)

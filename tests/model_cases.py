@@ -22,18 +22,11 @@ CASES = {
 
 
 def architecture(case: str) -> str:
-    """The builder name of a case (the part before a variant suffix)."""
-    for name in (
-        "unet_sharp",
-        "unet_pp",
-        "unet3p",
-        "es_unet_pp_encoder",
-        "es_unet_pp",
-        "isc_unet",
-        "wp_unet",
-        "mu_net",
-        "unet",
-    ):
+    """The builder name of a case (the longest registered name it starts with: the part
+    before a variant suffix)."""
+    from keras_liverseg import models
+
+    for name in sorted(models.available(), key=len, reverse=True):
         if case.startswith(name):
             return name
     raise KeyError(case)

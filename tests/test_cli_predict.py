@@ -365,15 +365,15 @@ def test_smallest_lesion_is_the_models_own_unless_given(tmp_path, oracle_model_f
     # bundled weights carry their zoo entry's size and growth; other weights keep every
     # lesion as predicted
     entry = zoo.get_entry("unet_sharp")
-    own = (entry.min_lesion_mm3, entry.lesion_growth_mm)
+    own = (entry.postprocess.min_lesion_mm3, entry.postprocess.lesion_growth_mm)
 
     def settings(loaded):
-        return loaded.min_lesion_mm3, loaded.lesion_growth_mm
+        return loaded.postprocess.min_lesion_mm3, loaded.postprocess.lesion_growth_mm
 
     assert own[0] > 0 and own[1] > 0 and settings(load_model("unet_sharp")) == own
     fast_entry = zoo.get_entry("unet_sharp_fast")
     assert settings(load_model("unet_sharp", fast=True)) == (
-        fast_entry.min_lesion_mm3, fast_entry.lesion_growth_mm) == own
+        fast_entry.postprocess.min_lesion_mm3, fast_entry.postprocess.lesion_growth_mm) == own
     assert settings(load_model("unet_sharp", oracle_model_file)) == (0, 0)
     copy = tmp_path / "copy.weights.h5"  # the bundled file under another name: the same
     shutil.copyfile(entry.weights_path(), copy)
@@ -399,7 +399,7 @@ def test_smallest_lesion_is_the_models_own_unless_given(tmp_path, oracle_model_f
 
     # predict_volume: post-processing by default uses the loaded model's size
     loaded = as_loaded(load_model("unet_sharp", oracle_model_file).model)
-    loaded.min_lesion_mm3 = 31.0
+    loaded.postprocess = PostprocessOptions(min_lesion_mm3=31.0)
     by_default = predict_volume(loaded, source)
     assert not (by_default.labels == 2).any()
     assert by_default.report["options"]["postprocess"]["min_lesion_mm3"] == 31.0
@@ -486,6 +486,27 @@ def test_registered_in_the_liverseg_command():
         "from keras_liverseg.cli import predict as predict_cmd; "
         "cli.add_command(predict_cmd.predict)"
     )
+
+
+def test_the_cli_report_is_the_predictors_with_the_runs_facts(tmp_path, oracle_model_file):
+    """One function builds the report (inference.report.scan_report): the CLI's is
+    predict_volume's plus its own facts; its progress bar runs to the predictor's total."""
+    from keras_liverseg import predict_volume
+    from keras_liverseg.inference.loading import load_model
+
+    source = _save(tmp_path / "ct.nii", _volume()[0])
+    result = _run(source, "-o", tmp_path / "seg.nii", "--weights", oracle_model_file,
+                  "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("ct.nii")  # the progress bar's label (not a terminal)
+    cli = json.loads((tmp_path / "r.json").read_text())
+    python = predict_volume(load_model("unet_sharp", oracle_model_file), source).report
+    assert list(cli) == [*python, "output", "overlay", "input_warnings", "skipped_files"]
+    assert list(cli["timing_s"]) == [*python["timing_s"], "model_load"]
+    assert cli["options"] == {**python["options"], "fast": False, "device": "auto",
+                              "force": False, "skip_unreadable": False}
+    assert cli["output"] == str(tmp_path / "seg.nii") and cli["overlay"] is None
+    assert cli["model"] == python["model"] and cli["lesions"] == python["lesions"]
 
 
 # --- issue 20: what the report and stderr say, and the help texts ---------------------------

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from keras_liverseg.cli.sample_data import sample_data
-from keras_liverseg.data.phantom import GENERATOR_VERSION, case_seed
+from keras_liverseg.phantom import GENERATOR_VERSION, case_seed
 
 SIZE = ["--size", "48", "48", "16"]
 

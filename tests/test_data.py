@@ -10,8 +10,11 @@ import pytest
 from synthetic import blob_case, write_lits
 
 from keras_liverseg.data.datasets import (
+    Case,
     DatasetError,
+    draw_phantoms,
     find_cases,
+    phantom_cases,
     select_cases,
     split_cases,
     write_split,
@@ -205,3 +208,72 @@ def test_threaded_batches_train_exactly_like_one_thread(lits):
     for one, many in zip(*weights, strict=True):
         np.testing.assert_array_equal(one, many)
     assert not all(np.array_equal(a, b) for a, b in zip(before, weights[1], strict=True))
+
+
+@pytest.mark.parametrize("model", ["unet_sharp", "unet_sharp_roi"])
+def test_a_drawn_phantom_is_what_the_sampler_would_cut_from_the_full_size_one(model):
+    """liverseg train --phantoms resizes each phantom once; the sampler then sees the
+    slices it would have cut from the full-size phantom (the default weights' training)."""
+    from keras_liverseg import zoo
+    from keras_liverseg.data.volumes import crop_to_liver, volume_from_arrays
+    from keras_liverseg.io import to_canonical
+    from keras_liverseg.io.slices import resize_labels, slice_stack
+    from keras_liverseg.phantom import case_seed, generate_case
+
+    roi = zoo.get_entry(model).liver_roi
+    size = (192, 192)
+    [volume] = draw_phantoms(phantom_cases(4)[3:], 1, (512, 512, 6), size,
+                             crop=roi is not None, roi=roi)
+    assert volume.case_id == "volume-3"
+    assert volume.image.dtype == np.int16 and volume.labels.dtype == np.uint8
+    full = generate_case(case_seed(1, 3), (512, 512, 6))
+    image, _, _ = to_canonical(full.volume, full.affine)
+    truth, _, _ = to_canonical(full.labels, full.affine)
+    if roi is not None:  # what liverseg train --liver-roi feeds the sampler
+        cut = crop_to_liver(volume_from_arrays("volume-3", image, truth.astype(np.uint8)), roi)
+        assert cut.image.shape[0] < image.shape[0]
+        image, truth = cut.image, cut.labels
+    assert volume.image.shape == (*size, image.shape[2])
+    assert volume.liver_slices.size and (volume.labels >= 1).any()
+    # the sampler resizes the full-size slices with their neighbours; draw_phantoms once
+    np.testing.assert_allclose(slice_stack(volume.image, [1, 4], 3, size),
+                               slice_stack(image, [1, 4], 3, size), atol=0.5)
+    for k in (1, 4):
+        np.testing.assert_array_equal(volume.labels[:, :, k],
+                                      resize_labels(truth[:, :, k], size))
+
+
+def test_phantoms_drawn_in_worker_processes_are_the_same_and_named_for_split_files(tmp_path):
+    cases = phantom_cases(3)
+    assert [c.case_id for c in cases] == ["volume-0", "volume-1", "volume-2"]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["volume-2", "volume-0"], "validation": ["volume-1"]}))
+    train, validation = split_cases(cases, split_file=split)
+    assert [c.case_id for c in train] == ["volume-2", "volume-0"]
+    here = draw_phantoms(train, 7, (64, 64, 8), processes=1)
+    there = draw_phantoms(train, 7, (64, 64, 8), processes=2)
+    assert [v.case_id for v in there] == ["volume-2", "volume-0"]
+    for one, other in zip(here, there, strict=True):
+        assert one.image.shape == (64, 64, 8)
+        np.testing.assert_array_equal(one.image, other.image)
+        np.testing.assert_array_equal(one.labels, other.labels)
+    assert not np.array_equal(here[0].image, here[1].image)  # two cases, not one twice
+    with pytest.raises(DatasetError, match="phantom cases are named volume-N"):
+        draw_phantoms([Case("liver_3", None, None)], 7, (64, 64, 8))  # an MSD-style id
+
+
+def test_sampler_worker_processes_serve_the_sampler_stream_in_order(lits):
+    """liverseg train --workers N on TensorFlow: tf.data reads a multiprocessing PyDataset."""
+    pytest.importorskip("tensorflow")
+    from keras_liverseg.data.tfdata import slice_dataset
+
+    volumes = [load_volume(c) for c in find_cases(lits)]
+    sampler = SliceSampler(volumes, (32, 32), 3, 0.4, 0.4, Augmentation(), seed=5)
+    served = list(slice_dataset(sampler, {"mask": (32, 32, 3)}, batch_size=3, start=6,
+                                count=4, workers=2).as_numpy_iterator())
+    assert len(served) == 4
+    for i, (x, targets) in enumerate(served):
+        want_x, want_y = sampler.batch(range(6 + 3 * i, 6 + 3 * i + 3))
+        assert x.shape == (3, 32, 32, 3)
+        np.testing.assert_array_equal(x, want_x)
+        np.testing.assert_array_equal(targets["mask"], want_y)

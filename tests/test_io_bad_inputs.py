@@ -406,3 +406,44 @@ def test_dicom_larger_than_the_memory_available_is_refused(
     with pytest.raises(InputError) as error:
         load_scan(tmp_path)
     _one_line(error, str(tmp_path), "5x6x5 int16", "memory available")
+
+
+def test_an_error_becomes_one_line_in_one_place():
+    from keras_liverseg.io.errors import one_line
+
+    assert one_line(ValueError("bad\n  header\tfield ")) == "bad header field"
+    assert one_line(KeyError()) == "KeyError"  # no message: its type
+    assert one_line(OSError("x" * 300), limit=160) == "x" * 157 + "..."
+    assert one_line("short", limit=160) == "short"
+
+
+def test_training_and_evaluation_read_label_maps_with_the_same_checks(tmp_path):
+    """One reader (keras_liverseg.io.labels) with one set of checks; each caller words
+    the error its own way."""
+    from keras_liverseg.data.datasets import Case, DatasetError
+    from keras_liverseg.data.volumes import load_volume
+    from keras_liverseg.io import labels as label_files
+
+    image = _save(tmp_path / "volume-0.nii", _ct())
+    almost = np.zeros((12, 10, 6), np.float32)
+    almost[2:5, 2:5, 1:3] = 1.0004  # a float32 label map: accepted, rounded
+    read = label_files.read_labels(_save(tmp_path / "almost.nii", almost))
+    assert read.labels.dtype == np.uint8 and read.labels.max() == 1
+    assert load_volume(Case("c0", image, tmp_path / "almost.nii")).labels.max() == 1
+    for name, data, needle in [
+        ("nan.nii", np.full((12, 10, 6), np.nan, np.float32), "NaN or infinite"),
+        ("probabilities.nii", np.full((12, 10, 6), 0.4, np.float32), "non-integer"),
+        ("five.nii", np.full((12, 10, 6), 5, np.uint8), "outside {0, 1, 2}: 5"),
+        ("four_d.nii", np.zeros((12, 10, 6, 2), np.uint8), "3-D label volume"),
+    ]:
+        path = _save(tmp_path / name, data)
+        with pytest.raises(label_files.LabelError) as error:
+            label_files.read_labels(path)
+        assert error.value.path == path
+        _one_line(error, str(path), needle)
+        with pytest.raises(EvaluationInputError) as error:
+            read_labels(path, "ground truth")
+        _one_line(error, f"ground truth {path}", needle)
+        with pytest.raises(DatasetError) as error:
+            load_volume(Case("c0", image, path))
+        _one_line(error, f"case c0: {name}", needle)

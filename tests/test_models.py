@@ -194,6 +194,29 @@ def test_bad_input_shapes_are_clear_errors(shape):
         models.unet(input_shape=shape)
 
 
+def test_every_registered_architecture_has_a_test_case():
+    """A new architecture is one module and its registration: the model tests build every
+    case of ``model_cases.CASES``, so it needs one there."""
+    covered = {architecture(case) for case in CASES}
+    missing = sorted(set(models.available()) - covered)
+    assert not missing, f"add a case to tests/model_cases.py for {missing}"
+
+
+def test_the_registry_carries_each_papers_loss_and_two_stage_training():
+    from keras_liverseg import losses
+    from keras_liverseg.models import registry
+
+    assert isinstance(registry.paper_loss("unet_sharp"), losses.MixedLoss)  # UNet#
+    assert isinstance(registry.paper_loss("mu_net"), losses.SoftmaxMSELoss)  # mU-Net
+    others = set(models.available()) - {"unet_sharp", "mu_net"}
+    assert all(type(registry.paper_loss(name)) is losses.SegLoss for name in others)
+    assert registry.paper_loss("unet_sharp") is not registry.paper_loss("unet_sharp")  # new
+    assert [n for n in models.available() if registry.trains_in_two_stages(n)] == ["es_unet_pp"]
+    assert registry.architecture("unet").builder is models.unet
+    with pytest.raises(ValueError, match="available"):
+        registry.paper_loss("segformer")
+
+
 def test_unknown_architecture_and_options():
     with pytest.raises(ValueError, match="available"):
         models.build("segformer")

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from keras_liverseg.data.phantom import (
+from keras_liverseg.phantom import (
     GENERATOR_VERSION,
     case_seed,
     generate_case,
     write_lits_dataset,
 )
-from keras_liverseg.data.phantom.intensities import TISSUES, liver_range, tissue_id
-from keras_liverseg.data.phantom.lesions import MIN_CONTRAST_HU, visible
-from keras_liverseg.data.phantom.patient import sample_patient
-from keras_liverseg.data.phantom.scanner import sample_acquisition
+from keras_liverseg.phantom.intensities import TISSUES, liver_range, tissue_id
+from keras_liverseg.phantom.lesions import MIN_CONTRAST_HU, visible
+from keras_liverseg.phantom.patient import sample_patient
+from keras_liverseg.phantom.scanner import sample_acquisition
 
 SMALL = (128, 128, 40)
 COARSE = (3.0, 3.0, 5.0)  # 384 mm field of view, 200 mm of z: the whole upper abdomen
@@ -243,3 +245,37 @@ def test_writer_refuses_to_overwrite(tmp_path):
     write_lits_dataset(tmp_path, 1, seed=2, shape=(48, 48, 12), overwrite=True)
     assert json.loads((tmp_path / "phantoms.json").read_text())["dataset_seed"] == 2
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+# -- the old import path ---------------------------------------------------------------------
+_OLD_PATH = """
+import warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import keras_liverseg.data.phantom as old
+    from keras_liverseg.data.phantom import generate_case
+    from keras_liverseg.data.phantom.scanner import sample_acquisition
+    import keras_liverseg.data.phantom.dataset as old_dataset
+import keras_liverseg.phantom as new
+import keras_liverseg.phantom.dataset
+import keras_liverseg.phantom.scanner
+assert generate_case is new.generate_case
+assert sample_acquisition is new.scanner.sample_acquisition
+assert old_dataset is new.dataset and old.intensities is new.intensities
+assert old.__all__ == new.__all__ and all(getattr(old, n) is getattr(new, n) for n in new.__all__)
+print(*(f"{w.category.__name__}|{w.filename}|{w.message}" for w in caught), sep="\\n")
+"""
+
+
+def test_the_old_import_path_works_and_warns_once():
+    """``keras_liverseg.data.phantom``, deprecated, still imports with its submodules, and
+    warns once (a fresh interpreter: this one has the modules cached)."""
+    run = subprocess.run([sys.executable, "-c", _OLD_PATH], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    caught = run.stdout.strip().splitlines()
+    assert len(caught) == 1, caught
+    category, filename, message = caught[0].split("|")
+    assert category == "DeprecationWarning"
+    assert filename == "<string>"  # attributed to the importing code, not to importlib
+    assert "import keras_liverseg.phantom instead" in message

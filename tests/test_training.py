@@ -86,9 +86,9 @@ def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
         epoch = real(*args, **kwargs)
         calls = []
 
-        def run_epoch(first):
+        def run_epoch(first, *steps):
             calls.append(first)
-            return epoch(first) if len(calls) == 1 else float("nan")
+            return epoch(first, *steps) if len(calls) == 1 else float("nan")
 
         return run_epoch
 
@@ -180,6 +180,19 @@ def test_bad_runs_are_one_line_errors(dataset, tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**json.loads(config.read_text()), "model": "nnunet"}))
     cases.append(train_args(dataset, tmp_path / "r8", other))
+    # data from two sources or none, two budgets, bad new options
+    drawn = ["train", "--phantoms", "2", "--phantom-size", "64", "64", "8", "--config",
+             str(config)]
+    cases += [
+        [*drawn, "--data", str(dataset), "-o", str(tmp_path / "r10")],
+        ["train", "-o", str(tmp_path / "r11"), "--epochs", "1"],
+        [*drawn, "-o", str(tmp_path / "r12"), "--epochs", "2", "--steps", "5"],
+        [*drawn, "-o", str(tmp_path / "r13"), "--input-size", "40"],
+        [*drawn, "-o", str(tmp_path / "r14"), "--model-config", "[4, 8]"],
+        [*drawn, "-o", str(tmp_path / "r15"), "--model-config", "{filters"],
+        [*drawn, "-o", str(tmp_path / "r16"), "--warmup", "1.5"],
+        [*drawn, "-o", str(tmp_path / "r17"), "--minutes", "0"],
+    ]
     # found while reading the data, after the run has written its cache
     mismatch = write_lits(tmp_path / "mismatch", count=4, shape=(32, 32, 6))
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 5), np.uint8), np.eye(4)),
@@ -241,8 +254,15 @@ def test_config_values_are_taken_as_their_field_types():
     assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
     with pytest.raises(ConfigError, match="'liver_roi' must be true or false or null"):
         TrainConfig.from_dict({"data": "d", "output": "o", "liver_roi": 1})
-    with pytest.raises(ConfigError, match="'data' must be a string, got None"):
+    with pytest.raises(ConfigError, match="'data' must be a string or null, got 3"):
+        TrainConfig.from_dict({"data": 3, "output": "o"})
+    with pytest.raises(ValueError, match="exactly one of data .* and phantoms"):
         TrainConfig.from_dict({"data": None, "output": "o"})
+    with pytest.raises(ValueError, match="cannot be shared by several workers"):
+        TrainConfig(data="d", output="o", minutes=5, strategy="multi-worker")
+    drawn = TrainConfig.from_dict({"data": None, "output": "o", "phantoms": 4,
+                                   "phantom_size": [64, 64, 8]})
+    assert drawn.phantom_size == (64, 64, 8) and drawn.steps_per_epoch is None
 
 
 def _free_ports(count: int) -> list[int]:
@@ -255,33 +275,173 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-@pytest.mark.slow
-def test_two_workers_end_with_identical_weights(dataset, tmp_path):
-    config = config_file(tmp_path, validation_fraction=0.0)
+# One worker of a multi-worker run, as `python -m keras_liverseg.cli.main` does, that also
+# keeps its final model's weights (argv[1], .npz) for the test: only the chief writes files.
+_WORKER = """
+import sys
+
+import numpy as np
+
+from keras_liverseg.cli.main import main
+from keras_liverseg.training import run
+
+card = run._write_model_card
+
+
+def keep_weights(*args, **kwargs):
+    np.savez(sys.argv[1], *args[2].get_weights())
+    return card(*args, **kwargs)
+
+
+run._write_model_card = keep_weights
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _two_workers(run: Path, weights: Path, *args) -> list[str]:
+    """Train with two workers on 127.0.0.1, both given ``-o run``; their stderr."""
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        args = train_args(dataset, tmp_path / f"worker{index}", config, "--epochs", "1",
-                          "--strategy", "multi-worker", "--quiet")
-        processes.append(subprocess.Popen([sys.executable, "-m", "keras_liverseg.cli.main",
-                                           *args], env=env, stderr=subprocess.PIPE, text=True))
-    for process in processes:
-        _, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err[-3000:]
-    weights = []
-    for index in range(2):
-        with h5py.File(tmp_path / f"worker{index}" / "checkpoints" / "last.weights.h5") as f:
-            arrays = {}
-            f.visititems(lambda name, obj, a=arrays: a.__setitem__(name, obj[()])
-                         if isinstance(obj, h5py.Dataset) else None)
-            weights.append(arrays)
-    assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 10
-    for name in weights[0]:
-        np.testing.assert_array_equal(weights[0][name], weights[1][name], err_msg=name)
-    initial = json.loads((tmp_path / "worker0" / "state.json").read_text())
-    assert initial["epoch"] == 1
+        command = [sys.executable, "-c", _WORKER, str(weights / f"worker{index}.npz"),
+                   "train", "-o", str(run), "--strategy", "multi-worker", *args]
+        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True))
+    errors = []
+    try:
+        for process in processes:
+            _, err = process.communicate(timeout=240)
+            assert process.returncode == 0, err[-3000:]
+            errors.append(err)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return errors
+
+
+def _run_files(run: Path) -> list[str]:
+    return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+
+
+def _assert_same_weights(folder: Path) -> None:
+    chief, other = (np.load(folder / f"worker{i}.npz") for i in range(2))
+    assert chief.files == other.files and len(chief.files) > 10
+    for name in chief.files:
+        np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+
+
+def _scratch_folder(stderr: str) -> Path:
+    line = next(x for x in stderr.splitlines() if x.startswith("not the chief worker"))
+    return Path(line.split("scratch folder ", 1)[1].split(" (removed", 1)[0])
+
+
+@pytest.mark.slow
+def test_two_workers_write_one_run_folder_through_the_chief_and_resume_it(dataset, tmp_path):
+    config = config_file(tmp_path, validation_fraction=0.25, steps_per_epoch=3)
+    run = tmp_path / "run"
+    data = ["--data", str(dataset), "--config", str(config)]
+    chief, other = _two_workers(run, tmp_path, *data, "--epochs", "1")
+    _assert_same_weights(tmp_path)  # the gradients and BatchNorm statistics were all-reduced
+
+    # the chief's files, once each: no second TensorBoard event file, no worker folders
+    files = _run_files(run)
+    cache = [f for f in files if f.startswith("cache/")]
+    logs = [f for f in files if f.startswith("logs/")]
+    assert len(cache) == 2 * 4 and len(logs) == 1, files
+    assert sorted(set(files) - set(cache) - set(logs)) == [
+        "checkpoints/best.weights.h5", "checkpoints/last.optimizer.npz",
+        "checkpoints/last.weights.h5", "config.json", "history.csv", "model.keras",
+        "model_card.json", "model_card.md", "split.json", "state.json"]
+    assert [int(r["epoch"]) for r in history(run)] == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "run", "train.json", "worker0.npz", "worker1.npz"]  # no second run folder
+    assert "not the chief worker" not in chief
+    assert not _scratch_folder(other).exists()  # the other worker's scratch is gone
+
+    # both workers continue the chief's run: its state, weights and optimizer state
+    chief, other = _two_workers(run, tmp_path, *data, "--epochs", "2", "--resume")
+    for err in (chief, other):
+        assert "resuming after epoch 1" in err
+    _assert_same_weights(tmp_path)
+    assert [int(r["epoch"]) for r in history(run)] == [1, 2]
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+    assert _optimizer_iterations(run) == 2 * 3  # 3 steps an epoch, all workers together
+    files = _run_files(run)
+    assert len([f for f in files if f.startswith("logs/")]) == 2  # one per run, not per worker
+    assert not [f for f in files if "partial" in f]
+    assert not _scratch_folder(other).exists()
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["training"]["strategy"] == "multi-worker" and card["best_epoch"] >= 1
+
+
+@pytest.mark.parametrize("tf_config, strategy, chief", [
+    (None, "multi-worker", True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}},
+     "multi-worker", True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}},
+     "multi-worker", False),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}},
+     "auto", False),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}},
+     "one", True),  # TF_CONFIG but a one-process strategy: this process writes its run
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}},
+     "multi-worker", False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}},
+     "multi-worker", True),
+])
+def test_the_chief_is_tensorflows_chief_of_the_cluster(monkeypatch, tf_config, strategy, chief):
+    import keras
+
+    from keras_liverseg.training.workers import is_chief
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    # multi-worker is TensorFlow's: on JAX every process is its own chief
+    assert is_chief(strategy) is (chief or keras.backend.backend() != "tensorflow")
+
+
+def test_another_worker_reads_the_run_folder_and_writes_only_to_its_scratch(
+        tmp_path, monkeypatch):
+    import keras
+
+    from keras_liverseg.training import run as run_module
+    from keras_liverseg.training.config import TrainConfig
+    from keras_liverseg.training.workers import write_folder
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("multi-worker runs are TensorFlow's")
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}))
+    run = tmp_path / "run"
+    config = TrainConfig(data="d", output=str(run), strategy="multi-worker")
+    with pytest.raises(RuntimeError, match="stop"), write_folder(run, "multi-worker") as own:
+        assert own.is_dir() and not own.is_relative_to(run)
+        state = run_module._start(run, config, False, own)  # a new run
+        assert state["epoch"] == 0 and not run.exists()
+        assert json.loads((own / "state.json").read_text())["epoch"] == 0
+        raise RuntimeError("stop")
+    assert not own.exists()  # removed however the run ends
+
+    # the chief's run after epoch 2: resume reads it, and copies its best weights
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    (run / "state.json").write_text(json.dumps({"epoch": 2, "best": 0.5, "best_epoch": 1}))
+    (run / "checkpoints" / "best.weights.h5").write_bytes(b"epoch 1")
+    before = _run_files(run)
+    with write_folder(run, "multi-worker") as own:
+        assert run_module._start(run, config, True, own)["epoch"] == 2
+        assert (own / "checkpoints" / "best.weights.h5").read_bytes() == b"epoch 1"
+        # without --resume, a run folder with a completed epoch is an older run's
+        with pytest.raises(FileExistsError, match="pass --resume"):
+            run_module._start(run, config, False, own)
+    assert _run_files(run) == before and not own.exists()
+    with write_folder(run, "one") as own:  # a one-process strategy: the run folder itself
+        assert own == run
 
 
 @pytest.mark.slow
@@ -431,3 +591,133 @@ def test_the_best_epoch_is_not_the_one_that_predicts_no_tumor_on_tumor_free_case
     assert card["validation"]["dice_per_case_tumor"] is None
     assert "tumor not scored" in (run / "model_card.md").read_text()
     assert [row["dice_per_case_tumor"] for row in history(run)] == ["", ""]
+
+
+# --- budgets, one-pass epochs, phantoms drawn on the fly (what trained the default weights) --
+
+def _iterations(run: Path) -> int:
+    return int(np.load(run / "checkpoints" / "last.optimizer.npz")["v0"])
+
+
+@pytest.mark.slow
+def test_a_tiny_phantom_run_with_a_step_budget_writes_the_run_folder(tmp_path):
+    """What trained the default weights, in small: phantoms drawn in worker processes, a
+    step budget, sampler worker processes, the zoo model rebuilt for another input size."""
+    import keras
+
+    split = tmp_path / "split.json"
+    # a split made on two phantoms: the third, which it does not name, trains too
+    split.write_text(json.dumps({"train": ["volume-0"], "validation": ["volume-1"]}))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--phantoms", "3", "--phantom-seed", "1", "--phantom-size", "64", "64", "8",
+        "--steps", "3", "--steps-per-epoch", "2", "--batch-size", "2", "--workers", "2",
+        "--model-config", json.dumps(TINY), "--input-size", "48", "--split-file", str(split),
+        "-o", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "drew 3 phantoms of seed 1" in result.output
+    assert "2 training and 1 validation cases (16 training slices)" in result.output
+    for name in ("config.json", "split.json", "state.json", "model.keras", "model_card.json",
+                 "model_card.md", "history.csv", "checkpoints/best.weights.h5",
+                 "checkpoints/last.weights.h5", "checkpoints/last.optimizer.npz"):
+        assert (run / name).is_file(), name
+    assert not (run / "cache").exists()  # nothing read from disk
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]  # 2 steps, then the last one
+    assert json.loads((run / "state.json").read_text())["steps"] == 3 == _iterations(run)
+    # the cosine ends the budget at 5 % of the learning rate
+    assert float(rows[-1]["learning_rate"]) == pytest.approx(0.05 * 1e-3)
+    assert json.loads((run / "split.json").read_text()) == {
+        "train": ["volume-0", "volume-2"], "validation": ["volume-1"]}
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["data"]["folder"] == "phantoms: 3 of seed 1, 64x64x8 voxels"
+    assert card["data"]["training_cases"] == ["volume-0", "volume-2"]
+    assert card["preprocessing"]["input_size"] == [48, 48]
+    assert card["config"]["input_shape"] == [48, 48, 3]
+    assert "--phantom-size 64 64 8" in card["command"] and "--steps 3" in card["command"]
+    assert card["training"]["phantoms"] == 3 and card["training"]["workers"] == 2
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    assert model.input_shape == (None, 48, 48, 3)
+
+
+@pytest.mark.slow
+def test_an_epoch_is_one_pass_over_the_training_slices(dataset, tmp_path):
+    """3 training cases of 10 slices, batches of 4: ceil(30 / 4) = 8 steps an epoch, unless
+    --steps-per-epoch says otherwise."""
+    config = config_file(tmp_path, steps_per_epoch=None)
+    one_pass = tmp_path / "pass"
+    result = CliRunner().invoke(cli, train_args(dataset, one_pass, config, "--epochs", "1"))
+    assert result.exit_code == 0, result.output
+    assert "(30 training slices)" in result.output
+    assert _iterations(one_pass) == 8
+    assert json.loads((one_pass / "state.json").read_text())["steps"] == 8
+    given = tmp_path / "given"
+    result = CliRunner().invoke(cli, train_args(dataset, given, config, "--epochs", "1",
+                                                "--steps-per-epoch", "3"))
+    assert result.exit_code == 0, result.output
+    assert _iterations(given) == 3
+
+
+def test_the_learning_rate_warms_up_then_follows_a_cosine_over_the_steps():
+    from keras_liverseg.training.config import TrainConfig
+    from keras_liverseg.training.epochs import Budget, warmup_cosine
+
+    schedule = warmup_cosine(1e-3, total_steps=100, warmup=0.1)
+    rate = [float(schedule(step)) for step in range(101)]
+    assert rate[0] == pytest.approx(5e-5) and rate[5] == pytest.approx(5.25e-4)
+    assert rate[10] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(rate[:10], rate[1:11], strict=True))  # warm-up
+    assert all(a > b for a, b in zip(rate[10:100], rate[11:], strict=True))  # cosine
+    assert rate[55] == pytest.approx(5e-5 + 0.5 * (1e-3 - 5e-5))  # half-way down
+    assert rate[100] == pytest.approx(5e-5)
+    assert float(warmup_cosine(1e-3, 100, warmup=0.0)(0)) == pytest.approx(1e-3)
+
+    # --steps 10 in epochs of 4: 4, 4, 2, each from the slice after the last one
+    config = TrainConfig("d", "o", steps=10, batch_size=2, warmup=0.0)
+    budget = Budget(config, steps_per_epoch=4)
+    assert budget.epochs() == 3
+    calls = []
+    while not budget.finished():
+        budget.run_epoch(lambda first, steps: calls.append((first, steps)) or 1.0, None, 2)
+    assert calls == [(0, 4), (8, 4), (16, 2)]
+    assert budget.learning_rate() == pytest.approx(5e-5)
+    # a resumed run goes on from the steps it had done; --epochs 3 of 4 steps: 12 steps
+    resumed = Budget(TrainConfig("d", "o", epochs=3), steps_per_epoch=4, steps_done=8)
+    assert resumed.total_steps == 12 and resumed.done() == pytest.approx(8 / 12)
+
+
+def test_a_time_budget_starts_its_clock_after_the_first_step(monkeypatch):
+    from keras_liverseg.training import epochs
+    from keras_liverseg.training.config import TrainConfig
+
+    now = [100.0]
+    monkeypatch.setattr(epochs.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(epochs, "CHUNK", 10)
+    calls, rates = [], []
+
+    def run_epoch(first, steps):
+        calls.append((first, steps))
+        now[0] += 60.0 if len(calls) == 1 else steps  # compiling, then a second a step
+        return 2.0 if len(calls) == 1 else 1.0
+
+    class Rate:
+        def assign(self, value):
+            rates.append(value)
+
+    optimizer = type("Optimizer", (), {"learning_rate": Rate()})()
+    config = TrainConfig("d", "o", minutes=0.5, learning_rate=1e-3, batch_size=4, warmup=0.1)
+    budget = epochs.Budget(config, steps_per_epoch=25)
+    assert budget.epochs() is None and budget.seconds() == 0.0
+    first = budget.run_epoch(run_epoch, optimizer, batch_size=4)
+    # the first step alone (the 60 s it compiled do not count), then chunks of 10
+    assert calls == [(0, 1), (4, 10), (44, 10), (84, 4)]
+    assert budget.seconds() == 24.0 and not budget.finished()
+    assert first == pytest.approx((2.0 + 24 * 1.0) / 25)
+    assert rates[:2] == [pytest.approx(5e-5), pytest.approx(5e-5)]  # the clock had not run
+    budget.run_epoch(run_epoch, optimizer, batch_size=4)
+    assert calls[4] == (100, 10) and budget.finished()  # 34 s > 30 s: the epoch ends early
+    assert budget.steps_done == 35 and len(calls) == 5
+    assert rates[3] > rates[4] > 5e-5  # the cosine over the time spent
+    state = {"steps": budget.steps_done, "seconds": budget.seconds()}
+    resumed = epochs.Budget(config, 25, state["steps"], state["seconds"])
+    assert resumed.finished()  # a resumed run counts the time already spent

@@ -29,11 +29,12 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Case:
-    """One training case: a CT volume and its label map (0 background, 1 liver, 2 tumor)."""
+    """One training case: a CT volume and its label map (0 background, 1 liver, 2 tumor);
+    files ``None`` for a phantom drawn on demand (:func:`phantom_cases`)."""
 
     case_id: str
-    image: Path
-    label: Path
+    image: Path | None
+    label: Path | None
 
 
 def find_cases(root: str | os.PathLike) -> list[Case]:
@@ -144,3 +145,80 @@ def write_split(path: str | os.PathLike, train: Sequence[Case], validation: Sequ
     """Write a split file that :func:`split_cases` reads back."""
     Path(path).write_text(json.dumps({"train": [c.case_id for c in train],
                                       "validation": [c.case_id for c in validation]}, indent=2))
+
+
+# --- phantoms drawn on the fly ----------------------------------------------------------------
+
+def phantom_cases(count: int) -> list[Case]:
+    """Cases ``volume-0 .. volume-{count - 1}`` of a phantom dataset, drawn on demand by
+    :func:`draw_phantoms` (no files: ``image`` and ``label`` are ``None``). The ids are those
+    ``liverseg sample-data`` writes, so a split file made on such a folder applies."""
+    return [Case(f"volume-{i}", None, None) for i in range(int(count))]
+
+
+def draw_phantoms(
+    cases: Sequence[Case],
+    seed: int,
+    shape: Sequence[int],
+    input_size: Sequence[int] | None = None,
+    crop: bool = False,
+    roi=None,
+    processes: int = 1,
+) -> list:
+    """The phantoms ``cases`` (ids ``volume-N``) of dataset ``seed`` as training volumes.
+
+    Each is :func:`keras_liverseg.phantom.generate_case` ``(case_seed(seed, N), shape)``
+    brought to canonical orientation, cut to the liver's region (``crop``; ``roi`` a
+    :class:`~keras_liverseg.data.roi.LiverROI` or ``None`` for the default framing, as
+    :func:`~keras_liverseg.data.volumes.crop_to_liver` cuts a dataset's volumes) and, with
+    ``input_size``, resized in-plane once with the resizing the sampler and inference use, so
+    that the sampler's own resize is a no-op and a drawn set of 512 x 512 phantoms fits in
+    memory. ``processes > 1`` draws them in that many worker processes.
+
+    Returns:
+        a list of :class:`~keras_liverseg.data.volumes.Volume`, in the order of ``cases``.
+    """
+    from keras_liverseg.data.volumes import volume_from_arrays
+
+    jobs = [(_phantom_index(case.case_id), int(seed), tuple(int(v) for v in shape),
+             None if input_size is None else tuple(int(v) for v in input_size), crop, roi)
+            for case in cases]
+    if processes > 1 and len(jobs) > 1:
+        import multiprocessing
+
+        # forkserver: the workers start from a clean interpreter (no TensorFlow or JAX
+        # threads forked mid-flight) and import only NumPy, SciPy and the phantom generator
+        context = multiprocessing.get_context("forkserver")
+        with context.Pool(min(processes, len(jobs))) as pool:
+            drawn = pool.map(_draw_phantom, jobs, chunksize=1)
+    else:
+        drawn = [_draw_phantom(job) for job in jobs]
+    return [volume_from_arrays(*case) for case in drawn]
+
+
+def _phantom_index(case_id: str) -> int:
+    match = re.fullmatch(r"volume-(\d+)", case_id)
+    if not match:
+        raise DatasetError(f"case {case_id}: phantom cases are named volume-N")
+    return int(match.group(1))
+
+
+def _draw_phantom(job: tuple) -> tuple[str, np.ndarray, np.ndarray]:
+    """One phantom of :func:`draw_phantoms`: ``(case_id, image int16, labels uint8)``."""
+    from keras_liverseg.data.volumes import crop_to_liver, volume_from_arrays
+    from keras_liverseg.io import to_canonical
+    from keras_liverseg.io.slices import resize_axes, resize_labels
+    from keras_liverseg.phantom import case_seed, generate_case
+
+    index, seed, shape, size, crop, roi = job
+    case = generate_case(case_seed(seed, index), shape)
+    image, _, _ = to_canonical(case.volume, case.affine)
+    labels, _, _ = to_canonical(case.labels, case.affine)
+    volume = volume_from_arrays(f"volume-{index}", image, np.asarray(labels, np.uint8))
+    if crop:
+        volume = crop_to_liver(volume, roi)
+    image, labels = volume.image, volume.labels
+    if size is not None and tuple(image.shape[:2]) != tuple(size):
+        image = np.rint(resize_axes(image, size, axes=(0, 1))).astype(np.int16)
+        labels = resize_labels(labels, size)
+    return volume.case_id, np.ascontiguousarray(image), np.ascontiguousarray(labels)

@@ -1,8 +1,10 @@
-"""A backend-agnostic batch source (``keras.utils.PyDataset``) for the JAX backend."""
+"""A backend-agnostic batch source (``keras.utils.PyDataset``): the JAX backend's, and the
+TensorFlow backend's with sampler worker processes (``liverseg train --workers``)."""
 
 from __future__ import annotations
 
 import os
+import signal
 
 import keras
 
@@ -16,7 +18,8 @@ def sampler_threads(limit: int = 8) -> int:
     Threads rather than processes: the sampler's resizing and affine warps run in NumPy and
     SciPy code that releases the GIL (two threads draw 1.9 times the slices of one on a
     2-core CPU), and nothing forks beside the JAX runtime. The ``tf.data`` pipeline gets
-    the same parallelism from ``num_parallel_calls=AUTOTUNE``.
+    the same parallelism from ``num_parallel_calls=AUTOTUNE``. ``liverseg train --workers N``
+    uses N processes instead (``use_multiprocessing``), for accelerators that outrun threads.
     """
     return max(1, min(int(limit), os.cpu_count() or 1))
 
@@ -37,6 +40,8 @@ class SliceBatches(keras.utils.PyDataset):
                  steps: int, start: int = 0, label_inputs: int | None = None,
                  extra_targets=None, **kwargs):
         super().__init__(**kwargs)
+        if self.use_multiprocessing:
+            _quiet_workers()
         self.sampler = sampler
         self.heads = {n: s for n, s in heads.items() if not n.startswith("enc_")}
         self.batch_size = int(batch_size)
@@ -59,3 +64,25 @@ class SliceBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.epoch += 1
+
+
+_HOOKED = False
+
+
+def _quiet_workers() -> None:
+    """Forked sampler workers take SIGTERM's default action and ignore SIGINT.
+
+    Keras ends its worker pool with SIGTERM, and Ctrl-C reaches every process of the
+    group; a worker that inherited the training process's handlers (``liverseg``'s turn
+    SIGTERM into an exception) would print a traceback each. The parent handles both.
+    """
+    global _HOOKED
+    if _HOOKED:
+        return
+
+    def in_child() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    os.register_at_fork(after_in_child=in_child)
+    _HOOKED = True

@@ -4,6 +4,9 @@ Indices ``0, 1, 2, ...`` are batched and mapped to slices by
 :class:`~keras_liverseg.data.sampler.SliceSampler` in parallel threads
 (``num_parallel_calls=AUTOTUNE``; NumPy/SciPy release the GIL for the heavy parts), then
 prefetched. The decoded volumes come from the ``.npy`` cache, so NIfTI is read once.
+With ``workers``, the batches come instead from the same stream's
+:class:`~keras_liverseg.data.pydataset.SliceBatches` drawn in that many worker processes
+(Keras's own ``PyDataset`` pool, as ``model.fit`` reads it on TensorFlow).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ def slice_dataset(
     start: int = 0,
     count: int | None = None,
     label_inputs: int | None = None,
+    workers: int = 0,
 ) -> tf.data.Dataset:
     """Batches ``(x, {head: target})`` of training slices.
 
@@ -34,7 +38,12 @@ def slice_dataset(
         count: number of batches, or ``None`` for an endless stream.
         label_inputs: feed the one-hot label map of the slice (this many classes) instead
             of CT: the input of ES-UNet++'s encoding UNet++.
+        workers: draw the batches in this many worker processes (``0``: threads); needs
+            ``count``.
     """
+    if workers:
+        return _process_dataset(sampler, heads, batch_size, start, count, label_inputs,
+                                workers)
     names = [n for n in heads if not n.startswith("enc_")]
     height, width = sampler.input_size
     channels = label_inputs or sampler.context_slices
@@ -64,3 +73,22 @@ def slice_dataset(
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _process_dataset(sampler, heads, batch_size, start, count, label_inputs, workers):
+    """``slice_dataset``'s batches drawn by a multiprocessing ``PyDataset``."""
+    # Keras's adapter is what model.fit uses to read a PyDataset on TensorFlow: its ordered
+    # enqueuer runs the worker pool and bounds the queue (not public API, so kept here)
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    from keras_liverseg.data.pydataset import SliceBatches
+
+    if count is None:
+        raise ValueError("worker processes need a number of batches (count)")
+    batches = SliceBatches(sampler, heads, batch_size, count, start=start,
+                           label_inputs=label_inputs, workers=int(workers),
+                           use_multiprocessing=True)
+    dataset = PyDatasetAdapter(batches, shuffle=False).get_tf_dataset()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

@@ -18,8 +18,8 @@ import numpy as np
 from keras_liverseg.data.datasets import Case, DatasetError, find_cases, select_cases
 from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.io import InputError, load_nifti, open_nifti, to_canonical
-
-LABELS = (0, 1, 2)
+from keras_liverseg.io.atomic import OutputBusy, atomic_paths
+from keras_liverseg.io.labels import LabelError, read_labels
 
 
 @dataclass
@@ -58,12 +58,18 @@ def load_volume(case: Case, cache_dir: str | os.PathLike | None = None) -> Volum
     else:
         image, labels = _decode(case)
         if cached:
-            cached[0].parent.mkdir(parents=True, exist_ok=True)
-            for path, array in zip(cached, (image, labels), strict=True):
-                partial = path.with_suffix(".partial.npy")
-                np.save(partial, array)
-                partial.replace(path)
+            _write_cache(cached, image, labels)
     return volume_from_arrays(case.case_id, image, labels)
+
+
+def _write_cache(paths: tuple[Path, Path], image: np.ndarray, labels: np.ndarray) -> None:
+    """Store a decoded case in the cache; another process storing the same case wins."""
+    try:
+        with atomic_paths(paths) as temps:
+            for temp, array in zip(temps, (image, labels), strict=True):
+                np.save(temp, array)
+    except OutputBusy:
+        pass
 
 
 def volume_from_arrays(case_id: str, image: np.ndarray, labels: np.ndarray) -> Volume:
@@ -122,19 +128,16 @@ def crop_to_liver(volume: Volume, roi: LiverROI | None = None) -> Volume:
 def _decode(case: Case) -> tuple[np.ndarray, np.ndarray]:
     try:
         image, image_nii = load_nifti(case.image)
-        labels, label_nii = load_nifti(case.label)
+        label_map = read_labels(case.label)
+    except LabelError as error:
+        raise DatasetError(f"case {case.case_id}: {error.path.name} {error.reason}") from None
     except InputError as error:
         raise DatasetError(f"case {case.case_id}: {error}") from None
-    image, labels = _squeeze(image, case, "volume"), _squeeze(labels, case, "label")
+    image, labels = _squeeze(image, case, "volume"), label_map.labels
     if image.shape != labels.shape:
         raise DatasetError(f"case {case.case_id}: volume shape {image.shape} and label shape "
                            f"{labels.shape} differ")
-    values = np.unique(labels)
-    bad = [v for v in values.tolist() if v not in LABELS]
-    if bad:
-        raise DatasetError(f"case {case.case_id}: label values {bad[:5]} outside {{0, 1, 2}} "
-                           f"in {case.label.name}")
-    if not np.allclose(image_nii.affine, label_nii.affine, atol=1e-3):
+    if not np.allclose(image_nii.affine, label_map.affine, atol=1e-3):
         raise DatasetError(f"case {case.case_id}: volume and label affines differ")
     try:
         image, _, _ = to_canonical(image, image_nii.affine)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_liverseg.inference.postprocess import PostprocessOptions
+from keras_liverseg.io.errors import one_line
 
 __all__ = [
     "LoadedModel",
@@ -42,12 +43,10 @@ class LoadedModel:
             ``None``.
         second_stage_share: inside the liver region, the weight of the second stage's
             probabilities in the average with this model's (1.0: the second stage's alone).
-        min_lesion_mm3: the post-processing's smallest kept lesion for these weights (the
-            zoo entry's value for its bundled weights, also when a file with their SHA-256
-            is passed as a path; else 0: every lesion is kept).
-        lesion_growth_mm: how far post-processing grows the predicted lesions for these
-            weights (the zoo entry's for its bundled weights, as ``min_lesion_mm3``; else
-            0: no growth).
+        postprocess: the default post-processing for these weights: the zoo entry's
+            :attr:`~keras_liverseg.zoo.ZooEntry.postprocess` for its bundled weights (also
+            when a file with their SHA-256 is passed as a path), else the default
+            :class:`PostprocessOptions` (every lesion kept, no growth).
     """
 
     model: Any
@@ -58,8 +57,7 @@ class LoadedModel:
     liver_roi: Any = None
     second_stage: LoadedModel | None = None
     second_stage_share: float = 1.0
-    min_lesion_mm3: float = 0.0
-    lesion_growth_mm: float = 0.0
+    postprocess: PostprocessOptions = PostprocessOptions()
     _resized: dict = field(default_factory=dict, repr=False, compare=False)
 
     def at_input_size(self, size: tuple[int, int]) -> Any:
@@ -72,12 +70,8 @@ class LoadedModel:
         return self._resized[size]
 
     def postprocess_options(self) -> PostprocessOptions:
-        """The default post-processing steps, with these weights' own ``min_lesion_mm3``
-        and ``lesion_growth_mm``."""
-        return PostprocessOptions(
-            min_lesion_mm3=float(self.min_lesion_mm3),
-            lesion_growth_mm=float(self.lesion_growth_mm),
-        )
+        """The default post-processing steps for these weights (:attr:`postprocess`)."""
+        return self.postprocess
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the report."""
@@ -113,7 +107,7 @@ def at_input_size(model: Any, size: tuple[int, int], name: str | None = None) ->
         twin = keras.Model.from_config(config)
         twin.set_weights(model.get_weights())
     except Exception as error:  # shape-dependent layers or weights
-        text = " ".join(str(error).split())[:200] or type(error).__name__
+        text = one_line(error, limit=200)
         raise ModelLoadError(
             f"model {name or model.name!r} cannot read {size[0]}x{size[1]} slices: {text}"
         ) from None
@@ -226,7 +220,7 @@ def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
     except WeightsDoNotMatch as error:  # one line: the first layer that differs
         raise ModelLoadError(str(error)) from None
     except Exception as error:  # corrupt file, unsafe model, ...
-        text = " ".join(str(error).split())[:200] or type(error).__name__
+        text = one_line(error, limit=200)
         raise ModelLoadError(f"cannot load weights {weights} for {name!r}: {text}") from None
     if weights == "default":
         path = entry.weights_path()
@@ -234,8 +228,7 @@ def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
     loaded = _wrap(model, name, None if weights is None else str(weights), sha256)
     loaded.liver_roi = entry.liver_roi
     if sha256 is not None and sha256 == entry.sha256:  # chosen for these exact weights
-        loaded.min_lesion_mm3 = entry.min_lesion_mm3
-        loaded.lesion_growth_mm = entry.lesion_growth_mm
+        loaded.postprocess = entry.postprocess
     return loaded
 
 

@@ -221,7 +221,7 @@ def grow_lesions(
 
     This corrects the default weights' under-segmentation of the lesions they find
     (relative volume difference about -0.5 on phantoms); the distance is chosen on
-    validation phantoms (``scripts/postprocess_sweep.py``, zoo/unet_sharp.md).
+    validation phantoms (``research/unet_sharp/postprocess_sweep.py``, zoo/unet_sharp.md).
 
     Args:
         labels: uint8 ``(X, Y, Z)`` map (0 background, 1 liver, 2 tumor), changed in place.

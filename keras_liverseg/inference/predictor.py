@@ -43,9 +43,9 @@ from nibabel.affines import voxel_sizes
 from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.inference.loading import LoadedModel, as_loaded
 from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
-from keras_liverseg.inference.report import REPORT_VERSION, lesions, versions, volume_summary
+from keras_liverseg.inference.report import LABELS, ReportFacts, scan_report
 from keras_liverseg.io.nifti import write_labels
-from keras_liverseg.io.orientation import CANONICAL_AXCODES, from_canonical, to_canonical
+from keras_liverseg.io.orientation import from_canonical, to_canonical
 from keras_liverseg.io.scan import Scan, load_scan, scan_from_array
 from keras_liverseg.io.slices import resize_axes, slice_stack
 
@@ -60,7 +60,6 @@ __all__ = [
     "tta_input_size",
 ]
 
-LABELS = {0: "background", 1: "liver", 2: "tumor"}
 NAN_FILL_HU = -1024.0
 TTA_SCALE = Fraction(7, 6)
 """Test-time augmentation reads the slices a second time at this larger input scale.
@@ -295,6 +294,7 @@ def predict_volume(
     postprocess: bool | PostprocessOptions = True,
     return_probabilities: bool = False,
     progress: Progress | None = None,
+    report_facts: ReportFacts | None = None,
 ) -> Segmentation:
     """Segment the liver and liver tumors in a CT volume.
 
@@ -316,6 +316,9 @@ def predict_volume(
         return_probabilities: keep float16 class probabilities on the input grid (costs
             ``2 * num_classes`` bytes per voxel).
         progress: called as ``progress(slices_done, slices_total)`` after every batch.
+        report_facts: the caller's facts for the report
+            (:class:`~keras_liverseg.inference.report.ReportFacts`: output paths, more
+            options, the time it took to read the scan and load the model).
 
     Returns:
         A :class:`Segmentation` with labels of exactly the input's shape and affine.
@@ -375,34 +378,9 @@ def predict_volume(
     if probs_c is not None:
         probabilities = np.ascontiguousarray(from_canonical(probs_c, reorientation))
         del probs_c
-    tick = time.perf_counter()
-    found = lesions(labels3d, scan.affine)
-    summary = volume_summary(labels3d, scan.affine)
-    timing["report"] = time.perf_counter() - tick
-    timing["total"] = time.perf_counter() - started
-    report = {
-        "report_version": REPORT_VERSION,
-        "input": _describe_input(scan, reorientation),
-        "labels": {str(k): v for k, v in LABELS.items()},
-        **summary,
-        "lesion_count": len(found),
-        "lesions": found,
-        "model": loaded.describe(),
-        "options": {
-            "batch_size": batch_size,
-            "tta": tta,
-            "postprocess": {
-                "largest_component": options.largest_component,
-                "fill_holes": options.fill_holes,
-                "tumor_inside_liver": options.tumor_inside_liver,
-                "min_lesion_mm3": options.min_lesion_mm3,
-                "lesion_growth_mm": options.lesion_growth_mm,
-            },
-        },
-        "versions": versions(),
-        "timing_s": {key: round(value, 3) for key, value in timing.items()},
-        "warnings": list(scan.warnings),
-    }
+    report = scan_report(scan, reorientation, labels3d, model=loaded.describe(),
+                         batch_size=batch_size, tta=tta, postprocess=options, timing=timing,
+                         started=started, facts=report_facts)
     return Segmentation(
         labels=labels3d.reshape(scan.shape),
         affine=scan.affine.copy(),
@@ -410,16 +388,3 @@ def predict_volume(
         probabilities=probabilities,
         header=scan.header,
     )
-
-
-def _describe_input(scan: Scan, reorientation) -> dict[str, Any]:
-    return {
-        "path": scan.source,
-        "kind": scan.kind,
-        "shape": list(scan.shape),
-        "spacing_mm": [round(v, 6) for v in scan.spacing],
-        "orientation": "".join(reorientation.original_axcodes),
-        "canonical_orientation": "".join(CANONICAL_AXCODES),
-        "affine": [[round(float(v), 6) for v in row] for row in scan.affine],
-        **scan.info,
-    }

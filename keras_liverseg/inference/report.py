@@ -9,10 +9,13 @@ Anterior, z towards Superior).
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
 import platform
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,32 +24,129 @@ import numpy as np
 
 from keras_liverseg.inference.postprocess import (
     LESION_CONNECTIVITY,
+    PostprocessOptions,
     bounding_box,
     component_sizes,
     label_components,
 )
 from keras_liverseg.io.atomic import atomic_write_text
+from keras_liverseg.io.orientation import CANONICAL_AXCODES
 
 __all__ = [
+    "LABELS",
     "REPORT_VERSION",
+    "ReportFacts",
+    "describe_input",
     "lesions",
     "report_json",
-    "sha256_file",
+    "scan_report",
     "versions",
     "volume_summary",
     "write_report",
 ]
 
 REPORT_VERSION = 1
+LABELS = {0: "background", 1: "liver", 2: "tumor"}
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class ReportFacts:
+    """What the caller of the predictor knows about the run and puts in each scan's report
+    (the ``liverseg predict`` command: where the outputs go, its own options, the time it
+    took to read the scan and to load the model).
+
+    Attributes:
+        output: the segmentation file.
+        overlay: the overlay PNG, or ``None``.
+        options: more options to list beside the predictor's (``fast``, ``device``, ...).
+        load_s: seconds the caller took to read the scan (it then passed the
+            :class:`~keras_liverseg.io.Scan`), counted in ``timing_s`` ``load`` and ``total``.
+        model_load_s: seconds it took to load the model (``timing_s`` ``model_load``).
+    """
+
+    output: str | os.PathLike | None = None
+    overlay: str | os.PathLike | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    load_s: float | None = None
+    model_load_s: float | None = None
+
+
+def describe_input(scan: Any, reorientation: Any) -> dict[str, Any]:
+    """The report's ``input``: the scan's source, shape, spacing, orientation and affine."""
+    return {
+        "path": scan.source,
+        "kind": scan.kind,
+        "shape": list(scan.shape),
+        "spacing_mm": [round(v, 6) for v in scan.spacing],
+        "orientation": "".join(reorientation.original_axcodes),
+        "canonical_orientation": "".join(CANONICAL_AXCODES),
+        "affine": [[round(float(v), 6) for v in row] for row in scan.affine],
+        **scan.info,
+    }
+
+
+def scan_report(
+    scan: Any,
+    reorientation: Any,
+    labels: np.ndarray,
+    *,
+    model: dict[str, Any],
+    batch_size: int,
+    tta: bool,
+    postprocess: PostprocessOptions,
+    timing: dict[str, float],
+    started: float,
+    facts: ReportFacts | None = None,
+) -> dict[str, Any]:
+    """The whole report of one segmented scan.
+
+    Args:
+        scan: the :class:`~keras_liverseg.io.Scan` segmented.
+        reorientation: its reorientation to the canonical orientation.
+        labels: the final labels, on the scan's grid.
+        model: :meth:`~keras_liverseg.inference.LoadedModel.describe` of the model.
+        batch_size, tta, postprocess: the predictor's options.
+        timing: seconds of the steps so far (``load``, ``predict``, ...); this adds
+            ``report`` (the volumes and lesions measured here) and ``total``.
+        started: ``time.perf_counter()`` when the work on this scan started.
+        facts: the caller's :class:`ReportFacts`, if any: they add ``output``,
+            ``overlay``, ``input_warnings`` and ``skipped_files``, and their options and
+            times.
+    """
+    tick = time.perf_counter()
+    found = lesions(labels, scan.affine)
+    summary = volume_summary(labels, scan.affine)
+    timing = dict(timing)
+    timing["report"] = time.perf_counter() - tick
+    timing["total"] = time.perf_counter() - started
+    options = {"batch_size": batch_size, "tta": tta,
+               "postprocess": dataclasses.asdict(postprocess)}
+    if facts is not None:
+        options.update(facts.options)
+        if facts.load_s is not None:  # the caller read the scan before this started
+            timing["load"] = facts.load_s
+            timing["total"] += facts.load_s
+        if facts.model_load_s is not None:
+            timing["model_load"] = facts.model_load_s
+    report = {
+        "report_version": REPORT_VERSION,
+        "input": describe_input(scan, reorientation),
+        "labels": {str(k): v for k, v in LABELS.items()},
+        **summary,
+        "lesion_count": len(found),
+        "lesions": found,
+        "model": model,
+        "options": options,
+        "versions": versions(),
+        "timing_s": {key: round(value, 3) for key, value in timing.items()},
+        "warnings": list(scan.warnings),
+    }
+    if facts is not None:
+        report["output"] = None if facts.output is None else str(facts.output)
+        report["overlay"] = None if facts.overlay is None else str(facts.overlay)
+        report["input_warnings"] = list(scan.warnings)
+        report["skipped_files"] = [str(p) for p in scan.info.get("skipped_files", [])]
+    return report
 
 
 def versions() -> dict[str, str | None]:

@@ -230,7 +230,7 @@ def _temporary_name(target: Path) -> Path:
 
 def _suffix(target: Path) -> str:
     name = target.name.lower()
-    for double in (".nii.gz", ".tar.gz"):
+    for double in (".nii.gz", ".tar.gz", ".weights.h5"):  # Keras saves by the full suffix
         if name.endswith(double):
             return target.name[-len(double) :]
     return target.suffix

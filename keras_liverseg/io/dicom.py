@@ -25,7 +25,7 @@ import numpy as np
 import pydicom
 from pydicom.misc import is_dicom
 
-from keras_liverseg.io.errors import InputError
+from keras_liverseg.io.errors import InputError, one_line
 from keras_liverseg.io.memory import check_memory
 
 __all__ = ["DICOM_SUFFIXES", "LPS_TO_RAS", "dicom_files", "is_dicom_file", "read_dicom_series"]
@@ -65,11 +65,6 @@ def dicom_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if is_dicom_file(p))
 
 
-def _reason(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
 def _sop_class(ds: pydicom.Dataset) -> str | None:
     uid = ds.get("SOPClassUID") or getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", None)
     return str(uid) if uid else None
@@ -84,7 +79,9 @@ def _read_header(path: Path) -> pydicom.Dataset:
     try:
         ds = pydicom.dcmread(path, defer_size=1024)
     except Exception as error:
-        raise _UnreadableFile(path, f"not a readable DICOM file ({_reason(error)})") from None
+        raise _UnreadableFile(
+            path, f"not a readable DICOM file ({one_line(error, limit=160)})"
+        ) from None
     sop_class = _sop_class(ds)
     if sop_class is None:
         raise _UnreadableFile(path, "incomplete DICOM file (no SOP class: truncated?)")
@@ -387,7 +384,7 @@ def _decode(s: _Slice) -> np.ndarray:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         hint = f" (transfer syntax {syntax.name})" if syntax is not None else ""
         raise _UnreadableFile(
-            s.path, f"cannot decode the pixel data{hint}: {_reason(error)}"
+            s.path, f"cannot decode the pixel data{hint}: {one_line(error, limit=160)}"
         ) from None
     if pixels.shape != (s.rows, s.cols):
         raise _UnreadableFile(

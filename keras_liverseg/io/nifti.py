@@ -7,6 +7,7 @@ import gzip
 import logging
 import math
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +16,17 @@ import nibabel as nib
 import numpy as np
 
 from keras_liverseg.io.atomic import atomic_path
-from keras_liverseg.io.errors import InputError
+from keras_liverseg.io.errors import InputError, one_line
 from keras_liverseg.io.memory import check_memory, describe_array
 
 __all__ = [
     "NIFTI_SUFFIXES",
+    "case_name",
     "check_nifti_file",
     "header_warnings",
     "is_nifti_path",
     "label_header",
+    "last_integer",
     "load_nifti",
     "open_nifti",
     "unsupported_format",
@@ -37,6 +40,22 @@ _OTHER_FORMATS = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd":
 def is_nifti_path(path: str | os.PathLike) -> bool:
     """True when the file name ends with ``.nii`` or ``.nii.gz`` (case-insensitive)."""
     return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def case_name(path: str | os.PathLike) -> str:
+    """The file name without its ``.nii`` / ``.nii.gz`` suffix."""
+    name = Path(path).name
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def last_integer(path: str | os.PathLike) -> int | None:
+    """The last run of digits in the file name (suffix excluded), or None if it has none:
+    the case number of LiTS names (``segmentation-7.nii`` -> 7)."""
+    match = re.search(r"(\d+)(?!.*\d)", case_name(path))
+    return int(match.group(1)) if match else None
 
 
 def unsupported_format(path: str | os.PathLike) -> str | None:
@@ -71,7 +90,8 @@ def open_nifti(path: str | os.PathLike) -> nib.Nifti1Image:
         with _quiet_nibabel():
             image = nib.load(str(path))
     except Exception as error:  # nibabel raises many types for bad files
-        raise InputError(f"{path}: not a readable NIfTI file ({_reason(error)})") from None
+        reason = one_line(error, limit=160)
+        raise InputError(f"{path}: not a readable NIfTI file ({reason})") from None
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"{path}: not a NIfTI file (read as {type(image).__name__})")
     return image
@@ -151,7 +171,7 @@ def _gzip_size(path: Path) -> int:
                 size += len(chunk)
     except (OSError, EOFError, zlib.error) as error:
         raise InputError(
-            f"{path}: the gzip data are truncated or corrupt ({_reason(error)})"
+            f"{path}: the gzip data are truncated or corrupt ({one_line(error, limit=160)})"
         ) from None
     return size
 
@@ -181,7 +201,7 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
     except Exception as error:
         raise InputError(
             f"{path}: cannot read the image data, the file is truncated or corrupt "
-            f"({_reason(error)})"
+            f"({one_line(error, limit=160)})"
         ) from None
     return data, image
 
@@ -199,11 +219,6 @@ def _read_data(image: nib.Nifti1Image) -> np.ndarray:
     if inter:
         data += np.float32(inter)
     return data
-
-
-def _reason(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def label_header(template: nib.Nifti1Header | None, affine: np.ndarray, shape: tuple[int, ...]):

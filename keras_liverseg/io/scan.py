@@ -15,7 +15,14 @@ import numpy as np
 
 from keras_liverseg.io.dicom import dicom_files, is_dicom_file, read_dicom_series
 from keras_liverseg.io.errors import InputError
-from keras_liverseg.io.nifti import header_warnings, is_nifti_path, load_nifti, unsupported_format
+from keras_liverseg.io.nifti import (
+    case_name,
+    header_warnings,
+    is_nifti_path,
+    last_integer,
+    load_nifti,
+    unsupported_format,
+)
 from keras_liverseg.io.orientation import check_affine
 
 __all__ = [
@@ -73,11 +80,7 @@ class Scan:
     @property
     def name(self) -> str:
         """A short name for messages and output files: the file name without suffix."""
-        name = Path(self.source).name
-        for suffix in (".nii.gz", ".nii"):
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return name
+        return case_name(self.source)
 
 
 def _spatial(data: np.ndarray, source: str) -> np.ndarray:
@@ -235,8 +238,6 @@ def skipped_label_files(folder: str | os.PathLike) -> list[Path]:
 
     :func:`find_scans` leaves these out; sorted by name.
     """
-    from keras_liverseg.metrics.pairing import last_integer
-
     folder = Path(folder)
     niftis = [p for p in _candidates(folder) if p.is_file()]
     if folder.name in LABEL_FOLDERS:

@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from keras_liverseg.io import labels as label_files
+from keras_liverseg.io.errors import InputError
+from keras_liverseg.io.labels import LABELS
 from keras_liverseg.metrics.errors import EvaluationInputError
 from keras_liverseg.metrics.overlap import OverlapCounts, dice_global, overlap_counts
 from keras_liverseg.metrics.pairing import CasePair
@@ -59,9 +62,6 @@ __all__ = [
     "same_grid",
     "summarize",
 ]
-
-LABELS = (0, 1, 2)
-"""The LiTS labels: background, liver, tumor."""
 
 CLASSES = ("liver", "tumor")
 """Classes evaluated: ``liver`` is ``label >= 1``, ``tumor`` is ``label == 2``."""
@@ -104,29 +104,13 @@ class LabelVolume:
     geometry: Geometry
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _load(path: Path, role: str):
-    from keras_liverseg.io.errors import InputError
-    from keras_liverseg.io.nifti import check_nifti_file, open_nifti
-
-    try:  # NRRD gets how to convert it
-        image = open_nifti(path)
-    except InputError as error:
+    try:
+        return label_files.open_grid(path)
+    except label_files.LabelError as error:
+        raise EvaluationInputError(f"{role} {error.path} {error.reason}") from None
+    except InputError as error:  # "<path>: no such file", NRRD gets how to convert it
         raise EvaluationInputError(f"{role} {error}") from None
-    try:  # a truncated, corrupt or too large file fails before its data are read
-        check_nifti_file(path, image)
-    except InputError as error:
-        reason = _one_line(error).removeprefix(f"{path}: ")
-        raise EvaluationInputError(f"{role} {path} cannot be read ({reason})") from None
-    shape = tuple(int(n) for n in image.shape)
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) != 3:
-        raise EvaluationInputError(f"{role} {path} has shape {shape}; a 3-D label volume is needed")
-    return image, shape
 
 
 def _geometry(image, shape: tuple[int, ...], path: Path, role: str) -> Geometry:
@@ -148,7 +132,8 @@ def read_geometry(path: Path | str, role: str = "image") -> Geometry:
 
 
 def read_labels(path: Path | str, role: str = "image", lits: bool = True) -> LabelVolume:
-    """Read a NIfTI label volume: integer labels in {0, 1, 2} as uint8, with its grid.
+    """Read a NIfTI label volume: integer labels in {0, 1, 2} as uint8, with its grid (the
+    checks of :func:`keras_liverseg.io.labels.read_labels`, in evaluation's words).
 
     With ``lits=False`` any integer labels are returned, in the file's dtype, for
     :func:`remap_labels` (a multi-label ground truth such as TotalSegmentator's).
@@ -158,35 +143,16 @@ def read_labels(path: Path | str, role: str = "image", lits: bool = True) -> Lab
     outside {0, 1, 2} (:class:`NotLiTSLabels`).
     """
     path = Path(path)
-    image, shape = _load(path, role)
-    geometry = _geometry(image, shape, path, role)
     try:
-        data = np.asanyarray(image.dataobj)
-    except Exception as error:
-        raise EvaluationInputError(f"{role} {path} cannot be read ({_one_line(error)})") from None
-    data = data.reshape(shape)
-    if not np.issubdtype(data.dtype, np.integer) and data.dtype != np.bool_:
-        if not np.issubdtype(data.dtype, np.floating):
-            raise EvaluationInputError(f"{role} {path} holds {data.dtype} data, not labels")
-        if not np.all(np.isfinite(data)):
-            raise EvaluationInputError(f"{role} {path} holds NaN or infinite values")
-        rounded = np.rint(data)
-        off = np.abs(data - rounded) > 1e-3
-        if off.any():
-            example = float(data[off].flat[0])
-            raise EvaluationInputError(
-                f"{role} {path} holds non-integer values (e.g. {example:g}); "
-                "labels 0, 1, 2 are needed, not probabilities"
-            )
-        data = rounded
-    if not lits:
-        return LabelVolume(labels=data, geometry=geometry)  # no copy of a large volume
-    if data.size and (data.min() < LABELS[0] or data.max() > LABELS[-1]):
-        bad = np.unique(data[(data < LABELS[0]) | (data > LABELS[-1])])
-        shown = ", ".join(f"{v:g}" for v in bad[:5].astype(np.float64))
-        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
-        raise NotLiTSLabels(f"{role} {path} holds labels outside {{0, 1, 2}}: {shown}{more}")
-    return LabelVolume(labels=data.astype(np.uint8, copy=False), geometry=geometry)
+        read = label_files.read_labels(path, lits=lits)
+    except label_files.LabelValuesError as error:
+        raise NotLiTSLabels(f"{role} {error.path} {error.reason}") from None
+    except label_files.LabelError as error:
+        raise EvaluationInputError(f"{role} {error.path} {error.reason}") from None
+    except InputError as error:
+        raise EvaluationInputError(f"{role} {error}") from None
+    geometry = _geometry(read.image, read.labels.shape, path, role)
+    return LabelVolume(labels=read.labels, geometry=geometry)
 
 
 class NotLiTSLabels(EvaluationInputError):

@@ -22,12 +22,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from keras_liverseg.io.nifti import case_name, last_integer
+from keras_liverseg.io.nifti import is_nifti_path as is_nifti_name
 from keras_liverseg.metrics.errors import EvaluationInputError
 
 __all__ = ["CasePair", "case_name", "find_image", "find_pairs", "is_nifti_name", "last_integer"]
 
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
-_LAST_INTEGER = re.compile(r"(\d+)(?!.*\d)")
 _LITS_SEGMENTATION = re.compile(r"^segmentation-\d+\.nii(\.gz)?$")
 _LITS_VOLUME = re.compile(r"^volume-\d+\.nii(\.gz)?$")
 _MAX_LISTED = 5
@@ -41,25 +41,6 @@ class CasePair:
     pred: Path
     gt: Path
 
-
-def is_nifti_name(path: Path | str) -> bool:
-    """True for names ending in ``.nii`` or ``.nii.gz`` (case-insensitive)."""
-    return str(path).lower().endswith(_NIFTI_SUFFIXES)
-
-
-def case_name(path: Path | str) -> str:
-    """The file name without its ``.nii`` / ``.nii.gz`` suffix."""
-    name = Path(path).name
-    for suffix in _NIFTI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def last_integer(path: Path | str) -> int | None:
-    """The last run of digits in the file name (suffix excluded), or None if it has none."""
-    match = _LAST_INTEGER.search(case_name(path))
-    return int(match.group(1)) if match else None
 
 
 def _listing(paths: list[Path]) -> str:

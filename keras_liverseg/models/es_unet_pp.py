@@ -25,7 +25,7 @@ from keras_liverseg.models.unet_pp import unet_pp
 UPSAMPLING = {"upsampling": "transpose", "transpose_kernel": 4, "bilinear_init": True}
 
 
-@register("es_unet_pp")
+@register("es_unet_pp", two_stage=True)  # the encoding UNet++ first
 def es_unet_pp(
     input_shape: Sequence[int] = (256, 256, 1),
     num_classes: int = 1,

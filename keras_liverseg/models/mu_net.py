@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_liverseg.layers import ObjectDependentUpsample, conv_bn_act, vgg_block
+from keras_liverseg.losses import SoftmaxMSELoss
 from keras_liverseg.models.common import check_filters, check_num_classes, finish, head, stem
 from keras_liverseg.models.registry import register
 
@@ -14,7 +15,7 @@ MU_NET_FILTERS = (64, 128, 256, 512, 1024)
 """Table I of the paper."""
 
 
-@register("mu_net")
+@register("mu_net", loss=SoftmaxMSELoss)  # MSE on the softmax
 def mu_net(
     input_shape: Sequence[int] = (256, 256, 1),
     num_classes: int = 3,

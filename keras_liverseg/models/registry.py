@@ -1,25 +1,58 @@
 """Architectures by name: ``build(name, **config)`` and ``available()``.
 
 A new architecture is one module in ``keras_liverseg/models/`` whose builder is decorated
-with :func:`register`, plus its import in ``keras_liverseg/models/__init__.py``.
+with :func:`register` (with its paper's training loss, and whether it trains in two
+stages), plus its import in ``keras_liverseg/models/__init__.py``; the training loop finds
+both here (:func:`paper_loss`, :func:`trains_in_two_stages`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import keras
 
-_BUILDERS: dict[str, Callable[..., keras.Model]] = {}
+from keras_liverseg.losses import SegLoss
 
 
-def register(name: str):
-    """Decorator: make a builder available as ``build(name, ...)``."""
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture.
+
+    Attributes:
+        name: the name of :func:`build`.
+        builder: the function that builds it (keyword arguments: its configuration).
+        loss: makes the loss of its paper, for every segmentation head (``liverseg train
+            --loss paper``).
+        two_stage: it trains in two stages (ES-UNet++: an encoding UNet++ first, whose
+            features then supervise the segmentation network's encoder).
+    """
+
+    name: str
+    builder: Callable[..., keras.Model]
+    loss: Callable[[], keras.losses.Loss] = SegLoss
+    two_stage: bool = False
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register(name: str, *, loss: Callable[[], keras.losses.Loss] = SegLoss,
+             two_stage: bool = False):
+    """Decorator: make a builder available as ``build(name, ...)``.
+
+    Args:
+        name: the architecture's name.
+        loss: a callable without arguments that makes its paper's loss (a loss class of
+            :mod:`keras_liverseg.losses`); default Dice + cross-entropy (``SegLoss``).
+        two_stage: it trains in two stages (see :class:`Architecture`).
+    """
 
     def decorator(builder: Callable[..., keras.Model]):
-        if name in _BUILDERS:
+        if name in _ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is registered twice")
-        _BUILDERS[name] = builder
+        _ARCHITECTURES[name] = Architecture(name, builder, loss, two_stage)
         return builder
 
     return decorator
@@ -27,16 +60,32 @@ def register(name: str):
 
 def available() -> list[str]:
     """Names of the registered architectures, sorted."""
-    return sorted(_BUILDERS)
+    return sorted(_ARCHITECTURES)
 
 
-def get_builder(name: str) -> Callable[..., keras.Model]:
+def architecture(name: str) -> Architecture:
+    """The registered :class:`Architecture` ``name``; a ``ValueError`` listing the names
+    otherwise."""
     try:
-        return _BUILDERS[name]
+        return _ARCHITECTURES[name]
     except KeyError:
         raise ValueError(
             f"unknown architecture {name!r}; available: {', '.join(available())}"
         ) from None
+
+
+def get_builder(name: str) -> Callable[..., keras.Model]:
+    return architecture(name).builder
+
+
+def paper_loss(name: str) -> keras.losses.Loss:
+    """A new instance of the loss of architecture ``name``'s paper."""
+    return architecture(name).loss()
+
+
+def trains_in_two_stages(name: str) -> bool:
+    """Whether architecture ``name`` trains in two stages (ES-UNet++)."""
+    return architecture(name).two_stage
 
 
 def build(name: str, **config) -> keras.Model:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_liverseg.layers import ClassificationGuide, FullScaleConcat, vgg_block
+from keras_liverseg.losses import MixedLoss
 from keras_liverseg.models.common import (
     DEFAULT_FILTERS,
     check_filters,
@@ -35,7 +36,7 @@ def full_scale_sources(I: int, J: int, from_bottleneck: bool = False) -> list[tu
     return sources
 
 
-@register("unet_sharp")
+@register("unet_sharp", loss=MixedLoss)  # 0.5 focal + Dice + 0.5 Lovasz
 def unet_sharp(
     input_shape: Sequence[int] = (256, 256, 1),
     num_classes: int = 1,

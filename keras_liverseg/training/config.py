@@ -24,14 +24,30 @@ class TrainConfig:
     """Everything a run needs; the run folder keeps it as ``config.json``.
 
     Attributes:
-        data: dataset folder (LiTS or MSD layout).
+        data: dataset folder (LiTS or MSD layout); ``None`` with ``phantoms``.
         output: the run folder.
         model: zoo name (its architecture and configuration) to train.
         model_config: overrides of the zoo entry's builder configuration.
         task: ``"both"`` (3 classes: background, liver, tumor), ``"liver"`` (liver incl.
             tumor vs background, 2 classes) or ``"tumor"`` (tumor vs rest, 2 classes).
-        epochs, steps_per_epoch, batch_size, learning_rate: the schedule (Adam with cosine
-            decay over the run).
+        epochs, steps_per_epoch, batch_size, learning_rate: the schedule (Adam, a linear
+            warm-up over the first ``warmup`` of the run, then a cosine to 5 %).
+            ``steps_per_epoch=None``: one pass over the training slices,
+            ``ceil(training slices / batch_size)`` steps.
+        steps, minutes: a budget instead of ``epochs``: this many steps in all, or this much
+            wall time after the first (compiling) step; epochs are then passes of
+            ``steps_per_epoch`` steps (the last one cut short) and the warm-up and cosine
+            run over the budget.
+        warmup: share of the run over which the learning rate rises from 5 % to
+            ``learning_rate``; ``None``: 0.05 with a ``steps`` or ``minutes`` budget, none
+            for ``epochs`` (as before budgets existed).
+        workers: sampler worker processes (``0``: threads in the training process).
+        phantoms, phantom_seed, phantom_size: instead of ``data``, draw phantom cases
+            ``volume-0 .. volume-{phantoms - 1}`` of dataset seed ``phantom_seed``
+            (:func:`keras_liverseg.phantom.generate_case`, as ``liverseg sample-data
+            --seed`` writes them) at ``phantom_size`` ``(X, Y, Z)`` voxels, in worker
+            processes; with a ``split_file``, the cases it does not name are training cases.
+        input_size: train the zoo model rebuilt for ``input_size x input_size`` slices.
         strategy: ``auto`` (mirrored with 2+ GPUs, else one device), ``one``, ``mirrored``,
             ``multi-worker`` (from ``TF_CONFIG``); TensorFlow only.
         mixed_precision: bfloat16 compute (float32 heads and losses).
@@ -55,13 +71,13 @@ class TrainConfig:
         command: the command line that started the run (for the model card).
     """
 
-    data: str
+    data: str | None
     output: str
     model: str = "unet_sharp"
     model_config: dict = field(default_factory=dict)
     task: str = "both"
     epochs: int = 10
-    steps_per_epoch: int = 100
+    steps_per_epoch: int | None = None
     batch_size: int = 8
     learning_rate: float = 1e-3
     strategy: str = "auto"
@@ -80,6 +96,14 @@ class TrainConfig:
     feature_supervision: str = "encoder"
     feature_weight: float = 1.0
     liver_roi: bool | None = None
+    steps: int | None = None
+    minutes: float | None = None
+    warmup: float | None = None
+    workers: int = 0
+    phantoms: int | None = None
+    phantom_seed: int = 0
+    phantom_size: tuple[int, int, int] = (512, 512, 64)
+    input_size: int | None = None
     command: str = ""
 
     def __post_init__(self):
@@ -87,9 +111,33 @@ class TrainConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        for name in ("epochs", "steps_per_epoch", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if (self.data is None) == (self.phantoms is None):
+            raise ValueError("give exactly one of data (a dataset folder) and phantoms "
+                             "(a number of phantoms to draw)")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "steps", "phantoms"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value!r}")
+        if self.steps is not None and self.minutes is not None:
+            raise ValueError("give at most one budget: steps or minutes")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"minutes must be > 0, got {self.minutes!r}")
+        if self.minutes is not None and self.strategy == "multi-worker":
+            # each worker would read its own clock and could stop at another step than the
+            # others, leaving them waiting in a collective for ever
+            raise ValueError("a time budget (minutes) cannot be shared by several workers; "
+                             "give steps (or epochs) with the multi-worker strategy")
+        if self.warmup is not None and not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup must be in [0, 1), got {self.warmup!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
+        self.phantom_size = tuple(int(v) for v in self.phantom_size)
+        if len(self.phantom_size) != 3 or min(self.phantom_size) < 1:
+            raise ValueError("phantom_size must be 3 positive numbers of voxels (X Y Z), got "
+                             f"{self.phantom_size!r}")
+        if self.input_size is not None and (self.input_size < 16 or self.input_size % 16):
+            raise ValueError("input_size must be a positive multiple of 16, got "
+                             f"{self.input_size!r}")
         check_fractions(self.liver_fraction, self.tumor_fraction)  # before any run folder
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
@@ -98,6 +146,13 @@ class TrainConfig:
                              f"{self.feature_supervision!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning rate must be > 0, got {self.learning_rate!r}")
+
+    @property
+    def warmup_share(self) -> float:
+        """The warm-up's share of the run: ``warmup``, or its default for the budget."""
+        if self.warmup is not None:
+            return float(self.warmup)
+        return 0.05 if self.steps is not None or self.minutes is not None else 0.0
 
     @property
     def crops_to_liver(self) -> bool:
@@ -110,6 +165,24 @@ class TrainConfig:
     @property
     def num_classes(self) -> int:
         return 3 if self.task == "both" else 2
+
+    def model_overrides(self) -> dict:
+        """The zoo entry's builder overrides: the classes, ``model_config``, and with
+        ``input_size`` the input shape rebuilt for ``input_size x input_size`` slices."""
+        overrides = {"num_classes": self.num_classes, **self.model_config}
+        if self.input_size is not None:
+            from keras_liverseg.zoo.catalog import get_entry
+
+            shape = {**get_entry(self.model).config, **overrides}["input_shape"]
+            overrides["input_shape"] = (self.input_size, self.input_size, *shape[2:])
+        return overrides
+
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The model's ``(H, W, C)`` as configured (``None`` if the entry does not say)."""
+        from keras_liverseg.zoo.catalog import get_entry
+
+        shape = {**get_entry(self.model).config, **self.model_overrides()}.get("input_shape")
+        return None if shape is None else tuple(int(v) for v in shape)
 
     def to_dict(self) -> dict:
         return asdict(self)

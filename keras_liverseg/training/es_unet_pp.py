@@ -19,6 +19,7 @@ import keras
 
 from keras_liverseg import losses, models, zoo
 from keras_liverseg.data.sampler import SliceSampler, one_hot
+from keras_liverseg.io.atomic import atomic_path
 from keras_liverseg.models.es_unet_pp import encoder_feature_model
 from keras_liverseg.training.config import TrainConfig
 from keras_liverseg.training.epochs import make_epoch_runner, strategy_scope
@@ -32,8 +33,13 @@ def supervised_features(config: TrainConfig) -> list[str]:
 
 
 def encoding_stage(config: TrainConfig, run: Path, strategy, sampler: SliceSampler,
-                   log) -> tuple:
-    """Train (or reload) the encoding UNet++; ``(in_graph, numpy)`` feature-target functions."""
+                   log, out: Path | None = None) -> tuple:
+    """Train (or reload) the encoding UNet++; ``(in_graph, numpy)`` feature-target functions.
+
+    Its weights are reloaded from the run folder ``run``; a new one's weights and history go
+    to ``out`` (this worker's folder: ``run`` but on a multi-worker run's other workers).
+    """
+    out = run if out is None else out
     classes = config.num_classes
     height, width = sampler.input_size
     filters = {**zoo.get_entry(config.model).config, **config.model_config}.get(
@@ -57,14 +63,15 @@ def encoding_stage(config: TrainConfig, run: Path, strategy, sampler: SliceSampl
         run_epoch = make_epoch_runner(encoder, optimizer, head_losses, head_weights, strategy,
                                       sampler, heads, config.steps_per_epoch,
                                       config.batch_size, label_inputs=classes)
-        with (run / "encoder_history.csv").open("w", newline="") as handle:
+        with (out / "encoder_history.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["epoch", "loss"])
             for epoch in range(1, epochs + 1):
                 loss = run_epoch((epoch - 1) * config.steps_per_epoch * config.batch_size)
                 writer.writerow([epoch, loss])
                 log(f"encoding UNet++ epoch={epoch}/{epochs} loss={loss:.4g}")
-        encoder.save_weights(path)
+        with atomic_path(out / path.name) as temp:  # a killed run leaves no half file
+            encoder.save_weights(temp)
 
     features = encoder_feature_model(encoder)
     features.trainable = False

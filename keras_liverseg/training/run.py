@@ -11,14 +11,27 @@ The run folder holds::
     model_card.md      the same for people
     history.csv        one row per epoch
     logs/              TensorBoard scalars
-    cache/             decoded volumes (.npy), reused by later epochs and runs
+    cache/             decoded volumes (.npy), reused by later epochs and runs (not with
+                       ``phantoms``: those are drawn into memory, in worker processes)
+
+The length of the run and its learning rate are a :class:`~keras_liverseg.training.epochs.
+Budget`: ``epochs`` of ``steps_per_epoch`` steps (one pass over the training slices unless
+given), or ``steps`` steps, or ``minutes`` of wall time.
+
+Under ``--strategy multi-worker`` only the chief writes the run folder; the other workers
+read it (resume) and write the same files into a scratch folder of their own, removed at the
+end (:mod:`keras_liverseg.training.workers`).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import math
+import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -26,14 +39,22 @@ import keras
 import numpy as np
 
 from keras_liverseg import __version__, losses, models, zoo
-from keras_liverseg.data.datasets import find_cases, split_cases, write_split
+from keras_liverseg.data.datasets import (
+    draw_phantoms,
+    find_cases,
+    phantom_cases,
+    split_cases,
+    write_split,
+)
 from keras_liverseg.data.sampler import Augmentation, SliceSampler
 from keras_liverseg.data.volumes import crop_to_liver, load_volume
-from keras_liverseg.io.atomic import uninterrupted
+from keras_liverseg.io.atomic import atomic_paths, uninterrupted
+from keras_liverseg.models import registry
 from keras_liverseg.training.config import TrainConfig
-from keras_liverseg.training.epochs import make_epoch_runner, strategy_scope
+from keras_liverseg.training.epochs import Budget, make_epoch_runner, strategy_scope
 from keras_liverseg.training.es_unet_pp import FEATURES, encoding_stage, supervised_features
 from keras_liverseg.training.validation import describe, validate
+from keras_liverseg.training.workers import write_folder
 
 HISTORY_FIELDS = ["epoch", "loss", "dice_per_case", "dice_per_case_liver",
                   "dice_per_case_tumor", "learning_rate", "seconds"]
@@ -43,12 +64,18 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     """Train as ``config`` says; with ``resume`` continue the run in ``config.output``."""
     policy = keras.mixed_precision.global_policy()
     try:
-        return _train(config, resume, log)
+        with write_folder(config.output, config.strategy) as own:  # multi-worker: chief only
+            if own != Path(config.output):
+                log(f"not the chief worker: writing to the scratch folder {own} (removed at "
+                    f"the end); the chief writes {config.output}")
+            return _train(config, resume, log, own)
     finally:  # --mixed-precision must not leak into the caller's later models
         keras.mixed_precision.set_global_policy(policy)
 
 
-def _train(config: TrainConfig, resume: bool, log) -> Path:
+def _train(config: TrainConfig, resume: bool, log, own: Path) -> Path:
+    # every worker reads the run folder ``run`` (resume); this worker writes to ``own``: the
+    # run folder on the chief, its scratch folder on other workers (training.workers)
     run = Path(config.output)
     backend = keras.backend.backend()
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs its first op.
@@ -56,30 +83,31 @@ def _train(config: TrainConfig, resume: bool, log) -> Path:
     if backend == "jax":
         _jax_distribution(config, log)
     _check_model(config)
-    cases = find_cases(config.data)
+    cases = phantom_cases(config.phantoms) if config.phantoms else find_cases(config.data)
     train_cases, val_cases = split_cases(cases, config.validation_fraction, config.seed,
                                          config.split_file)
-    state = _start(run, config, resume)
-    write_split(run / "split.json", train_cases, val_cases)
+    if config.phantoms and config.split_file:  # drawn cases a split file does not name train
+        named = {case.case_id for case in (*train_cases, *val_cases)}
+        train_cases += [case for case in cases if case.case_id not in named]
+    state = _start(run, config, resume, own)
+    write_split(own / "split.json", train_cases, val_cases)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
-    cache = run / "cache"
-    train_volumes = [load_volume(c, cache) for c in train_cases]
-    val_volumes = [load_volume(c, cache) for c in val_cases[: config.validation_cases_max]]
-    if config.crops_to_liver:  # the second stage of a cascade
-        roi = zoo.get_entry(config.model).liver_roi
-        train_volumes = [crop_to_liver(v, roi) for v in train_volumes]
-        val_volumes = [crop_to_liver(v, roi) for v in val_volumes]
+    cache = own / "cache"
+    train_volumes, val_volumes = _volumes(config, train_cases,
+                                          val_cases[: config.validation_cases_max], cache, log)
+    slices = sum(v.depth for v in train_volumes)
     log(f"data: {len(train_cases)} training and {len(val_cases)} validation cases "
-        f"({sum(v.depth for v in train_volumes)} training slices)")
+        f"({slices} training slices)")
+    # an epoch is one pass over the training slices unless --steps-per-epoch says otherwise
+    steps_per_epoch = config.steps_per_epoch or math.ceil(slices / config.batch_size)
+    budget = Budget(config, steps_per_epoch, state.get("steps", state["epoch"] * steps_per_epoch),
+                    state.get("seconds", 0.0))
 
     with strategy_scope(strategy):
         model = _build_model(config)
-        total_steps = config.epochs * config.steps_per_epoch
-        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps,
-                                                          alpha=0.05)
-        optimizer = keras.optimizers.Adam(schedule)
+        optimizer = budget.optimizer()
         optimizer.build(model.trainable_variables)
     head_losses, head_weights = _losses(config, model)
     if state["epoch"] > 0:
@@ -96,40 +124,43 @@ def _train(config: TrainConfig, resume: bool, log) -> Path:
     heads = {name: shape for name, shape in heads.items() if name in head_losses}
     extra_targets = None
     if _two_stage(config):
-        extra_targets = encoding_stage(config, run, strategy, sampler, log)
+        extra_targets = encoding_stage(
+            dataclasses.replace(config, steps_per_epoch=steps_per_epoch), run, strategy, sampler,
+            log, out=own)
     epoch_runner = make_epoch_runner(model, optimizer, head_losses, head_weights, strategy,
-                                     sampler, heads, config.steps_per_epoch, config.batch_size,
-                                     extra_targets=extra_targets)
-    writer = _summary_writer(run / "logs", log)
+                                     sampler, heads, steps_per_epoch, config.batch_size,
+                                     extra_targets=extra_targets, workers=config.workers)
+    writer = _summary_writer(own / "logs", log)
 
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+    epoch = state["epoch"]
+    while not budget.finished():
+        epoch += 1
         started = time.perf_counter()
-        first = (epoch - 1) * config.steps_per_epoch * config.batch_size
-        loss = epoch_runner(first)
+        loss = budget.run_epoch(epoch_runner, optimizer, config.batch_size)
         if not np.isfinite(loss):  # stop before a NaN model overwrites the checkpoints
             raise ValueError(_not_finite(config, epoch, loss))
         scores = validate(model, val_volumes, config.task)
         row = {"epoch": epoch, "loss": loss, **scores,
-               "learning_rate": float(keras.ops.convert_to_numpy(
-                   schedule(epoch * config.steps_per_epoch))),
+               "learning_rate": budget.learning_rate(),
                "seconds": time.perf_counter() - started}
+        state["steps"], state["seconds"] = budget.steps_done, budget.seconds()
         with uninterrupted():  # Ctrl-C / SIGTERM take effect once the checkpoint is whole
             state["epoch"] = epoch
             score = scores.get("dice_per_case", -loss)
             if score > state["best"]:
                 state["best"], state["best_epoch"] = score, epoch
-                model.save_weights(run / "checkpoints" / "best.weights.h5")
-            _checkpoint(run, model, optimizer, state)
-            _append_history(run / "history.csv", row)
+                model.save_weights(own / "checkpoints" / "best.weights.h5")
+            _checkpoint(own, model, optimizer, state)
+            _append_history(own / "history.csv", row)
             writer(epoch, row)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in row.items()))
 
-    model.load_weights(run / "checkpoints" / "best.weights.h5")
+    model.load_weights(own / "checkpoints" / "best.weights.h5")
     with uninterrupted():
-        model.save(run / "model.keras")
+        model.save(own / "model.keras")
     final = validate(model, val_volumes, config.task)
-    _write_model_card(run, config, model, train_cases, val_cases, state, final)
+    _write_model_card(own, config, model, train_cases, val_cases, state, final)
     return run
 
 
@@ -145,7 +176,37 @@ def _not_finite(config: TrainConfig, epoch: int, loss: float) -> str:
 
 # --- setting up -----------------------------------------------------------------------------
 
-def _start(run: Path, config: TrainConfig, resume: bool) -> dict:
+def _volumes(config: TrainConfig, train_cases, val_cases, cache: Path, log) -> tuple[list, list]:
+    """The training and validation volumes: read from ``config.data`` (through the ``.npy``
+    cache) or drawn as phantoms in worker processes; cut to the liver's region for the
+    second stage of a cascade."""
+    roi = zoo.get_entry(config.model).liver_roi if config.crops_to_liver else None
+    if config.phantoms:
+        started = time.perf_counter()
+        shape = config.input_shape()
+        processes = config.workers or os.cpu_count() or 1
+        drawn = draw_phantoms([*train_cases, *val_cases], config.phantom_seed,
+                              config.phantom_size, None if shape is None else shape[:2],
+                              crop=config.crops_to_liver, roi=roi, processes=processes)
+        log(f"drew {len(drawn)} phantoms of seed {config.phantom_seed} in "
+            f"{time.perf_counter() - started:.0f} s")
+        return drawn[:len(train_cases)], drawn[len(train_cases):]
+    train_volumes = [load_volume(c, cache) for c in train_cases]
+    val_volumes = [load_volume(c, cache) for c in val_cases]
+    if config.crops_to_liver:  # the second stage of a cascade
+        train_volumes = [crop_to_liver(v, roi) for v in train_volumes]
+        val_volumes = [crop_to_liver(v, roi) for v in val_volumes]
+    return train_volumes, val_volumes
+
+
+def _start(run: Path, config: TrainConfig, resume: bool, out: Path | None = None) -> dict:
+    """The run's state: read from ``run`` (resume), or a new run's, written to ``out``.
+
+    ``out`` is where this worker writes (``run`` itself unless it is not the chief of a
+    multi-worker run); another worker's folder gets a copy of the chief's best weights, the
+    final model's weights if no later epoch beats them.
+    """
+    out = run if out is None else out
     state_path = run / "state.json"
     if resume:
         if not state_path.is_file():
@@ -154,14 +215,28 @@ def _start(run: Path, config: TrainConfig, resume: bool) -> dict:
         if (saved.model, saved.task, saved.model_config) != (config.model, config.task,
                                                               config.model_config):
             raise ValueError(f"{run} holds a run of another model/task; start a new run folder")
-        return json.loads(state_path.read_text())
-    if run.exists() and any(run.iterdir()):
+        state = json.loads(state_path.read_text())
+        if out != run:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            best = run / "checkpoints" / "best.weights.h5"
+            if best.is_file():
+                shutil.copyfile(best, out / "checkpoints" / "best.weights.h5")
+        return state
+    if out == run:
+        taken = run.exists() and any(run.iterdir())
+    else:  # another worker cannot tell whether the chief found its folder empty, but a
+        # completed epoch there is an older run's (this run's first needs every worker)
+        try:
+            taken = json.loads(state_path.read_text())["epoch"] > 0
+        except (OSError, ValueError, KeyError, TypeError):
+            taken = False
+    if taken:
         raise FileExistsError(f"run folder {run} is not empty; pass --resume to continue it "
                               "or choose another folder")
-    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     state = {"epoch": 0, "best": -np.inf, "best_epoch": 0}
-    state_path.write_text(json.dumps(state))
+    (out / "state.json").write_text(json.dumps(state))
     return state
 
 
@@ -179,13 +254,13 @@ def _check_model(config: TrainConfig) -> None:
 
 def _two_stage(config: TrainConfig) -> bool:
     """ES-UNet++ trains an encoding UNet++ first and supervises the encoder with it."""
-    return zoo.get_entry(config.model).architecture == "es_unet_pp"
+    return registry.trains_in_two_stages(zoo.get_entry(config.model).architecture)
 
 
 def _losses(config: TrainConfig, model: keras.Model) -> tuple[dict, dict]:
     """The paper's loss on every segmentation head (and Smooth-L1 for ES-UNet++)."""
     head_losses, head_weights = losses.deep_supervision_losses(
-        model, _segmentation_loss(model.name, config.loss),
+        model, _segmentation_loss(zoo.get_entry(config.model).architecture, config.loss),
         feature_loss=losses.SmoothL1Loss() if _two_stage(config) else None,
         feature_weight=config.feature_weight)
     if _two_stage(config):
@@ -199,7 +274,7 @@ def _losses(config: TrainConfig, model: keras.Model) -> tuple[dict, dict]:
 
 
 def _build_model(config: TrainConfig) -> keras.Model:
-    overrides = {"num_classes": config.num_classes, **config.model_config}
+    overrides = config.model_overrides()  # classes, model_config, input_size
     if _two_stage(config):
         overrides["encoder_features"] = True
     model = zoo.load(config.model, weights=None, **overrides)
@@ -213,14 +288,11 @@ def _build_model(config: TrainConfig) -> keras.Model:
 
 
 def _segmentation_loss(architecture: str, loss: str = "paper"):
-    """The loss of each architecture's paper (per head), or batch Dice + cross-entropy."""
+    """The loss of each architecture's paper (per head, registered with the architecture),
+    or batch Dice + cross-entropy."""
     if loss == "dice_ce":
         return losses.SegLoss(per_image=False)
-    if architecture.startswith("unet_sharp"):
-        return losses.MixedLoss()  # 0.5 focal + Dice + 0.5 Lovasz (UNet#)
-    if architecture.startswith("mu_net"):
-        return losses.SoftmaxMSELoss()  # mU-Net
-    return losses.SegLoss()  # Dice + cross-entropy (ES-UNet++)
+    return registry.paper_loss(architecture)
 
 
 def _strategy(config: TrainConfig):
@@ -245,14 +317,14 @@ def _jax_distribution(config: TrainConfig, log) -> None:
 # --- saving ---------------------------------------------------------------------------------
 
 def _checkpoint(run: Path, model, optimizer, state: dict) -> None:
+    """Write the last checkpoint and ``state.json`` into ``run`` (this worker's folder)."""
     folder = run / "checkpoints"
-    model.save_weights(folder / "last.partial.weights.h5")
-    (folder / "last.partial.weights.h5").replace(folder / "last.weights.h5")
     values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
-    np.savez(folder / "last.optimizer.partial.npz", **values)
-    (folder / "last.optimizer.partial.npz").replace(folder / "last.optimizer.npz")
-    (run / "state.partial.json").write_text(json.dumps(state))
-    (run / "state.partial.json").replace(run / "state.json")
+    with atomic_paths([folder / "last.weights.h5", folder / "last.optimizer.npz",
+                       run / "state.json"]) as (weights, optimizer_state, state_file):
+        model.save_weights(weights)
+        np.savez(optimizer_state, **values)
+        state_file.write_text(json.dumps(state))
 
 
 def _restore(run: Path, model, optimizer) -> None:
@@ -292,17 +364,24 @@ def _summary_writer(folder: Path, log=print):
     return write
 
 
+def _source(config: TrainConfig) -> str:
+    """Where the run's cases came from: the dataset folder, or the phantoms it drew."""
+    if config.phantoms:
+        size = "x".join(map(str, config.phantom_size))
+        return f"phantoms: {config.phantoms} of seed {config.phantom_seed}, {size} voxels"
+    return str(config.data)
+
+
 def _write_model_card(run, config: TrainConfig, model, train_cases, val_cases, state, scores):
     pre = models.preprocessing_of(model)
     card = {
         "model": config.model,
         "architecture": zoo.get_entry(config.model).architecture,
-        "config": {**zoo.get_entry(config.model).config, "num_classes": config.num_classes,
-                   **config.model_config},
+        "config": {**zoo.get_entry(config.model).config, **config.model_overrides()},
         "preprocessing": pre.to_dict(),
         "classes": list(pre.classes),
         "task": config.task,
-        "data": {"folder": str(config.data), "training_cases": [c.case_id for c in train_cases],
+        "data": {"folder": _source(config), "training_cases": [c.case_id for c in train_cases],
                  "validation_cases": [c.case_id for c in val_cases]},
         "training": {k: v for k, v in config.to_dict().items() if k not in ("data", "output")},
         "best_epoch": state["best_epoch"],
@@ -318,8 +397,8 @@ def _write_model_card(run, config: TrainConfig, model, train_cases, val_cases, s
              f"- command: `{config.command}`",
              f"- preprocessing: {json.dumps(card['preprocessing'])}",
              f"- data: {len(train_cases)} training / {len(val_cases)} validation cases "
-             f"from `{config.data}`",
-             f"- best epoch: {state['best_epoch']} of {config.epochs}",
+             f"from `{_source(config)}`",
+             f"- best epoch: {state['best_epoch']} of {state['epoch']}",
              f"- validation: {json.dumps(scores)}",
              f"- {card['validation_note']}",
              f"- weights sha256: `{card['weights_sha256']}`",

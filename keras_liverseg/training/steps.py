@@ -10,10 +10,13 @@ issue 20585, which is why the package runs its own step everywhere.)
 
 from __future__ import annotations
 
-import json
 import os
 
 import tensorflow as tf
+
+from keras_liverseg.training.workers import is_chief
+
+__all__ = ["DistributedTrainer", "is_chief", "make_strategy"]
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -31,13 +34,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             raise ValueError("strategy multi-worker needs the TF_CONFIG environment variable")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}")
-
-
-def is_chief() -> bool:
-    """True on the worker that writes checkpoints and logs (the only one without TF_CONFIG)."""
-    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    task = config.get("task", {})
-    return task.get("type", "worker") in ("chief", "worker") and task.get("index", 0) == 0
 
 
 class DistributedTrainer:

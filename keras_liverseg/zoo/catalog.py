@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from keras_liverseg.data.roi import LiverROI
+from keras_liverseg.inference.postprocess import PostprocessOptions
 from keras_liverseg.models.common import DEFAULT_FILTERS
 
 WEIGHTS_PACKAGE = "keras_liverseg.weights"
@@ -33,15 +34,13 @@ class ZooEntry:
             alone; chosen on validation phantoms, see the entry's model card).
         liver_roi: the framing of the liver region this model reads, for a second stage
             (training crops to it, and so does inference); ``None`` for whole slices.
-        min_lesion_mm3: with the entry's bundled weights (those of ``sha256``),
-            post-processing turns predicted lesions smaller than this into liver (chosen
-            on validation phantoms, see the entry's model card; 0 keeps every lesion).
-            Other weights default to 0.
-        lesion_growth_mm: with the entry's bundled weights, post-processing grows each
-            predicted lesion up to this far into adjacent liver of the lesion's density
-            (:func:`keras_liverseg.inference.postprocess.grow_lesions`; chosen on
-            validation phantoms, see the model card; 0: no growth). Other weights default
-            to 0.
+        postprocess: the post-processing of the entry's bundled weights (those of
+            ``sha256``): its ``min_lesion_mm3`` turns predicted lesions smaller than that
+            into liver, its ``lesion_growth_mm`` grows each predicted lesion up to that far
+            into adjacent liver of the lesion's density
+            (:func:`keras_liverseg.inference.postprocess.grow_lesions`); both chosen on
+            validation phantoms, see the entry's model card. Other weights get the default
+            :class:`~keras_liverseg.inference.postprocess.PostprocessOptions` (0 and 0).
     """
 
     name: str
@@ -55,8 +54,7 @@ class ZooEntry:
     second_stage: str | None = None
     second_stage_share: float = 1.0
     liver_roi: LiverROI | None = None
-    min_lesion_mm3: float = 0.0
-    lesion_growth_mm: float = 0.0
+    postprocess: PostprocessOptions = PostprocessOptions()
 
     def weights_path(self) -> Path | None:
         """Path of the bundled weights file, or ``None`` if it is not installed."""
@@ -93,6 +91,9 @@ MIN_LESION_MM3 = 500.0
 # -0.5); growing them up to 10 mm into liver of their density is the best of 0-40 mm on the
 # 48 validation phantoms (zoo/unet_sharp.md, "Lesion growth").
 LESION_GROWTH_MM = 10.0
+# The post-processing of the default weights (also of their fast variant).
+DEFAULT_POSTPROCESS = PostprocessOptions(min_lesion_mm3=MIN_LESION_MM3,
+                                         lesion_growth_mm=LESION_GROWTH_MM)
 
 _ENTRIES = [
     ZooEntry(
@@ -103,8 +104,7 @@ _ENTRIES = [
         sha256="580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31",
         second_stage="unet_sharp_roi",
         second_stage_share=0.25,  # chosen on validation phantoms (zoo/unet_sharp.md)
-        min_lesion_mm3=MIN_LESION_MM3,
-        lesion_growth_mm=LESION_GROWTH_MM,
+        postprocess=DEFAULT_POSTPROCESS,
     ),
     ZooEntry(
         "unet_sharp_fast", "unet_sharp", DEFAULT_UNET_SHARP,
@@ -113,8 +113,7 @@ _ENTRIES = [
         weights_file="unet_sharp.weights.h5",
         sha256="580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31",
         prune_level=2,
-        min_lesion_mm3=MIN_LESION_MM3,
-        lesion_growth_mm=LESION_GROWTH_MM,
+        postprocess=DEFAULT_POSTPROCESS,
     ),
     ZooEntry(
         "unet_sharp_roi", "unet_sharp", DEFAULT_UNET_SHARP,

@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 
 from keras_liverseg import models
+from keras_liverseg.io.errors import one_line
 from keras_liverseg.zoo.catalog import ZooEntry, get_entry
 
 
@@ -133,8 +134,7 @@ def _first_mismatch(text: str) -> str:
 
 
 def _first_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.strip().split("\n\n")[0].split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return one_line(text.strip().split("\n\n")[0], limit)
 
 
 def _pruned(entry: ZooEntry, model: keras.Model) -> keras.Model:

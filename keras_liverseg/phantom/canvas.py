@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_liverseg.data.phantom import fields
-from keras_liverseg.data.phantom.intensities import TissueHU, tissue_id
+from keras_liverseg.phantom import fields
+from keras_liverseg.phantom.intensities import TissueHU, tissue_id
 
 __all__ = ["Box", "Canvas"]
 

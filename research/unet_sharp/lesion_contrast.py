@@ -1,6 +1,7 @@
 """How visible the reference lesions of a dataset are, and what that caps tumor Dice at.
 
-    python scripts/lesion_contrast.py DATA_DIR [--min-contrast-hu 5] [--min-lesion-mm3 0]
+    python research/unet_sharp/lesion_contrast.py DATA_DIR [--min-contrast-hu 5]
+        [--min-lesion-mm3 0]
 
 Reads every case of DATA_DIR (LiTS layout, as ``liverseg sample-data`` writes it, or MSD;
 real cases work too) as training reads it (``keras_liverseg.data``: checked labels, canonical

@@ -1,6 +1,6 @@
 """Liver and tumor Dice per case of a model read at several input sizes, and averaged.
 
-    python scripts/tta_scales.py [DATA_DIR] [CASE_ID[,CASE_ID...]] [--model unet_sharp]
+    python research/unet_sharp/tta_scales.py [DATA_DIR] [CASE_ID[,CASE_ID...]] [--model unet_sharp]
         [--weights default] [--sizes 192 224 256]
 
 The same weights read every case's slices resized to each input size (the model rebuilt
@@ -10,7 +10,7 @@ labelled by argmax with the default post-processing and scored against the case'
 This is how ``liverseg predict --tta`` (the input size and 7/6 of it) was chosen.
 
 Defaults: ``data/phantoms-train-240`` and its 28 validation cases that picked no
-checkpoint (validation cases 21-48 of ``scripts/splits/phantoms-train-240.json``).
+checkpoint (validation cases 21-48 of ``research/unet_sharp/splits/phantoms-train-240.json``).
 Prints one line per case and the means.
 """
 

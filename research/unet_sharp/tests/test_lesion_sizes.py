@@ -1,4 +1,4 @@
-"""scripts/lesion_sizes.py: lesions counted by size, found and false ones told apart."""
+"""research/unet_sharp/lesion_sizes.py: lesions counted by size, found and false ones told apart."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from repo_scripts import load_script
+from research_scripts import load_script
 
 
 def _script():

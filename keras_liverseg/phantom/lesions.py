@@ -28,8 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from keras_liverseg.data.phantom import fields
-from keras_liverseg.data.phantom.canvas import Canvas
+from keras_liverseg.phantom import fields
+from keras_liverseg.phantom.canvas import Canvas
 
 __all__ = ["KINDS", "MIN_CONTRAST_HU", "paint_lesions", "visible"]
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_liverseg.data.phantom import fields
-from keras_liverseg.data.phantom.organs import Organs
+from keras_liverseg.phantom import fields
+from keras_liverseg.phantom.organs import Organs
 
 __all__ = ["paint_bowel"]
 
@@ -136,7 +136,7 @@ def _paint_loop(organs: Organs, box, region, path, radius, kind, fluid, rng) -> 
 
 def _shift(outer, sub):
     """A sub-box of ``outer`` (relative slices) as an absolute canvas box."""
-    from keras_liverseg.data.phantom.canvas import Box
+    from keras_liverseg.phantom.canvas import Box
 
     sl = tuple(slice((o.start or 0) + s.start, (o.start or 0) + s.stop)
                for o, s in zip(outer.sl, sub.sl, strict=False))

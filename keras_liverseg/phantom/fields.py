@@ -3,7 +3,7 @@
 Every field is a float32 array in millimetres, negative inside the shape, roughly a signed
 distance near the surface (exact for spheres and capsules, a good approximation for
 ellipsoids). Coordinates are broadcastable arrays ``X (nx,1,1)``, ``Y (1,ny,1)``,
-``Z (1,1,nz)`` in the patient frame (see :mod:`keras_liverseg.data.phantom.canvas`).
+``Z (1,1,nz)`` in the patient frame (see :mod:`keras_liverseg.phantom.canvas`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Liver Dice of a model's predictions on the two real CT examples in ../shared/data.
 
-    python scripts/real_examples.py PRED_DIR
+    python research/unet_sharp/real_examples.py PRED_DIR
 
 PRED_DIR holds ``totalsegmentator_example_seg.nii.gz`` and ``dcmqi_ct_3slice_seg.nii.gz``
-written by ``liverseg predict`` (see scripts/default_weights.sh). The references: the
+written by ``liverseg predict`` (see research/unet_sharp/default_weights.sh). The references: the
 TotalSegmentator example's label 5 (liver; a model's output, not a manual label) and the
 dcmqi example's binary liver mask (NRRD, LPS). Both are compared on the prediction's grid
 after bringing both to the canonical orientation, so the check is also a geometry check.
@@ -22,7 +22,7 @@ import numpy as np
 from keras_liverseg.io import to_canonical
 from keras_liverseg.metrics import dice
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "tests"))
 from geometry import read_nrrd  # noqa: E402  (the tests' NRRD reader)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_liverseg.data.phantom import fields
-from keras_liverseg.data.phantom.body import Body
-from keras_liverseg.data.phantom.canvas import Box, Canvas
+from keras_liverseg.phantom import fields
+from keras_liverseg.phantom.body import Body
+from keras_liverseg.phantom.canvas import Box, Canvas
 
 __all__ = ["paint_skeleton"]
 

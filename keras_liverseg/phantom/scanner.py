@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from keras_liverseg.data.phantom.canvas import Canvas
-from keras_liverseg.data.phantom.patient import Patient
+from keras_liverseg.phantom.canvas import Canvas
+from keras_liverseg.phantom.patient import Patient
 
 __all__ = [
     "Acquisition",

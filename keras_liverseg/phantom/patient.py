@@ -1,6 +1,6 @@
 """Draw one synthetic patient: body habitus and the positions and sizes of the organs.
 
-All lengths are millimetres in the patient frame of :mod:`keras_liverseg.data.phantom.canvas`
+All lengths are millimetres in the patient frame of :mod:`keras_liverseg.phantom.canvas`
 (x to the patient's right, y anterior, z superior, origin at the right dome apex on the
 midline). Organs are placed relative to the body cavity and the spine, so they scale with
 the patient; every quantity is jittered so no two patients look alike.

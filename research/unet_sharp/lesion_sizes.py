@@ -1,10 +1,10 @@
 """Which lesion sizes a model finds, and how many of its small lesions are false.
 
-    python scripts/lesion_sizes.py PRED_DIR GT_DIR [--bins 0 20 50 100 200 500 1000]
+    python research/unet_sharp/lesion_sizes.py PRED_DIR GT_DIR [--bins 0 20 50 100 200 500 1000]
 
 Reads every ``segmentation-N.nii.gz`` of PRED_DIR (as ``liverseg predict`` wrote and
-``scripts/default_weights.sh`` renamed them, e.g. ``data/val28-pred``) with the reference of
-the same name in GT_DIR. Lesions are 26-connected tumor components (as post-processing
+``research/unet_sharp/default_weights.sh`` renamed them, e.g. ``data/val28-pred``) with the
+reference of the same name in GT_DIR. Lesions are 26-connected tumor components (as post-processing
 counts them), their volumes in mm3 from the files' voxel size. Per size bin it prints:
 
 - reference lesions, and how many are *found*: at least ``--found`` (a tenth) of their

@@ -3,7 +3,7 @@ spleen, kidneys, gallbladder, adrenals and the great vessels (aorta, IVC, portal
 mesenteric and renal veins).
 
 Each organ is placed relative to the cavity, the spine and the diaphragm of the patient
-(:class:`~keras_liverseg.data.phantom.body.Body`) with random size, tilt and surface
+(:class:`~keras_liverseg.phantom.body.Body`) with random size, tilt and surface
 irregularity. :class:`Organs` keeps the signed-distance functions the liver needs to carve
 its neighbours' impressions (kidney, stomach).
 """
@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from keras_liverseg.data.phantom import fields
-from keras_liverseg.data.phantom.body import Body
-from keras_liverseg.data.phantom.canvas import Box, Canvas
+from keras_liverseg.phantom import fields
+from keras_liverseg.phantom.body import Body
+from keras_liverseg.phantom.canvas import Box, Canvas
 
 __all__ = ["Organs"]
 

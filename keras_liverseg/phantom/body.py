@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_liverseg.data.phantom import fields
-from keras_liverseg.data.phantom.canvas import Box, Canvas
-from keras_liverseg.data.phantom.patient import Patient
+from keras_liverseg.phantom import fields
+from keras_liverseg.phantom.canvas import Box, Canvas
+from keras_liverseg.phantom.patient import Patient
 
 __all__ = ["Body"]
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash scripts/default_weights.sh [train|gpu|evaluate|validate|all]     (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|evaluate|validate|all]     (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -11,10 +11,11 @@
 #              weights, batch Dice + cross-entropy, 40 % of the slices drawn from tumor slices.
 #              Stage 1's 32 training cases were too few: it fitted their tumors (Dice 0.9 on
 #              training slices) but not new ones (0.3), so stage 2 sees six times as many.
-# gpu:      stage 3, the shipped weights (version 3): scripts/train_on_gpu.py from stage 2's
+# gpu:      stage 3, the shipped weights (version 3): liverseg train --phantoms from stage 2's
 #           weights on a GPU machine with the JAX backend (an H200 of the device tool:
 #           294,400 slices in 6 minutes, 10 times what stages 1 and 2 saw), on stage 2's
-#           training phantoms plus 240 more (seed 1, cases 240-479, 80 slices) drawn there.
+#           training phantoms plus 240 more (seed 1, cases 240-479) drawn there (at 64
+#           slices; the v3 run drew them at 80).
 #           Not part of `all` (on a CPU it runs, but takes days for the same slice count:
 #           use --steps 9200 instead of --minutes there).
 # evaluate: 10 held-out phantoms (seed 2, never used in training) -> liverseg predict ->
@@ -27,18 +28,21 @@
 #           `all`.
 # WEIGHTS=FILE overrides the weights that evaluate and validate predict with (default: stage
 # 3's best weights if runs/unet_sharp-gpu holds them, else stage 2's); SPLIT=FILE the split
-# file validate reads (default: scripts/splits/phantoms-train-240.json, stage 2's split).
+# file validate reads (default: research/unet_sharp/splits/phantoms-train-240.json, stage 2's
+# split).
 # PREDICT_ARGS="--tta" (say) adds options to every liverseg predict of evaluate and validate;
 # TAG=-tta (say) then keeps those predictions and metrics apart (data/...-pred-tta,
 # data/...-metrics-tta.json, data/real-tta).
 # All but the gpu stage run on the CPU. Outputs: data/, runs/ (both git-ignored).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the repository root: data/ and runs/ are relative to it
 stage=${1:-all}
 stage1=runs/unet_sharp-stage1
 run=runs/unet_sharp-default
 gpu_run=runs/unet_sharp-gpu
-if [[ -f $gpu_run/best.weights.h5 ]]; then
+if [[ -f $gpu_run/checkpoints/best.weights.h5 ]]; then
+  weights=${WEIGHTS:-$gpu_run/checkpoints/best.weights.h5}
+elif [[ -f $gpu_run/best.weights.h5 ]]; then  # a stage 3 of the former scripts/train_on_gpu.py
   weights=${WEIGHTS:-$gpu_run/best.weights.h5}
 else
   weights=${WEIGHTS:-$run/checkpoints/best.weights.h5}
@@ -71,9 +75,13 @@ fi
 if [[ $stage == gpu ]]; then
   [[ -f $run/checkpoints/best.weights.h5 ]] || {
     echo "Error: no stage-2 weights in $run (run the train stage first)" >&2; exit 2; }
-  KERAS_BACKEND=jax python scripts/train_on_gpu.py \
-    --split scripts/splits/phantoms-train-240.json --init "$run/checkpoints/best.weights.h5" \
-    --out "$gpu_run" --minutes 6 --batch-size 32 --lr 1e-3 --chunk 100 --extra 240
+  # (the v3 weights were trained by the former scripts/train_on_gpu.py, whose options these
+  # are; it drew the 240 extra phantoms at 80 slices: zoo/unet_sharp.md, "training, stage 3")
+  KERAS_BACKEND=jax liverseg train --phantoms 480 --phantom-seed 1 --phantom-size 512 512 64 \
+    --split-file research/unet_sharp/splits/phantoms-train-240.json --model unet_sharp \
+    --init "$run/checkpoints/best.weights.h5" --loss dice_ce --liver-fraction 0.4 \
+    --tumor-fraction 0.4 --seed 3 --minutes 6 --batch-size 32 --lr 1e-3 --workers 14 \
+    -o "$gpu_run"
 fi
 
 if [[ $stage == evaluate || $stage == all ]]; then
@@ -101,7 +109,7 @@ if [[ $stage == evaluate || $stage == all ]]; then
 fi
 
 if [[ $stage == validate ]]; then
-  split=${SPLIT:-scripts/splits/phantoms-train-240.json}
+  split=${SPLIT:-research/unet_sharp/splits/phantoms-train-240.json}
   [[ -f $split ]] || { echo "Error: no split file $split (run the train stage or set SPLIT=)" >&2; exit 2; }
   case ${VAL:-28} in
     28) set=val28; first=20; last=48 ;;
@@ -121,8 +129,8 @@ PY
   python - data/phantoms-train-240 "${cases[@]}" <<'PY'
 import sys
 from pathlib import Path
-from keras_liverseg.data.phantom import case_seed, generate_case
-from keras_liverseg.data.phantom.dataset import case_paths, write_case
+from keras_liverseg.phantom import case_seed, generate_case
+from keras_liverseg.phantom.dataset import case_paths, write_case
 out = Path(sys.argv[1])
 for n in map(int, sys.argv[2:]):
     if not all(path.exists() for path in case_paths(out, n)):

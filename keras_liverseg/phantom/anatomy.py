@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_liverseg.data.phantom import skeleton
-from keras_liverseg.data.phantom.body import Body
-from keras_liverseg.data.phantom.bowel import paint_bowel
-from keras_liverseg.data.phantom.canvas import Canvas
-from keras_liverseg.data.phantom.liver import Liver
-from keras_liverseg.data.phantom.organs import Organs
-from keras_liverseg.data.phantom.patient import Patient
+from keras_liverseg.phantom import skeleton
+from keras_liverseg.phantom.body import Body
+from keras_liverseg.phantom.bowel import paint_bowel
+from keras_liverseg.phantom.canvas import Canvas
+from keras_liverseg.phantom.liver import Liver
+from keras_liverseg.phantom.organs import Organs
+from keras_liverseg.phantom.patient import Patient
 
 __all__ = ["paint_patient"]
 

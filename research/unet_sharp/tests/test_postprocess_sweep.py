@@ -1,4 +1,4 @@
-"""scripts/postprocess_sweep.py: raw predictions scored under post-processing settings."""
+"""research/unet_sharp/postprocess_sweep.py: raw predictions scored under post-processing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from repo_scripts import load_script
+from research_scripts import load_script
 
 
 def _script():

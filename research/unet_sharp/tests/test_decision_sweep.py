@@ -1,9 +1,9 @@
-"""scripts/decision_sweep.py: the decision rules that turn probabilities into labels."""
+"""research/unet_sharp/decision_sweep.py: the decision rules that turn probabilities into labels."""
 
 from __future__ import annotations
 
 import numpy as np
-from repo_scripts import load_script
+from research_scripts import load_script
 
 
 def _script():

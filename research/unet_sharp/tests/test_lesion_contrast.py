@@ -1,4 +1,4 @@
-"""scripts/lesion_contrast.py: each lesion's contrast in the CT, and the Dice ceiling."""
+"""research/unet_sharp/lesion_contrast.py: each lesion's contrast in the CT, the Dice ceiling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from repo_scripts import load_script
+from research_scripts import load_script
 
 
 def _script():

@@ -1,6 +1,6 @@
 """Liver and tumor Dice per case of a model under several decision rules.
 
-    python scripts/decision_sweep.py DATA_DIR CASE_ID[,CASE_ID...] [--model unet_sharp]
+    python research/unet_sharp/decision_sweep.py DATA_DIR CASE_ID[,CASE_ID...] [--model unet_sharp]
         [--weights default] [--organ argmax 0.4] [--tumor argmax 0.4 0.3]
         [--min-lesion-mm3 0 100 500] [--min-lesion-confidence 0 0.9]
         [--second-stage-weights PATH --shares 0 0.25 0.5 0.75 1]

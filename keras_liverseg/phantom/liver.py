@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_liverseg.data.phantom import fields
-from keras_liverseg.data.phantom.body import Body
-from keras_liverseg.data.phantom.canvas import Box, Canvas
-from keras_liverseg.data.phantom.organs import Organs
+from keras_liverseg.phantom import fields
+from keras_liverseg.phantom.body import Body
+from keras_liverseg.phantom.canvas import Box, Canvas
+from keras_liverseg.phantom.organs import Organs
 
 __all__ = ["Liver"]
 

@@ -3,7 +3,7 @@
 ``DIR/volume-<i>.nii.gz`` (int16 HU) and ``DIR/segmentation-<i>.nii.gz`` (uint8 0/1/2)
 share one affine; ``DIR/phantoms.json`` records the generator version, the dataset seed,
 each case's own seed and its meta. Case ``i`` of a dataset drawn with seed ``S`` uses
-:func:`~keras_liverseg.data.phantom.case_seed` ``(S, i)``, so datasets drawn with different
+:func:`~keras_liverseg.phantom.case_seed` ``(S, i)``, so datasets drawn with different
 seeds (a training and a held-out set) share no case. Every file is written to a temporary
 name in the same folder and renamed into place.
 """
@@ -46,7 +46,7 @@ def _image(array: np.ndarray, affine: np.ndarray, dtype) -> nib.Nifti1Image:
 
 
 def write_case(case, out_dir: str | os.PathLike, index: int) -> tuple[Path, Path]:
-    """Write one :class:`~keras_liverseg.data.phantom.PhantomCase` as a LiTS pair."""
+    """Write one :class:`~keras_liverseg.phantom.PhantomCase` as a LiTS pair."""
     from keras_liverseg.io.atomic import atomic_paths
 
     targets = case_paths(out_dir, index)
@@ -70,11 +70,11 @@ def write_lits_dataset(
 
     Refuses (``FileExistsError``, before writing anything) to replace existing outputs
     unless ``overwrite``. ``case_options`` go to
-    :func:`~keras_liverseg.data.phantom.generate_case`. ``progress(index, case, paths)`` is
+    :func:`~keras_liverseg.phantom.generate_case`. ``progress(index, case, paths)`` is
     called after each case. Returns the manifest written to ``phantoms.json``.
     """
-    from keras_liverseg.data.phantom import GENERATOR_VERSION, case_seed, generate_case
     from keras_liverseg.io.atomic import atomic_write_text
+    from keras_liverseg.phantom import GENERATOR_VERSION, case_seed, generate_case
 
     if int(cases) < 1:
         raise ValueError(f"cases must be >= 1, got {cases}")
@@ -90,7 +90,7 @@ def write_lits_dataset(
             )
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
-        "generator": "keras_liverseg.data.phantom",
+        "generator": "keras_liverseg.phantom",
         "generator_version": GENERATOR_VERSION,
         "dataset_seed": int(seed),
         "shape": [int(s) for s in shape],

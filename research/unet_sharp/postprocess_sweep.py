@@ -1,12 +1,12 @@
 """Liver and tumor Dice per case of raw predictions under several post-processing settings.
 
-    python scripts/postprocess_sweep.py RAW_DIR GT_DIR VOLUME_DIR [--min-lesion-mm3 500]
+    python research/unet_sharp/postprocess_sweep.py RAW_DIR GT_DIR VOLUME_DIR [--min-lesion-mm3 500]
         [--growth-mm 0 5 10 20] [--fill slices 3d]
 
 Reads every ``segmentation-N.nii.gz`` of RAW_DIR: predictions made with ``liverseg predict
 --no-postprocess`` (e.g. ``PREDICT_ARGS=--no-postprocess TAG=-raw bash
-scripts/default_weights.sh validate``), the reference of the same name in GT_DIR and the CT
-``volume-N.nii*`` in VOLUME_DIR. For every combination of
+research/unet_sharp/default_weights.sh validate``), the reference of the same name in GT_DIR
+and the CT ``volume-N.nii*`` in VOLUME_DIR. For every combination of
 
 - ``fill``: ``3d`` (the package's hole filling), ``slices`` (each axial slice's holes
   first, then 3D: the package's rule until 2026-11-30, kept here to compare) or ``none``;
