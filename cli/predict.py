@@ -223,6 +223,25 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "bundled weights, else 0.",
 )
 @click.option(
+    "--min-lesion-prob",
+    default=None,
+    type=click.FloatRange(0, 1),
+    help="Turn each tumor lesion whose mean tumor probability (the model's, over the "
+    "lesion's voxels, as the report lists it) is below this into liver (post-processing, "
+    "last step; 0 keeps all). Default: the model's own (its zoo card) with bundled weights, "
+    "else 0.",
+)
+@click.option(
+    "--bridge-mm",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="Cut off a thick region (5 ml or more) joined to the liver only through a neck "
+    "narrower than this, such as bowel touching the liver's tip (post-processing, before "
+    "the largest component; 0: off; 6 is a fair width). Default: the model's own (its zoo "
+    "card), 0 for every model at present: it can also cut off a real liver lobe on a "
+    "thin neck.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Segment inputs that do not look like CT: a DICOM series whose Modality is not "
@@ -265,6 +284,8 @@ def predict(
     no_postprocess: bool,
     min_lesion_mm3: float | None,
     lesion_growth_mm: float | None,
+    min_lesion_prob: float | None,
+    bridge_mm: float | None,
     force: bool,
     skip_unreadable: bool,
     overlay: Path | None,
@@ -315,6 +336,7 @@ def predict(
                  second_stage_weights or "auto", batch_size=batch_size, device=device,
                  fast=fast, tta=tta, no_postprocess=no_postprocess,
                  min_lesion_mm3=min_lesion_mm3, lesion_growth_mm=lesion_growth_mm,
+                 min_lesion_prob=min_lesion_prob, bridge_mm=bridge_mm,
                  load_options={"force": force, "skip_unreadable": skip_unreadable},
                  quiet=quiet)
 
@@ -332,7 +354,9 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
              report: Path | None, started: float, *, model_name: str, weights: str | None,
              second_stage: str | None, batch_size: int | None, device: str | None,
              fast: bool, tta: bool, no_postprocess: bool, min_lesion_mm3: float | None,
-             lesion_growth_mm: float | None, load_options: dict[str, bool],
+             lesion_growth_mm: float | None, min_lesion_prob: float | None,
+             bridge_mm: float | None,
+             load_options: dict[str, bool],
              quiet: bool) -> None:
     """Load the model once, then segment and write every job (the outputs are claimed)."""
     from keras_liverseg.io import InputError, skipped_label_files
@@ -379,6 +403,10 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
         post = replace(post, min_lesion_mm3=float(min_lesion_mm3))
     if lesion_growth_mm is not None:
         post = replace(post, lesion_growth_mm=float(lesion_growth_mm))
+    if min_lesion_prob is not None:
+        post = replace(post, min_lesion_prob=float(min_lesion_prob))
+    if bridge_mm is not None:
+        post = replace(post, bridge_mm=float(bridge_mm))
     if no_postprocess:
         post = PostprocessOptions.off()
     if batch_size is None:

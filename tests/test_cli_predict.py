@@ -612,3 +612,74 @@ def test_help_texts_say_what_the_commands_do():
     for command in cli.commands:
         result = runner.invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "not released yet" not in result.output, command
+
+
+def test_min_lesion_prob_reaches_postprocessing_and_the_report(tmp_path, oracle_model_file):
+    # the oracle calls 300.6 HU tumor with probability 0.8 (liver 0.2): a lesion of mean and
+    # max 0.8 (the slices are the oracle's input size: nothing is resized)
+    volume, labels = _volume()
+    volume = np.where(labels == 2, 300.6, volume).astype(np.float32)
+    source = _save(tmp_path / "ct.nii", volume)
+    for extra, threshold, kept in [((), 0.0, True), (("--min-lesion-prob", 0.75), 0.75, True),
+                                   (("--min-lesion-prob", 0.85), 0.85, False)]:
+        out, report = tmp_path / f"seg{threshold}.nii", tmp_path / f"r{threshold}.json"
+        result = _run(source, "-o", out, "--weights", oracle_model_file, "--report", report,
+                      "--quiet", *extra)
+        assert result.exit_code == 0, result.output
+        found = json.loads(report.read_text())
+        assert found["options"]["postprocess"]["min_lesion_prob"] == threshold
+        predicted = np.asarray(nib.load(str(out)).dataobj)
+        assert (predicted == 2).any() == kept and ((predicted >= 1) == (labels >= 1)).all()
+        if kept:
+            assert np.array_equal(predicted == 2, labels == 2)
+            [lesion] = found["lesions"]
+            assert lesion["mean_tumor_prob"] == lesion["max_tumor_prob"] == 0.8
+        else:
+            assert found["lesions"] == [] and found["lesion_count"] == 0
+    result = _run(source, "-o", tmp_path / "bad.nii", "--weights", oracle_model_file,
+                  "--min-lesion-prob", "1.5")
+    assert result.exit_code == 2 and "--min-lesion-prob" in result.output
+    assert not (tmp_path / "bad.nii").exists()
+
+
+def test_lesion_probabilities_in_the_report_of_predict_volume(tmp_path, oracle_model_file):
+    from keras_liverseg import predict_volume
+    from keras_liverseg.inference import PostprocessOptions
+    from keras_liverseg.inference.loading import load_model
+
+    volume, labels = _volume()
+    volume = np.where(labels == 2, 300.6, volume).astype(np.float32)
+    source = _save(tmp_path / "ct.nii", volume)
+    loaded = load_model("unet_sharp", oracle_model_file)
+    # with and without the probabilities returned, the same lesion numbers
+    for keep in (False, True):
+        seg = predict_volume(loaded, source, return_probabilities=keep)
+        [lesion] = seg.report["lesions"]
+        assert lesion["mean_tumor_prob"] == lesion["max_tumor_prob"] == 0.8
+        assert (seg.probabilities is not None) == keep
+    dropped = predict_volume(loaded, source, return_probabilities=True,
+                             postprocess=PostprocessOptions(min_lesion_prob=0.9))
+    assert not (dropped.labels == 2).any() and dropped.report["lesions"] == []
+    assert dropped.report["options"]["postprocess"]["min_lesion_prob"] == 0.9
+
+
+def test_min_lesion_prob_default_only_for_the_bundled_weights(tmp_path, oracle_model_file):
+    from keras_liverseg import zoo
+    from keras_liverseg.inference.loading import load_model
+    from keras_liverseg.zoo.catalog import MIN_LESION_PROB
+
+    entry = zoo.get_entry("unet_sharp")
+    own = entry.postprocess.min_lesion_prob
+    assert own == MIN_LESION_PROB == zoo.get_entry("unet_sharp_fast").postprocess.min_lesion_prob
+    assert 0.0 <= own < 1.0
+    assert load_model("unet_sharp").postprocess_options().min_lesion_prob == own
+    assert load_model("unet_sharp", fast=True).postprocess_options().min_lesion_prob == own
+    copy = tmp_path / "copy.weights.h5"  # the bundled file under another name: the same
+    shutil.copyfile(entry.weights_path(), copy)
+    assert load_model("unet_sharp", copy).postprocess_options().min_lesion_prob == own
+    tuned = tmp_path / "tuned.weights.h5"  # other weights keep every lesion
+    zoo.load("unet_sharp", weights=None).save_weights(tuned)
+    assert load_model("unet_sharp", tuned).postprocess_options().min_lesion_prob == 0.0
+    assert load_model("unet_sharp", oracle_model_file).postprocess_options() \
+        .min_lesion_prob == 0.0
+    assert zoo.get_entry("unet").postprocess.min_lesion_prob == 0.0

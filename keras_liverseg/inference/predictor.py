@@ -21,8 +21,10 @@ Pipeline (see docs of each step's module):
 6. undo the reorientation: labels of exactly the input's shape and affine.
 
 Only a batch of slices is ever resampled at once; the volume-sized arrays are the input,
-the uint8 labels (and, on request or for a cascade that averages its stages, float16
-probabilities).
+the uint8 labels, the float16 tumor probability (for the lesions' confidence:
+post-processing's ``min_lesion_prob`` and the report's mean and max per lesion) and, on
+request or for a cascade that averages its stages, the float16 probabilities of every class
+(the tumor probability is then a view of them).
 """
 
 from __future__ import annotations
@@ -185,8 +187,13 @@ def predict_slices(
     tta: bool = False,
     keep_probabilities: bool = False,
     progress: Progress | None = None,
+    tumor_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict every axial slice of a canonical volume (``volume_c[:, :, k]``).
+
+    ``tumor_out``, an array of ``volume_c``'s shape (a view will do), receives the tumor
+    probability (class 2, the same probabilities the argmax reads) without keeping the
+    other classes.
 
     Returns:
         ``(labels, probabilities)``: uint8 argmax labels of ``volume_c``'s shape, and
@@ -215,6 +222,8 @@ def predict_slices(
         labels[:, :, ks[0] : ks[-1] + 1] = _labels_of(probs).transpose(1, 2, 0)
         if probabilities is not None:
             probabilities[:, :, ks[0] : ks[-1] + 1] = probs.transpose(1, 2, 0, 3)
+        if tumor_out is not None:
+            tumor_out[:, :, ks[0] : ks[-1] + 1] = probs[..., 2].transpose(1, 2, 0)
         if progress is not None:
             progress(int(ks[-1]) + 1, depth)
     return labels, probabilities
@@ -239,10 +248,14 @@ def _second_stage(
     batch_size: int,
     tta: bool,
     progress: Progress | None,
+    tumor_c: np.ndarray | None = None,
 ) -> tuple[slice, slice, slice] | None:
     """Re-segment the first stage's liver region with ``loaded.second_stage``, in place
     (step 4). ``probs_c`` holds the first stage's probabilities (needed when
     ``loaded.second_stage_share < 1``); inside the box they become the average.
+    ``tumor_c`` (used without ``probs_c``) receives the second stage's tumor probability
+    inside the box (outside it, where every label becomes background, it keeps the first
+    stage's).
 
     Returns the box (canonical voxel slices), or None when the first stage found no liver
     (its labels are then kept).
@@ -263,6 +276,7 @@ def _second_stage(
         tta=tta,
         keep_probabilities=probs_c is not None,
         progress=shifted if progress is not None else None,
+        tumor_out=tumor_c[box] if tumor_c is not None and probs_c is None else None,
     )
     if share < 1.0:
         probs = share * probs.astype(np.float32) + (1.0 - share) * probs_c[box]
@@ -347,40 +361,56 @@ def predict_volume(
             f"second_stage_share must be in [0, 1], got {loaded.second_stage_share}"
         )
     averages = loaded.second_stage is not None and loaded.second_stage_share < 1.0
+    keep = return_probabilities or averages
+    # the tumor probability before the argmax, for the lesion confidence (post-processing's
+    # min_lesion_prob, the report's mean/max per lesion): a view of the kept probabilities,
+    # else the one class written aside by predict_slices (2 bytes a voxel)
+    has_tumor = loaded.preprocessing.num_classes >= 3
+    tumor_c = np.empty(volume_c.shape, np.float16) if has_tumor and not keep else None
     labels_c, probs_c = predict_slices(
         loaded,
         volume_c,
         batch_size=batch_size,
         tta=tta,
-        keep_probabilities=return_probabilities or averages,
+        keep_probabilities=keep,
         progress=progress,
+        tumor_out=tumor_c,
     )
     timing["predict"] = time.perf_counter() - tick
     if loaded.second_stage is not None:
         tick = time.perf_counter()
         _second_stage(loaded, volume_c, labels_c, probs_c,
-                      batch_size=batch_size, tta=tta, progress=progress)
+                      batch_size=batch_size, tta=tta, progress=progress, tumor_c=tumor_c)
         timing["predict_second_stage"] = time.perf_counter() - tick
-        if not return_probabilities:
-            probs_c = None
+    if has_tumor and tumor_c is None:
+        tumor_c = probs_c[..., 2]
+        if not return_probabilities:  # the other classes go
+            tumor_c = np.ascontiguousarray(tumor_c)
+    if not return_probabilities:
+        probs_c = None
 
     tick = time.perf_counter()
     options = _postprocess_options(postprocess, loaded)
     voxel_mm3 = float(abs(np.linalg.det(affine_c[:3, :3])))
     if options.enabled:
         labels_c = postprocess_labels(labels_c, voxel_mm3, options, inplace=True,
-                                      image=volume_c, spacing=voxel_sizes(affine_c))
+                                      image=volume_c, spacing=voxel_sizes(affine_c),
+                                      tumor_prob=tumor_c)
     timing["postprocess"] = time.perf_counter() - tick
 
     labels3d = np.ascontiguousarray(from_canonical(labels_c, reorientation))
     del labels_c
-    probabilities = None
+    probabilities = tumor = None
     if probs_c is not None:
         probabilities = np.ascontiguousarray(from_canonical(probs_c, reorientation))
-        del probs_c
+        del probs_c, tumor_c
+        if has_tumor:
+            tumor = probabilities[..., 2]
+    elif tumor_c is not None:
+        tumor = from_canonical(tumor_c, reorientation)  # a view
     report = scan_report(scan, reorientation, labels3d, model=loaded.describe(),
                          batch_size=batch_size, tta=tta, postprocess=options, timing=timing,
-                         started=started, facts=report_facts)
+                         started=started, facts=report_facts, tumor_prob=tumor)
     return Segmentation(
         labels=labels3d.reshape(scan.shape),
         affine=scan.affine.copy(),

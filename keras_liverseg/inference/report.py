@@ -4,7 +4,7 @@ Volumes are in millilitres (1 mL = 1000 mm^3). ``liver_volume_ml`` is the whole 
 parenchyma and tumor (label >= 1); ``tumor_burden_percent`` is tumor / whole organ * 100.
 Lesions are 26-connected tumor components, largest first, with their centroid in world
 millimetres of the output file (NIfTI RAS+: x grows towards the patient's Right, y towards
-Anterior, z towards Superior).
+Anterior, z towards Superior) and the mean and max tumor probability of their voxels.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from keras_liverseg.inference.postprocess import (
     bounding_box,
     component_sizes,
     label_components,
+    lesion_probabilities,
 )
 from keras_liverseg.io.atomic import atomic_write_text
 from keras_liverseg.io.orientation import CANONICAL_AXCODES
@@ -97,6 +98,7 @@ def scan_report(
     timing: dict[str, float],
     started: float,
     facts: ReportFacts | None = None,
+    tumor_prob: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The whole report of one segmented scan.
 
@@ -112,9 +114,12 @@ def scan_report(
         facts: the caller's :class:`ReportFacts`, if any: they add ``output``,
             ``overlay``, ``input_warnings`` and ``skipped_files``, and their options and
             times.
+        tumor_prob: the model's tumor probability of each voxel on the scan's grid
+            (before the argmax), for each lesion's ``mean_tumor_prob`` and
+            ``max_tumor_prob``; ``None`` when the model has no tumor class.
     """
     tick = time.perf_counter()
-    found = lesions(labels, scan.affine)
+    found = lesions(labels, scan.affine, tumor_prob)
     summary = volume_summary(labels, scan.affine)
     timing = dict(timing)
     timing["report"] = time.perf_counter() - tick
@@ -188,11 +193,16 @@ def volume_summary(labels: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
     }
 
 
-def lesions(labels: np.ndarray, affine: np.ndarray) -> list[dict[str, Any]]:
+def lesions(
+    labels: np.ndarray, affine: np.ndarray, tumor_prob: np.ndarray | None = None
+) -> list[dict[str, Any]]:
     """One entry per tumor lesion (26-connected component of label 2), largest first.
 
     Each entry: ``id`` (1-based, by decreasing size), ``voxels``, ``volume_ml``,
-    ``centroid_voxel`` (array indices) and ``centroid_mm`` (world RAS+ mm).
+    ``centroid_voxel`` (array indices), ``centroid_mm`` (world RAS+ mm), and
+    ``mean_tumor_prob`` and ``max_tumor_prob``: the mean and max of ``tumor_prob`` (the
+    model's tumor probability on the labels' grid) over the lesion's voxels, rounded to 3
+    decimals (``None`` without ``tumor_prob``).
     """
     labels = np.asarray(labels)
     affine = np.asarray(affine, dtype=np.float64)
@@ -204,6 +214,16 @@ def lesions(labels: np.ndarray, affine: np.ndarray) -> list[dict[str, Any]]:
     components, count = label_components(tumor, LESION_CONNECTIVITY)
     sizes = component_sizes(components, count)[1:]
     centres = _centroids(components, count, sizes) + [s.start for s in box]
+    means = peaks = [None] * count
+    if tumor_prob is not None:
+        if tuple(tumor_prob.shape[:3]) != tuple(labels.shape[:3]):
+            raise ValueError(f"tumor_prob shape {tumor_prob.shape} differs from labels "
+                             f"{labels.shape}")
+        means, peaks = (
+            [round(float(v), 3) for v in values]
+            for values in lesion_probabilities(components, count,
+                                               tumor_prob.reshape(labels.shape)[box])
+        )
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     entries = []
     for rank, i in enumerate(np.argsort(-sizes, kind="stable"), start=1):
@@ -216,6 +236,8 @@ def lesions(labels: np.ndarray, affine: np.ndarray) -> list[dict[str, Any]]:
                 "volume_ml": _ml(sizes[i], voxel_mm3),
                 "centroid_voxel": [round(float(v), 3) for v in centre[:3]],
                 "centroid_mm": [round(float(v), 3) for v in world],
+                "mean_tumor_prob": means[i],
+                "max_tumor_prob": peaks[i],
             }
         )
     return entries

@@ -38,9 +38,11 @@ class ZooEntry:
             ``sha256``): its ``min_lesion_mm3`` turns predicted lesions smaller than that
             into liver, its ``lesion_growth_mm`` grows each predicted lesion up to that far
             into adjacent liver of the lesion's density
-            (:func:`keras_liverseg.inference.postprocess.grow_lesions`); both chosen on
-            validation phantoms, see the entry's model card. Other weights get the default
-            :class:`~keras_liverseg.inference.postprocess.PostprocessOptions` (0 and 0).
+            (:func:`keras_liverseg.inference.postprocess.grow_lesions`), its
+            ``min_lesion_prob`` turns each lesion whose mean tumor probability is below it
+            into liver; all chosen on validation phantoms, see the entry's model card.
+            Other weights get the default
+            :class:`~keras_liverseg.inference.postprocess.PostprocessOptions` (all 0).
     """
 
     name: str
@@ -91,9 +93,14 @@ MIN_LESION_MM3 = 500.0
 # -0.5); growing them up to 10 mm into liver of their density is the best of 0-40 mm on the
 # 48 validation phantoms (zoo/unet_sharp.md, "Lesion growth").
 LESION_GROWTH_MM = 10.0
+# A lesion whose mean tumor probability is below this becomes liver: off for the default
+# weights, as every threshold of 0.3-0.7 lowers tumor Dice per case by 0.02-0.08 on the 28
+# validation phantoms (zoo/unet_sharp.md, "Lesion confidence").
+MIN_LESION_PROB = 0.0
 # The post-processing of the default weights (also of their fast variant).
 DEFAULT_POSTPROCESS = PostprocessOptions(min_lesion_mm3=MIN_LESION_MM3,
-                                         lesion_growth_mm=LESION_GROWTH_MM)
+                                         lesion_growth_mm=LESION_GROWTH_MM,
+                                         min_lesion_prob=MIN_LESION_PROB)
 
 _ENTRIES = [
     ZooEntry(
