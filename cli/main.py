@@ -9,6 +9,7 @@ never as a traceback.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
@@ -55,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     code 2); Ctrl-C exits with 130 and SIGTERM with 143 after removing temporary files and
     output claims (see :mod:`keras_liverseg.cli.signals`).
     """
-    from keras_liverseg.cli.signals import INTERRUPTED, TERMINATED, Terminated, handle_termination
+    from keras_liverseg.cli.signals import (
+        INTERRUPTED,
+        TERMINATED,
+        Terminated,
+        handle_termination,
+        received,
+    )
 
     try:
         with handle_termination():
@@ -81,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt as error:
         click.echo(str(error) or "Interrupted.", err=True)
+        return INTERRUPTED
+    except Exception:
+        # a signal's exception raised inside C code (NumPy, TensorFlow) can come out as
+        # another error (SystemError "returned a result with an exception set"); the
+        # clean-up has run all the same while it unwound
+        number = received()
+        if number is None:
+            raise
+        if number == signal.SIGTERM:
+            click.echo("Terminated.", err=True)
+            return TERMINATED
+        click.echo("Interrupted.", err=True)
         return INTERRUPTED
     return code if isinstance(code, int) else 0
 

@@ -22,7 +22,8 @@ import signal
 import threading
 from collections.abc import Iterator
 
-__all__ = ["INTERRUPTED", "TERMINATED", "Terminated", "handle_termination", "raise_pending"]
+__all__ = ["INTERRUPTED", "TERMINATED", "Terminated", "handle_termination", "raise_pending",
+           "received"]
 
 INTERRUPTED = 130  # 128 + SIGINT
 TERMINATED = 143  # 128 + SIGTERM
@@ -32,19 +33,29 @@ class Terminated(BaseException):  # noqa: N818 - named like KeyboardInterrupt, i
     """SIGTERM was received (raised in the main thread, like ``KeyboardInterrupt``)."""
 
 
-_PENDING: list[int] = []  # the signals received, in order
+_PENDING: list[int] = []  # the signals received and not yet raised again
+_RECEIVED: list[int] = []  # every signal received, for the exit code
 
 
 def _terminate(number, _frame) -> None:
     # A second SIGTERM must not cut the clean-up short; SIGKILL still stops the process.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _PENDING.append(number)
+    _RECEIVED.append(number)
     raise Terminated()
 
 
 def _interrupt(number, frame) -> None:
     _PENDING.append(number)
+    _RECEIVED.append(number)
     signal.default_int_handler(number, frame)  # raises KeyboardInterrupt
+
+
+def received() -> int | None:
+    """The last signal received inside :func:`handle_termination` (even one whose exception
+    was turned into another error by C code it interrupted, such as a ``SystemError``), or
+    None."""
+    return _RECEIVED[-1] if _RECEIVED else None
 
 
 def raise_pending() -> None:
@@ -62,6 +73,8 @@ def handle_termination() -> Iterator[None]:
 
     The previous handler comes back when the block ends.
     """
+    _PENDING.clear()
+    _RECEIVED.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -73,7 +86,6 @@ def handle_termination() -> Iterator[None]:
     signal.signal(signal.SIGTERM, _terminate)
     if previous_int is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupt)
-    _PENDING.clear()
     try:
         yield
     finally:

@@ -683,3 +683,28 @@ def test_min_lesion_prob_default_only_for_the_bundled_weights(tmp_path, oracle_m
     assert load_model("unet_sharp", oracle_model_file).postprocess_options() \
         .min_lesion_prob == 0.0
     assert zoo.get_entry("unet").postprocess.min_lesion_prob == 0.0
+
+
+def test_a_signal_that_c_code_turned_into_another_error_still_exits_143(monkeypatch, capsys):
+    """SIGTERM inside NumPy or TensorFlow code can come out as a SystemError ("returned a
+    result with an exception set"); the clean-up has run while it unwound, and the exit
+    code and the one line are still the signal's."""
+    import signal
+
+    from keras_liverseg.cli import main as main_module
+    from keras_liverseg.cli import signals
+
+    def interrupted_in_c_code(*_args, **_kwargs):
+        signals._RECEIVED.append(signal.SIGTERM)  # what the handler records
+        raise SystemError("<built-in method __array__> returned a result with an exception set")
+
+    monkeypatch.setattr(main_module.cli, "main", interrupted_in_c_code)
+    assert main_module.main(["predict"]) == 143
+    assert capsys.readouterr().err.strip() == "Terminated."
+
+    def plain_bug(*_args, **_kwargs):
+        raise SystemError("a bug, no signal")
+
+    monkeypatch.setattr(main_module.cli, "main", plain_bug)
+    with pytest.raises(SystemError, match="a bug"):  # not hidden as a signal
+        main_module.main(["predict"])
