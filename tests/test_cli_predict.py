@@ -501,7 +501,7 @@ def test_the_cli_report_is_the_predictors_with_the_runs_facts(tmp_path, oracle_m
     assert result.stderr.startswith("ct.nii")  # the progress bar's label (not a terminal)
     cli = json.loads((tmp_path / "r.json").read_text())
     python = predict_volume(load_model("unet_sharp", oracle_model_file), source).report
-    assert list(cli) == [*python, "output", "overlay", "input_warnings", "skipped_files"]
+    assert list(cli) == [*python, "output", "overlay"]
     assert list(cli["timing_s"]) == [*python["timing_s"], "model_load"]
     assert cli["options"] == {**python["options"], "fast": False, "device": "auto",
                               "force": False, "skip_unreadable": False}
@@ -532,8 +532,8 @@ def test_force_lets_a_label_map_through_and_the_report_says_so(tmp_path, oracle_
     assert result.exit_code == 0, result.output
     assert "label map" in result.stderr
     written = json.loads(report.read_text())
-    assert any("label map" in w for w in written["input_warnings"])
-    assert written["options"]["force"] is True and written["skipped_files"] == []
+    assert any("label map" in w for w in written["warnings"])
+    assert written["options"]["force"] is True and "skipped_files" not in written["input"]
 
 
 def test_skip_unreadable_lists_the_skipped_dicom_files(tmp_path, oracle_model_file,
@@ -550,9 +550,9 @@ def test_skip_unreadable_lists_the_skipped_dicom_files(tmp_path, oracle_model_fi
     result = _run(*args, "--skip-unreadable", "--quiet")
     assert result.exit_code == 0, result.output
     written = json.loads(report.read_text())
-    assert written["skipped_files"] == [str(broken)]
+    assert written["input"]["skipped_files"] == [str(broken)]
     assert written["options"]["skip_unreadable"] is True
-    assert any("zz_broken.dcm" in w for w in written["input_warnings"])
+    assert any("zz_broken.dcm" in w for w in written["warnings"])
     assert np.array_equal(np.asarray(nib.load(str(out)).dataobj), _volume()[1])
 
 

@@ -111,9 +111,9 @@ def scan_report(
         timing: seconds of the steps so far (``load``, ``predict``, ...); this adds
             ``report`` (the volumes and lesions measured here) and ``total``.
         started: ``time.perf_counter()`` when the work on this scan started.
-        facts: the caller's :class:`ReportFacts`, if any: they add ``output``,
-            ``overlay``, ``input_warnings`` and ``skipped_files``, and their options and
-            times.
+        facts: the caller's :class:`ReportFacts`, if any: they add ``output`` and
+            ``overlay``, and their options and times. (The scan's warnings are in
+            ``warnings``, a DICOM series' skipped files in ``input.skipped_files``.)
         tumor_prob: the model's tumor probability of each voxel on the scan's grid
             (before the argmax), for each lesion's ``mean_tumor_prob`` and
             ``max_tumor_prob``; ``None`` when the model has no tumor class.
@@ -149,8 +149,6 @@ def scan_report(
     if facts is not None:
         report["output"] = None if facts.output is None else str(facts.output)
         report["overlay"] = None if facts.overlay is None else str(facts.overlay)
-        report["input_warnings"] = list(scan.warnings)
-        report["skipped_files"] = [str(p) for p in scan.info.get("skipped_files", [])]
     return report
 
 
