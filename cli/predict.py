@@ -335,8 +335,10 @@ def predict(
                  weights=weights, second_stage=None if single_stage else
                  second_stage_weights or "auto", batch_size=batch_size, device=device,
                  fast=fast, tta=tta, no_postprocess=no_postprocess,
-                 min_lesion_mm3=min_lesion_mm3, lesion_growth_mm=lesion_growth_mm,
-                 min_lesion_prob=min_lesion_prob, bridge_mm=bridge_mm,
+                 post_overrides={name: float(value) for name, value in (
+                     ("min_lesion_mm3", min_lesion_mm3), ("lesion_growth_mm", lesion_growth_mm),
+                     ("min_lesion_prob", min_lesion_prob), ("bridge_mm", bridge_mm),
+                 ) if value is not None},
                  load_options={"force": force, "skip_unreadable": skip_unreadable},
                  quiet=quiet)
 
@@ -353,9 +355,7 @@ def _load(path: Path, load_options: dict[str, bool]):
 def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
              report: Path | None, started: float, *, model_name: str, weights: str | None,
              second_stage: str | None, batch_size: int | None, device: str | None,
-             fast: bool, tta: bool, no_postprocess: bool, min_lesion_mm3: float | None,
-             lesion_growth_mm: float | None, min_lesion_prob: float | None,
-             bridge_mm: float | None,
+             fast: bool, tta: bool, no_postprocess: bool, post_overrides: dict[str, float],
              load_options: dict[str, bool],
              quiet: bool) -> None:
     """Load the model once, then segment and write every job (the outputs are claimed)."""
@@ -398,15 +398,8 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
         raise UserError(str(error)) from None
     model_seconds = round(time.perf_counter() - tick, 3)
 
-    post = loaded.postprocess_options()
-    if min_lesion_mm3 is not None:
-        post = replace(post, min_lesion_mm3=float(min_lesion_mm3))
-    if lesion_growth_mm is not None:
-        post = replace(post, lesion_growth_mm=float(lesion_growth_mm))
-    if min_lesion_prob is not None:
-        post = replace(post, min_lesion_prob=float(min_lesion_prob))
-    if bridge_mm is not None:
-        post = replace(post, bridge_mm=float(bridge_mm))
+    # the model's own post-processing, with the options the user gave
+    post = replace(loaded.postprocess_options(), **post_overrides)
     if no_postprocess:
         post = PostprocessOptions.off()
     if batch_size is None:
