@@ -113,7 +113,12 @@ def test_hu_per_tissue(pv_case):
     lo, hi = liver_range("portal_venous")
     shift = pv_case.meta["patient"]["steatosis_hu"]
     parenchyma = ndimage.binary_erosion(pv_case.labels == 1, np.ones((3, 3, 1))) & core("liver")
-    assert lo - shift - 10 < np.median(vol[parenchyma]) < hi + 10
+    liver = np.median(vol[parenchyma])
+    domain = pv_case.meta["domain"]  # randomised appearance: the table's mean, plus shading
+    if domain is None:
+        assert lo - shift - 10 < liver < hi + 10
+    assert abs(liver - pv_case.meta["liver_hu_mean"]) < 10 + (1.3 * domain["bias_field_hu"]
+                                                              if domain else 0)
 
 
 def test_hypodense_tumors_are_darker_than_surrounding_liver(pv_case):
@@ -203,10 +208,10 @@ def test_acquisition_ranges_at_full_size():
         rng = np.random.default_rng(seed)
         acq = sample_acquisition(rng, (512, 512, 100), sample_patient(rng))
         assert 0.6 <= acq.pixel <= 1.0
-        assert acq.thickness <= max(acq.dz, 5.0)
+        assert acq.thickness <= max(acq.dz, 6.0)
         assert 0.7 <= acq.dz <= 5.0
         assert acq.thickness >= acq.dz - 1e-9
-        assert 5 <= acq.noise_sigma <= 30
+        assert 5 <= acq.noise_sigma <= (45 if acq.domain else 30)
         assert 0.5 <= acq.psf_sigma <= 1.2
 
 

@@ -13,7 +13,11 @@ Conventions:
   order), sometimes with z reversed; the array is flipped together with its affine, so every
   organ keeps its world position. ``meta["orientation"]`` gives the axis codes.
 * Labels follow LiTS: 0 background, 1 liver (intrahepatic vessels included, gallbladder and
-  IVC excluded), 2 tumor (always inside the liver).
+  IVC excluded), 2 tumor (always inside the liver). Generator 2.0 adds the hard negatives a
+  real liver has around it, all background: fat in the fissures, at the hilum, in the
+  gallbladder fossa and between the liver and the wall, and bowel pressed against the
+  inferior tip; and the scanner's variety (streaks, thick slices, coarse in-plane
+  resolution, randomised appearance as SynthSeg does: Billot et al., MedIA 2023).
 * Same seed and arguments give identical arrays, affine and meta;
   :data:`GENERATOR_VERSION` changes whenever that output changes.
 
@@ -21,7 +25,8 @@ The modules, one job each: ``patient`` (body habitus and organ layout), ``canvas
 grid, partial-volume painting), ``fields`` (implicit shapes, smooth noise), ``body`` (outline,
 wall, diaphragm, lungs, heart), ``skeleton`` (spine, ribs, back muscles), ``organs``,
 ``bowel``, ``liver``, ``lesions``, ``intensities`` (HU per tissue and phase), ``scanner``
-(geometry, slice profile, PSF, noise, orientation) and ``dataset`` (NIfTI output).
+(geometry, slice profile, PSF, artefacts, resolution and appearance randomisation, noise,
+orientation) and ``dataset`` (NIfTI output).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ __all__ = [
     "write_lits_dataset",
 ]
 
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "2.0.0"
 
 
 @dataclass
@@ -99,7 +104,7 @@ def generate_case(
         acq.flips = scanner.flips_from_code(orientation)
     if phase is None:
         phase = str(r_hu.choice(intensities.PHASES, p=[0.2, 0.25, 0.55]))
-    table = intensities.sample_table(r_hu, phase, patient.steatosis_hu)
+    table = intensities.sample_table(r_hu, phase, patient.steatosis_hu, acq.domain)
     canvas = Canvas(*scanner.coarse_axes(acq), table=table)
     if acq.table:
         scanner.paint_table(canvas, patient, r_paint)

@@ -2,7 +2,10 @@
 
 Order matters (later shapes carve earlier ones): table, body wall and cavity, diaphragm and
 lungs, back muscles and skeleton, bowel, retroperitoneal and upper-abdominal organs, liver
-(with its vessels), gallbladder and great vessels, then lesions (see :mod:`.lesions`).
+(with its fat clefts and vessels), the bowel segment that lies against the liver's inferior
+surface (placed on the painted liver, so it touches it without entering the label), the
+gallbladder in its fossa and the great vessels (the IVC runs through the caudate lobe),
+then lesions (see :mod:`.lesions`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import numpy as np
 
 from keras_liverseg.phantom import skeleton
 from keras_liverseg.phantom.body import Body
-from keras_liverseg.phantom.bowel import paint_bowel
+from keras_liverseg.phantom.bowel import paint_bowel, paint_liver_contact
 from keras_liverseg.phantom.canvas import Canvas
 from keras_liverseg.phantom.liver import Liver
 from keras_liverseg.phantom.organs import Organs
@@ -35,6 +38,7 @@ def paint_patient(
     organs.paint_spleen()
     organs.paint_kidneys()
     meta["liver"] = liver.paint()
+    meta["bowel_contact"] = paint_liver_contact(organs, rng)
     meta["gallbladder"] = organs.paint_gallbladder(liver.sdf)
     organs.paint_vessels()
     return liver, meta

@@ -5,10 +5,23 @@ pancreas, kidney, bowel wall, muscle and vessels reach the liver's range in some
 brightness alone never identifies the liver. Each case draws one mean per tissue from its
 phase range; ``texture`` is the standard deviation (HU) of the correlated in-organ
 variation (fine texture at a few mm, plus half as much at a few cm).
+
+Domain randomisation (generator 2.0.0). On a share of scans (the scanner draws which, and
+passes its ``domain`` dict in) the table is pushed beyond what real scans show, as SynthSeg
+does (Billot et al., Medical Image Analysis 2023: random contrasts teach a model shapes, not
+one scanner's grey values), but only as far as keeps the image CT-like: every tissue's mean
+gets its own offset (soft tissues, fluids and vessels by tens of HU, fat by about half as
+much, lung and gas a little, bone widely; air stays -1000), then a global gain about 0 HU
+stretches or squeezes the contrast (0.8-1.25), and textures are scaled. Orders that a model
+may rely on survive: fat stays below every soft tissue and fluid, soft tissue below bone,
+lung and gas stay air-like. Lesions are drawn after this, relative to the jittered liver
+mean, so their contrast floor (:data:`~keras_liverseg.phantom.lesions.MIN_CONTRAST_HU`)
+holds on randomised scans too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +73,20 @@ _RANGES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, 
 }
 
 TISSUES: tuple[str, ...] = tuple(_RANGES)
+
+# Domain randomisation: jitter scale (times the case's ``tissue_jitter_hu``) and the band a
+# jittered mean is kept in, per tissue class; tissues not listed are soft tissue or fluid.
+_FAT = ("subcutaneous_fat", "visceral_fat")
+_AIRLIKE = ("lung", "gas", "table_core", "pad")
+_DENSE = ("bone_cortex", "bone_marrow", "cartilage", "oral_contrast", "gallstone", "table")
+_FIXED = ("air", "tumor")
+_JITTER_SCALE = {**{n: 0.5 for n in _FAT}, **{n: 0.6 for n in _AIRLIKE},
+                 "bone_cortex": 4.0, "bone_marrow": 2.0, "cartilage": 1.5, "oral_contrast": 3.0,
+                 "gallstone": 3.0, "table": 2.0}
+_BAND = {**{n: (-170.0, -45.0) for n in _FAT}, **{n: (-1000.0, -600.0) for n in _AIRLIKE},
+         "bone_cortex": (350.0, 1600.0), "bone_marrow": (90.0, 500.0), "stool": (-250.0, 60.0)}
+_SOFT_BAND = (-25.0, 450.0)  # soft tissue, fluid and vessels, above fat and below cortex
+_GAIN_FLOOR = -500.0  # the gain acts on tissues brighter than this (not on lung, gas, air)
 _IDS = {name: i for i, name in enumerate(TISSUES)}
 
 
@@ -83,13 +110,19 @@ def liver_range(phase: str) -> tuple[float, float]:
 
 
 def sample_table(
-    rng: np.random.Generator, phase: str, steatosis_hu: float = 0.0
+    rng: np.random.Generator,
+    phase: str,
+    steatosis_hu: float = 0.0,
+    domain: Mapping[str, float] | None = None,
 ) -> dict[str, TissueHU]:
     """Draw one case's tissue HU table for ``phase``.
 
     ``steatosis_hu`` (>= 0) darkens the liver (fatty liver). Enhancement is correlated
     within a case: a single "bolus strength" factor places every enhancing tissue near the
-    same relative position of its range, with independent jitter.
+    same relative position of its range, with independent jitter. ``domain`` (the
+    acquisition's ``domain`` dict, None on ordinary scans) randomises the table further
+    (module docstring): keys ``tissue_jitter_hu``, ``gain`` and ``texture_scale``. The draws
+    of an ordinary table come first, so ``domain`` only adds to them.
     """
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
@@ -105,4 +138,28 @@ def sample_table(
     table["liver"] = TissueHU(liver.mean - steatosis_hu, liver.texture)
     if phase == "arterial":  # arciform "zebra" enhancement of the spleen
         table["spleen"] = TissueHU(table["spleen"].mean, rng.uniform(12.0, 30.0))
+    if domain:
+        table = _randomise(rng, table, domain)
     return table
+
+
+def _randomise(
+    rng: np.random.Generator, table: dict[str, TissueHU], domain: Mapping[str, float]
+) -> dict[str, TissueHU]:
+    """Per-tissue offsets, a global gain about 0 HU and a texture scale, kept in bands."""
+    scale = float(domain.get("tissue_jitter_hu", 0.0))
+    gain = float(domain.get("gain", 1.0))
+    tex = float(domain.get("texture_scale", 1.0))
+    offsets = rng.normal(0.0, 1.0, len(TISSUES))  # one draw per tissue, always all of them
+    out: dict[str, TissueHU] = {}
+    for name, z in zip(TISSUES, offsets, strict=True):
+        t = table[name]
+        if name in _FIXED:
+            out[name] = t
+            continue
+        mean = t.mean + float(np.clip(z, -2.5, 2.5)) * scale * _JITTER_SCALE.get(name, 1.0)
+        if mean > _GAIN_FLOOR:
+            mean *= gain
+        lo, hi = _BAND.get(name, _SOFT_BAND if name not in _DENSE else (60.0, 3000.0))
+        out[name] = TissueHU(float(np.clip(mean, lo, hi)), t.texture * tex)
+    return out

@@ -8,12 +8,22 @@ below the right lobe (sometimes a long Riedel's lobe). The union is cut by the c
 (so the liver touches the right ribs and lateral wall), by the diaphragm (so its dome
 follows the right hemidiaphragm, with lung in the posterior recess around it) and by the
 impressions of the right kidney, stomach and spine; low-frequency noise displaces the
-surface (nodular in cirrhosis). A fat-filled fissure (ligamentum teres) often splits the
-left lobe from the right anteriorly.
+surface (nodular in cirrhosis).
+
+Fat where real livers have it (generator 2.0.0; label background, painted as visceral fat
+so that a model sees fat-density clefts inside the liver's outline that are not tumor):
+the fissure of the ligamentum teres (often, 2-8 mm wide, splitting the left lobe from the
+right anteriorly), the fissure of the ligamentum venosum (a thin sheet between the caudate
+and the left lobe), the porta hepatis (fat around the portal vein where it enters the
+hilum and along its left branch), and a thin extraperitoneal fat layer (0-6 mm, varying
+along the surface, absent in some patients) between the liver and the anterior and lateral
+abdominal wall and ribs, so the liver edge there shows partial volume with fat and muscle.
 
 Vessels. Random branching trees of tapered tubes: the portal vein enters at the hilum and
 branches into right and left systems; three hepatic veins fan out from the IVC below the
-dome. Their HU follows the contrast phase; they stay inside the liver label (as in LiTS).
+dome. The trees branch down to sub-millimetre radii (0.6-0.8 mm) near the periphery and
+start in the hilar fat. Their HU follows the contrast phase; inside the parenchyma they
+stay in the liver label (as in LiTS), in the hilar fat they are background.
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ def _unit(v) -> np.ndarray:
     return v / max(np.linalg.norm(v), 1e-9)
 
 
-def _tree(rng, start, direction, radius, length, depth, out, min_radius=1.0) -> None:
+def _tree(rng, start, direction, radius, length, depth, out, min_radius=0.7) -> None:
     """Append tapered segments ``(a, b, ra, rb)`` of a random branching tree to ``out``."""
     start = np.asarray(start, dtype=np.float64)
     direction = _unit(direction)
@@ -98,6 +108,16 @@ class Liver:
         self.lo = (-wc * (0.35 + 0.45 * ll) - 20, -bc - 10, self.bottom - 10)
         self.hi = (p.half_width * 1.3, p.front * 1.3, 15.0)
         self.noise_seed = int(rng.integers(2**31))
+        # fat in the fissures, at the hilum and between the liver and the wall (2.0.0)
+        self.fissure_half = rng.uniform(1.0, 4.0)
+        self.venosum = rng.random() < 0.75
+        self.venosum_half = rng.uniform(0.8, 2.5)
+        self.venosum_tilt = rng.uniform(0.1, 0.6)
+        self.hilum = rng.random() < 0.85
+        self.hilum_r = rng.uniform(7.0, 14.0)
+        self.hilum_len = rng.uniform(20.0, 45.0)
+        self.wall_fat = 0.0 if rng.random() < 0.25 else rng.uniform(0.5, 6.0)
+        self.wall_seed = int(rng.integers(2**31))
 
     def box(self) -> Box | None:
         return self.cv.box(self.lo, self.hi)
@@ -109,6 +129,11 @@ class Liver:
 
     def sdf(self, box: Box) -> np.ndarray:
         """Signed distance to the liver parenchyma (vessels and tumors included)."""
+        hull, cut = self._shape(box)
+        return fields.subtract(hull, cut)
+
+    def _shape(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
+        """(outline of the liver, fat clefts that it excludes): parenchyma is ``hull - cut``."""
         cv, p, body = self.cv, self.p, self.body
         X, Y, Z = box.X, box.Y, box.Z
         rng = np.random.default_rng(self.noise_seed)  # same surface on every call
@@ -131,6 +156,12 @@ class Liver:
         d = d + F32(p.liver_bumpiness) * fields.lattice_noise(rng, box.shape, spacing, 55.0)
         if p.cirrhosis:
             d = d + F32(2.0) * fields.lattice_noise(rng, box.shape, spacing, 12.0)
+        if self.wall_fat > 0:  # extraperitoneal fat, anterior and lateral only
+            wr = np.random.default_rng(self.wall_seed)
+            vary = fields.lattice_noise(wr, (box.shape[0], box.shape[1], 1), spacing, 35.0)
+            front = np.clip((Y - F32(p.spine_y)) / F32(40.0), 0, 1)
+            fat = F32(self.wall_fat) * front * np.clip(F32(1.0) + F32(0.7) * vary, 0, 2)
+            cav = cav + fat
         d = fields.intersect(d, cav, body.below_diaphragm(box, 0.5))
         d = fields.subtract(d, self.organs.kidney_sdf(box, 1.0), 3.0)
         kc, (ka, kb, kc_), krot = self.organs.kidneys[1.0]
@@ -148,12 +179,38 @@ class Liver:
         guard = fields.ellipsoid(X, Y, Z * 0, (0.0, p.spine_y - 30, 0.0),
                                  (p.vb_half[0] + 14, p.vb_half[1] + 45, 1e4))
         d = fields.subtract(d, guard)
+        return d.astype(F32, copy=False), self._clefts(box)
+
+    def _clefts(self, box: Box) -> np.ndarray:
+        """Fat-filled clefts: ligamentum teres and venosum fissures, porta hepatis."""
+        p, o = self.p, self.organs
+        X, Y, Z = box.X, box.Y, box.Z
+        cut = np.full(box.shape, 1e3, dtype=F32)
         if self.fissure:
-            plane = np.abs(X - F32(self.fissure_x) - F32(0.25) * Y) - F32(1.8)
-            cleft = fields.intersect(plane, F32(0.15 * self.organs.fc) - Y,
+            plane = np.abs(X - F32(self.fissure_x) - F32(0.25) * Y) - F32(self.fissure_half)
+            cleft = fields.intersect(plane, F32(0.15 * o.fc) - Y,
                                      Z - F32(-0.25 * p.liver_height))
-            d = fields.subtract(d, cleft)
-        return d.astype(F32, copy=False)
+            cut = np.minimum(cut, cleft)
+        if self.venosum:  # a thin oblique sheet in front of the caudate lobe
+            c, s = self.caudate
+            c0 = np.array((c[0] - 10, c[1] + 0.9 * s[1], c[2]))
+            n = _unit((-self.venosum_tilt, 1.0, 0.0))
+            t = _unit((1.0, self.venosum_tilt, 0.0))
+            dx, dy, dz = X - F32(c0[0]), Y - F32(c0[1]), Z - F32(c0[2])
+            sheet = fields.intersect(
+                np.abs(F32(n[0]) * dx + F32(n[1]) * dy) - F32(self.venosum_half),
+                np.abs(F32(t[0]) * dx + F32(t[1]) * dy) - F32(1.3 * s[0]),
+                np.abs(dz) - F32(0.8 * s[2]))
+            cut = np.minimum(cut, sheet)
+        if self.hilum:  # fat around the portal vein at the porta and its left branch
+            porta = np.asarray(o.porta, dtype=np.float64)
+            conf = np.asarray(o.confluence, dtype=np.float64)
+            r = self.hilum_r
+            self.cv.tube(box, [porta, porta + _unit(conf - porta) * self.hilum_len],
+                         [r, 1.2 * r], out=cut)
+            self.cv.tube(box, [porta, porta + _unit((-1.0, 0.5, 0.1)) * 0.7 * self.hilum_len],
+                         [0.7 * r, 0.4 * r], out=cut)
+        return cut
 
     def paint(self) -> dict:
         """Paint (perihepatic ascites,) parenchyma and vessels; returns meta."""
@@ -161,28 +218,37 @@ class Liver:
         box = self.box()
         if box is None:
             return {}
-        d = self.sdf(box)
+        hull, cut = self._shape(box)
+        d = fields.subtract(hull, cut)
         if p.ascites:
-            shell = fields.intersect(d - F32(rng.uniform(5, 20)), self.organs.abdomen_clip(box))
+            shell = fields.intersect(hull - F32(rng.uniform(5, 20)),
+                                     self.organs.abdomen_clip(box))
             cv.paint(box, shell, "ascites")
+        cv.paint(box, fields.intersect(cut, hull), "visceral_fat")
+        del cut
         cv.paint(box, d, "liver", label="liver")
-        self._vessels(box, d)
+        self._vessels(box, d, hull)
         return {"right_lobe_semi_mm": [round(float(v), 1) for v in self.right[1]],
-                "left_lobe": round(float(p.left_lobe), 2), "fissure": bool(self.fissure)}
+                "left_lobe": round(float(p.left_lobe), 2), "fissure": bool(self.fissure),
+                "fissure_fat_mm": round(2 * self.fissure_half, 1) if self.fissure else 0.0,
+                "venosum_fat_mm": round(2 * self.venosum_half, 1) if self.venosum else 0.0,
+                "hilum_fat_mm": round(self.hilum_r, 1) if self.hilum else 0.0,
+                "wall_fat_mm": round(self.wall_fat, 1)}
 
-    def _vessels(self, box: Box, liver: np.ndarray) -> None:
+    def _vessels(self, box: Box, liver: np.ndarray, hull: np.ndarray) -> None:
         cv, rng, o = self.cv, self.rng, self.organs
         porta = np.asarray(o.porta)
         portal: list = []
-        _tree(rng, porta, (1.0, -0.3, 0.35), rng.uniform(5, 6.5), rng.uniform(25, 40), 3, portal)
-        _tree(rng, porta, (-1.0, 0.6, 0.2), rng.uniform(4, 5.5), rng.uniform(30, 45), 3, portal)
+        _tree(rng, porta, (1.0, -0.3, 0.35), rng.uniform(5, 6.5), rng.uniform(28, 45), 5, portal)
+        _tree(rng, porta, (-1.0, 0.6, 0.2), rng.uniform(4, 5.5), rng.uniform(32, 50), 5, portal)
         hv0 = np.array((o.ivc_x + 4, self.p.spine_front + 22, -0.12 * self.p.liver_height - 10))
         hepatic: list = []
         for direction, r in (((1.0, 0.1, -0.35), 5.0), ((0.25, 1.0, -0.35), 4.5),
                              ((-0.8, 0.8, -0.2), 4.0)):
-            _tree(rng, hv0, direction, r * rng.uniform(0.8, 1.15), rng.uniform(35, 60), 2, hepatic)
-        inside = liver + F32(2.0)
-        for segs, tissue in ((portal, "portal_vein"), (hepatic, "hepatic_vein")):
+            _tree(rng, hv0, direction, r * rng.uniform(0.8, 1.15), rng.uniform(40, 65), 4,
+                  hepatic)
+        for segs, tissue, inside in ((portal, "portal_vein", hull + F32(2.0)),
+                                     (hepatic, "hepatic_vein", liver + F32(2.0))):
             v = np.full(box.shape, 1e3, dtype=F32)
             for a, b, ra, rb in segs:
                 cv.tube(box, [a, b], [ra, rb], out=v)

@@ -6,6 +6,11 @@ Each organ is placed relative to the cavity, the spine and the diaphragm of the 
 (:class:`~keras_liverseg.phantom.body.Body`) with random size, tilt and surface
 irregularity. :class:`Organs` keeps the signed-distance functions the liver needs to carve
 its neighbours' impressions (kidney, stomach).
+
+The gallbladder lies in its fossa on the liver's inferior surface, usually wrapped in a
+thin layer of fat (generator 2.0.0) that separates it from the parenchyma; after a
+cholecystectomy the empty fossa is often filled with fat (or nothing). Both are
+background in the label, as real readers leave them out of the liver.
 """
 
 from __future__ import annotations
@@ -218,18 +223,26 @@ class Organs:
     def paint_gallbladder(self, liver_sdf: Sdf) -> dict:
         """Gallbladder in the fossa under the liver (absent after cholecystectomy)."""
         cv, p, rng = self.cv, self.p, self.rng
-        if not p.gallbladder:
-            return {"present": False}
         a, b, c = rng.uniform(12, 22), rng.uniform(11, 19), rng.uniform(25, 45)
         center = (0.3 * self.wc * rng.uniform(0.6, 1.3), 0.35 * self.fc * rng.uniform(0.6, 1.2),
                   -0.62 * self.H + rng.uniform(-10, 15))
         rot = fields.rotation(roll=-rng.uniform(0.4, 0.9), pitch=rng.uniform(-0.3, 0.3))
-        m = max(a, b, c) + 6
+        fat = rng.uniform(1.0, 5.0) if rng.random() < 0.7 else 0.0
+        if not p.gallbladder:  # empty fossa: a flat fat-filled notch, or nothing
+            a, b, c = 0.5 * a, 0.35 * b, 0.8 * c
+            fat = fat and 1.0
+        m = max(a, b, c) + 6 + fat
         box = cv.box(np.subtract(center, m), np.add(center, m))
+        meta = {"present": bool(p.gallbladder), "fossa_fat_mm": round(float(fat), 1),
+                "center_mm": [round(float(v), 1) for v in center]}
         if box is None:
-            return {"present": True, "center_mm": [round(float(v), 1) for v in center]}
+            return meta
         g = fields.intersect(fields.ellipsoid(box.X, box.Y, box.Z, center, (a, b, c), rot),
                              self.abdomen_clip(box, 3))
+        if fat > 0:
+            cv.paint(box, g - F32(fat), "visceral_fat")
+        if not p.gallbladder:
+            return meta
         cv.paint(box, g, "bowel_wall")
         cv.paint(box, g + F32(rng.uniform(1.5, 3.0)), "bile")
         if p.gallstones:
@@ -239,7 +252,7 @@ class Organs:
                 stone = np.sqrt((box.X - sc[0]) ** 2 + (box.Y - sc[1]) ** 2
                                 + (box.Z - sc[2]) ** 2) - F32(rng.uniform(2.5, 7))
                 cv.paint(box, fields.intersect(stone, g + 2), "gallstone")
-        return {"present": True, "center_mm": [round(float(v), 1) for v in center]}
+        return meta
 
     def paint_vessels(self) -> None:
         """Aorta (with calcified plaques), its branches, IVC, renal veins, portal system."""

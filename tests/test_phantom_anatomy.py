@@ -1,0 +1,182 @@
+"""Phantom anatomy 2.0.0: fat in the liver's clefts, bowel against the liver, vessels, IVC,
+and large heterogeneous tumours (the hard negatives and positives real livers have)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from keras_liverseg.phantom import generate_case
+from keras_liverseg.phantom.intensities import tissue_id
+from keras_liverseg.phantom.lesions import KINDS, MIN_CONTRAST_HU
+from keras_liverseg.phantom.liver import _tree
+
+FINE = (192, 192, 48)
+FINE_SPACING = (1.5, 1.5, 4.0)
+SMALL = (128, 128, 40)
+COARSE = (3.0, 3.0, 5.0)
+BOWEL = [tissue_id(n) for n in ("bowel_wall", "bowel_collapsed", "bowel_fluid", "stool", "gas",
+                                "oral_contrast")]
+PLANE = np.ones((3, 3, 1), dtype=bool)
+
+
+@pytest.fixture(scope="module")
+def fine_cases():
+    return [generate_case(s, FINE, spacing=FINE_SPACING, orientation="RAS") for s in range(8)]
+
+
+def _interior(mask):
+    """The mask without its in-plane boundary (tissue map and labels differ at edges)."""
+    return ndimage.binary_erosion(mask, PLANE)
+
+
+def _outline(liver):
+    """The liver's filled outline per axial slice (clefts and notches closed)."""
+    closed = ndimage.binary_closing(liver, np.ones((7, 7, 1), dtype=bool))
+    return np.stack([ndimage.binary_fill_holes(closed[:, :, k]) for k in range(liver.shape[2])], 2)
+
+
+def test_fat_fills_clefts_inside_the_liver_outline_and_is_background(fine_cases):
+    fat_id = tissue_id("visceral_fat")
+    with_fat = 0
+    for case in fine_cases:
+        liver = case.labels >= 1
+        fat = case.tissues == fat_id
+        inside = fat & _outline(liver) & ~liver
+        if inside.sum() > 200:
+            with_fat += 1
+        assert not (_interior(fat) & liver).any()  # fat is never labelled liver or tumor
+        meta = case.meta["anatomy"]["liver"]
+        for key in ("fissure_fat_mm", "venosum_fat_mm", "hilum_fat_mm", "wall_fat_mm"):
+            assert meta[key] >= 0
+    assert with_fat >= 6
+
+
+def test_bowel_touches_the_liver_and_is_never_labelled(fine_cases):
+    touching = checked = 0
+    for case in fine_cases:
+        liver = case.labels >= 1
+        bowel = np.isin(case.tissues, BOWEL)
+        assert not (_interior(bowel) & (case.labels > 0)).any()
+        zs = np.nonzero(liver.any(axis=(0, 1)))[0]
+        if len(zs) == 0 or zs.min() == 0:  # the liver's tip is not in the scan
+            continue
+        checked += 1
+        near = ndimage.binary_dilation(liver, np.ones((3, 3, 1), dtype=bool), iterations=2)
+        touching += bool((near & bowel).sum() > 20)
+    assert checked >= 3
+    assert touching >= 0.7 * checked
+
+
+def test_bowel_contact_meta_is_drawn_in_most_cases():
+    organs = []
+    for s in range(20):
+        meta = generate_case(s, (48, 48, 12))
+        contact = meta.meta["anatomy"]["bowel_contact"]
+        organs.append(contact["organ"])
+        if contact["organ"] is not None:
+            assert contact["organ"] in ("colon", "duodenum", "small_bowel")
+            assert contact["gap_mm"] >= 0
+    assert 10 <= sum(o is not None for o in organs) <= 19
+
+
+def test_vessels_inside_the_liver_carry_the_liver_label(fine_cases):
+    seen = 0
+    for case in fine_cases:
+        liver = (case.labels >= 1).astype(np.float32)
+        # hepatic veins (the extrahepatic portal trunk at the hilum is background by design)
+        vessel = case.tissues == tissue_id("hepatic_vein")
+        other = (~vessel).astype(np.float32)
+        # vessel voxels whose every non-vessel neighbour (7x7 in-plane) is liver
+        around = ndimage.uniform_filter(liver * other, (7, 7, 1))
+        enclosed = vessel & (around > 0) & (around >= ndimage.uniform_filter(other, (7, 7, 1))
+                                            - 1e-6)
+        if enclosed.sum() < 10:
+            continue
+        seen += 1
+        assert (case.labels[enclosed] >= 1).mean() > 0.9, case.meta["seed"]
+        hv = case.tissues == tissue_id("hepatic_vein")
+        if hv.sum() > 20:
+            assert (case.labels[hv] >= 1).mean() > 0.8
+    assert seen >= 3
+
+
+def test_vessel_trees_branch_down_to_thin_peripheral_twigs():
+    rng = np.random.default_rng(0)
+    reach, thin = [], []
+    for _ in range(10):
+        segs: list = []
+        _tree(rng, (0.0, 0.0, 0.0), (1.0, 0.0, 0.0), 6.0, 40.0, 5, segs)
+        ends = np.array([b for _, b, _, _ in segs])
+        reach.append(float(np.linalg.norm(ends, axis=1).max()))
+        thin.append(min(rb for *_, rb in segs))
+        assert min(rb for *_, rb in segs) >= 0.5  # still above a voxel's fraction
+    assert np.median(reach) > 90  # mm from the hilum
+    assert max(thin) < 1.2
+
+
+def test_ivc_lies_against_the_liver_in_most_cases(fine_cases):
+    against = present = 0
+    for case in fine_cases:
+        liver = case.labels >= 1
+        if liver.sum() < 5000:
+            continue
+        present += 1
+        ivc = case.tissues == tissue_id("ivc")
+        near = ndimage.binary_dilation(liver, PLANE, iterations=2)
+        against += bool((ivc & near).sum() > 20)
+    assert present >= 4 and against >= 0.75 * present
+
+
+def _tumor_spread(case):
+    tumor = ndimage.binary_erosion(case.labels == 2, PLANE)
+    return float(case.volume[tumor].std()) if tumor.sum() > 30 else None
+
+
+def test_heterogeneous_lesion_is_large_varied_and_inside_the_liver():
+    assert "heterogeneous" in KINDS
+    compared = 0
+    for s in range(8):
+        args = dict(spacing=COARSE, phase="portal_venous", n_lesions=1, orientation="RAS")
+        het = generate_case(s, SMALL, lesion_kinds=("heterogeneous",), **args)
+        (lesion,) = het.meta["lesions"]
+        assert lesion["kind"] == "heterogeneous"
+        assert 40 <= lesion["diameter_mm"] <= 100
+        assert lesion["volume_ml"] > 15
+        assert abs(lesion["hu"] - het.meta["liver_hu_mean"]) >= MIN_CONTRAST_HU - 0.11
+        assert abs(lesion["necrosis_hu"] - het.meta["liver_hu_mean"]) >= MIN_CONTRAST_HU - 0.11
+        tumor = het.labels == 2
+        assert tumor.sum() * np.prod(COARSE) / 1000 > 15
+        # tumor only inside the liver: every tumor component borders liver voxels
+        comp, n = ndimage.label(tumor)
+        grown = ndimage.binary_dilation(tumor, np.ones((3, 3, 3), dtype=bool))
+        assert (het.labels[grown & ~tumor] == 1).any() and n >= 1
+        cyst = generate_case(s, SMALL, lesion_kinds=("cystic",), **args)
+        a, b = _tumor_spread(het), _tumor_spread(cyst)
+        if a is not None and b is not None:
+            compared += 1
+            assert a > b + 8, (s, a, b)
+        if compared >= 2:
+            break
+    assert compared >= 2
+
+
+def test_about_one_case_in_five_has_a_lesion_over_50_ml():
+    big = 0
+    for s in range(40):
+        case = generate_case(2000 + s, (48, 48, 12))
+        big += any(lesion["volume_ml"] > 50 for lesion in case.meta["lesions"])
+    assert 3 <= big <= 16
+
+
+def test_anatomy_1_2_is_deterministic():
+    kw = dict(n_lesions=2, lesion_kinds=("heterogeneous", "hypodense"))
+    a = generate_case(3, (96, 96, 24), **kw)
+    b = generate_case(3, (96, 96, 24), **kw)
+    assert np.array_equal(a.volume, b.volume)
+    assert np.array_equal(a.labels, b.labels)
+    assert np.array_equal(a.tissues, b.tissues)
+    assert json.dumps(a.meta, sort_keys=True) == json.dumps(b.meta, sort_keys=True)
