@@ -44,6 +44,11 @@ from keras_liverseg.cli.signals import Terminated, raise_pending
 @click.option("--input-size", type=int, metavar="N",
               help="Train the zoo model rebuilt for N x N slices (a multiple of 16) "
                    "[the entry's own].")
+@click.option("--pixel-spacing", type=float, metavar="MM",
+              help="Train the model to read axial slices resampled to MM mm pixels, centred "
+                   "on a canvas of at least its input size (any field of view gives organs "
+                   "the same size in pixels); stored in the model, so predict does the same "
+                   "[the entry's own; none: each slice resized to the input].")
 @click.option("--epochs", type=int, help="Epochs [10]; --steps or --minutes replace it.")
 @click.option("--steps", type=int, metavar="N",
               help="Budget: N steps in all, in epochs of --steps-per-epoch (the last one cut "

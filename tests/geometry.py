@@ -51,3 +51,64 @@ def read_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
     lps[:3, :3] = np.array(directions).T
     lps[:3, 3] = [float(v) for v in fields["space origin"].strip("()").split(",")]
     return array.transpose(2, 1, 0), LPS_TO_RAS @ lps
+
+
+def _translated(affine: np.ndarray, start) -> np.ndarray:
+    """``affine`` of the sub-array that starts at voxel ``start``."""
+    out = np.array(affine, dtype=float)
+    out[:3, 3] = affine[:3, :3] @ np.asarray(start, float) + affine[:3, 3]
+    return out
+
+
+def crop_to_mask_box(
+    volume: np.ndarray, labels: np.ndarray, affine: np.ndarray, mask: np.ndarray,
+    margin_mm: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``volume`` and ``labels`` cut to ``mask``'s bounding box widened by ``margin_mm`` on
+    every side (a liver-centred scan), with the affine of the cut."""
+    sizes = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        pad = int(np.ceil(margin_mm / sizes[axis]))
+        box.append(slice(max(hit[0] - pad, 0), min(hit[-1] + 1 + pad, mask.shape[axis])))
+    box = tuple(box)
+    start = [b.start for b in box]
+    return volume[box], labels[box], _translated(affine, start)
+
+
+def coarsen_in_plane(
+    volume: np.ndarray, labels: np.ndarray, affine: np.ndarray, factor: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A copy at ``factor`` times the in-plane pixel spacing: the image averaged over
+    ``factor x factor`` blocks of the two axes closest to the axial plane (what a coarser
+    reconstruction gives), each label class kept where it covers at least half a block,
+    and the matching affine (rows and columns that do not fill a block are dropped)."""
+    import nibabel.orientations as nio
+
+    axial = int(np.flatnonzero(np.abs(nio.io_orientation(affine)[:, 0]) == 2)[0])
+    plane = [a for a in range(3) if a != axial]
+    keep = [slice(None)] * 3
+    for a in plane:
+        keep[a] = slice(0, volume.shape[a] // factor * factor)
+    volume, labels = volume[tuple(keep)], labels[tuple(keep)]
+
+    def blocks(array):
+        shape = []
+        for a in range(3):
+            shape += [array.shape[a] // factor, factor] if a in plane else [array.shape[a]]
+        reshaped = array.reshape(shape)
+        mean_axes = tuple(p + 1 + i for i, p in enumerate(sorted(plane)))
+        return reshaped.mean(axis=mean_axes)
+
+    image = blocks(volume.astype(np.float32))
+    out = np.zeros(image.shape, np.uint8)
+    out[blocks((labels >= 1).astype(np.float32)) >= 0.5] = 1
+    out[blocks((labels == 2).astype(np.float32)) >= 0.5] = 2
+    scaled = np.array(affine, dtype=float)
+    for a in plane:
+        scaled[:3, a] *= factor
+    shift = np.zeros(3)
+    shift[plane] = (factor - 1) / 2
+    scaled[:3, 3] = affine[:3, :3] @ shift + affine[:3, 3]
+    return image, out, scaled

@@ -164,6 +164,7 @@ def draw_phantoms(
     crop: bool = False,
     roi=None,
     processes: int = 1,
+    pixel_spacing: float | None = None,
 ) -> list:
     """The phantoms ``cases`` (ids ``volume-N``) of dataset ``seed`` as training volumes.
 
@@ -173,7 +174,9 @@ def draw_phantoms(
     :func:`~keras_liverseg.data.volumes.crop_to_liver` cuts a dataset's volumes) and, with
     ``input_size``, resized in-plane once with the resizing the sampler and inference use, so
     that the sampler's own resize is a no-op and a drawn set of 512 x 512 phantoms fits in
-    memory. ``processes > 1`` draws them in that many worker processes.
+    memory; with ``pixel_spacing`` (a model that reads slices at that spacing,
+    :mod:`keras_liverseg.io.slices`) they are resampled in-plane to it instead.
+    ``processes > 1`` draws them in that many worker processes.
 
     Returns:
         a list of :class:`~keras_liverseg.data.volumes.Volume`, in the order of ``cases``.
@@ -181,8 +184,8 @@ def draw_phantoms(
     from keras_liverseg.data.volumes import volume_from_arrays
 
     jobs = [(_phantom_index(case.case_id), int(seed), tuple(int(v) for v in shape),
-             None if input_size is None else tuple(int(v) for v in input_size), crop, roi)
-            for case in cases]
+             None if input_size is None else tuple(int(v) for v in input_size), crop, roi,
+             pixel_spacing) for case in cases]
     if processes > 1 and len(jobs) > 1:
         import multiprocessing
 
@@ -203,22 +206,29 @@ def _phantom_index(case_id: str) -> int:
     return int(match.group(1))
 
 
-def _draw_phantom(job: tuple) -> tuple[str, np.ndarray, np.ndarray]:
-    """One phantom of :func:`draw_phantoms`: ``(case_id, image int16, labels uint8)``."""
+def _draw_phantom(job: tuple) -> tuple[str, np.ndarray, np.ndarray, tuple[float, float]]:
+    """One phantom of :func:`draw_phantoms`: ``(case_id, image int16, labels uint8,
+    in-plane spacing mm)``."""
     from keras_liverseg.data.volumes import crop_to_liver, volume_from_arrays
     from keras_liverseg.io import to_canonical
-    from keras_liverseg.io.slices import resize_axes, resize_labels
+    from keras_liverseg.io.orientation import canonical_spacing
+    from keras_liverseg.io.slices import resize_axes, resize_labels, spacing_grid
     from keras_liverseg.phantom import case_seed, generate_case
 
-    index, seed, shape, size, crop, roi = job
+    index, seed, shape, size, crop, roi, pixel_spacing = job
     case = generate_case(case_seed(seed, index), shape)
     image, _, _ = to_canonical(case.volume, case.affine)
     labels, _, _ = to_canonical(case.labels, case.affine)
-    volume = volume_from_arrays(f"volume-{index}", image, np.asarray(labels, np.uint8))
+    spacing = canonical_spacing(case.affine)[:2]
+    volume = volume_from_arrays(f"volume-{index}", image, np.asarray(labels, np.uint8), spacing)
     if crop:
         volume = crop_to_liver(volume, roi)
     image, labels = volume.image, volume.labels
+    if pixel_spacing is not None:
+        size = spacing_grid(image.shape, spacing, pixel_spacing)
     if size is not None and tuple(image.shape[:2]) != tuple(size):
+        spacing = tuple(n * v / m for n, v, m in zip(image.shape[:2], spacing, size, strict=True))
         image = np.rint(resize_axes(image, size, axes=(0, 1))).astype(np.int16)
         labels = resize_labels(labels, size)
-    return volume.case_id, np.ascontiguousarray(image), np.ascontiguousarray(labels)
+    return (volume.case_id, np.ascontiguousarray(image), np.ascontiguousarray(labels),
+            tuple(float(v) for v in spacing))

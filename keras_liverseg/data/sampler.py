@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from keras_liverseg.data.clahe import clahe
 from keras_liverseg.data.volumes import Volume
-from keras_liverseg.io.slices import resize_labels, slice_stack
+from keras_liverseg.io.slices import place, resize_labels, slice_stack, spacing_grid
 
 AIR_HU = -1000.0
 TASKS = ("both", "liver", "tumor")
@@ -60,6 +60,11 @@ class Augmentation:
         noise_hu: maximum standard deviation of added Gaussian noise, HU.
         clahe: probability of CLAHE on the [-100, 400] HU window (ES-UNet++; clip 4, 8x8
             tiles; :func:`keras_liverseg.data.clahe.clahe`).
+        field_of_view: for a model with a ``pixel_spacing`` only: probability that a slice
+            is cut, before resampling, to the box of its volume's liver plus a random margin
+            of ``fov_margin_mm`` (a liver-centred crop, as some scans are stored), so the
+            model learns the liver against the edge of the field of view as well.
+        fov_margin_mm: the range of that margin, mm.
     """
 
     flip_lr: float = 0.0
@@ -73,6 +78,8 @@ class Augmentation:
     hu_scale: float = 0.12
     noise_hu: float = 12.0
     clahe: float = 0.0
+    field_of_view: float = 0.2
+    fov_margin_mm: tuple[float, float] = (0.0, 40.0)
 
 
 def augment(x: np.ndarray, y: np.ndarray, aug: Augmentation, rng: np.random.Generator):
@@ -132,7 +139,11 @@ class SliceSampler:
     Each draw picks a case uniformly, then a slice: with probability ``tumor_fraction`` one
     containing tumor, with ``liver_fraction`` one containing liver, otherwise any slice
     (a case without that class falls back to any slice). The slice and its
-    ``context_slices - 1`` neighbours are resized to ``input_size`` and augmented.
+    ``context_slices - 1`` neighbours are brought to the model's geometry
+    (:mod:`keras_liverseg.io.slices`) and augmented: resized to ``input_size``, or, with
+    ``pixel_spacing``, resampled to that spacing and cut or padded (with air, centred) to
+    ``input_size``: a slice larger than the input gives a window of it, around a pixel of
+    the drawn class for a draw forced onto liver or tumor, as nnU-Net samples patches.
 
     Args:
         volumes: training volumes in canonical orientation.
@@ -143,6 +154,7 @@ class SliceSampler:
         augmentation: an :class:`Augmentation`, or ``None`` for none.
         seed: the sampler's seed.
         task: the label mapping of :func:`task_labels`.
+        pixel_spacing: the in-plane spacing (mm) the model reads slices at, or ``None``.
     """
 
     def __init__(
@@ -155,6 +167,7 @@ class SliceSampler:
         augmentation: Augmentation | None = None,
         seed: int = 0,
         task: str = "both",
+        pixel_spacing: float | None = None,
     ):
         if not volumes:
             raise ValueError("SliceSampler needs at least one volume")
@@ -170,28 +183,80 @@ class SliceSampler:
         self.seed = int(seed)
         task_labels(np.zeros(1, np.uint8), task)  # validates the name
         self.task = task
+        self.pixel_spacing = None if pixel_spacing is None else float(pixel_spacing)
+        self._liver_boxes: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Slice ``index``: ``x`` (H, W, C) float32 HU and ``y`` (H, W) uint8 labels."""
         rng = np.random.default_rng([self.seed, int(index)])
-        volume = self.volumes[int(rng.integers(len(self.volumes)))]
-        k = self._pick_slice(volume, rng)
-        x = slice_stack(volume.image, [k], self.context_slices, self.input_size)[0]
-        y = resize_labels(volume.labels[:, :, k], self.input_size)
+        which = int(rng.integers(len(self.volumes)))
+        volume = self.volumes[which]
+        k, forced = self._pick_slice(volume, rng)
+        if self.pixel_spacing is None:
+            x = slice_stack(volume.image, [k], self.context_slices, self.input_size)[0]
+            y = resize_labels(volume.labels[:, :, k], self.input_size)
+        else:
+            x, y = self._at_spacing(which, volume, k, forced, rng)
         if self.augmentation is not None:
             x, y = augment(x, y, self.augmentation, rng)
         return x.astype(np.float32), task_labels(y, self.task).astype(np.uint8)
+
+    def _at_spacing(self, which, volume, k, forced, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Slice ``k`` resampled to :attr:`pixel_spacing`, cut or padded to the input."""
+        rows, cols = slice(None), slice(None)
+        aug = self.augmentation
+        if aug is not None and aug.field_of_view > 0 and rng.random() < aug.field_of_view:
+            box = self._liver_box(which, volume)
+            if box is not None:
+                margin = rng.uniform(*aug.fov_margin_mm, 2) / np.asarray(volume.spacing)
+                lo = np.maximum(box[0] - np.ceil(margin), 0).astype(int)
+                hi = np.minimum(box[1] + np.ceil(margin), volume.image.shape[:2]).astype(int)
+                rows, cols = slice(lo[0], hi[0]), slice(lo[1], hi[1])
+        image, labels = volume.image[rows, cols], volume.labels[rows, cols, k]
+        grid = spacing_grid(image.shape, volume.spacing, self.pixel_spacing)
+        x = slice_stack(image, [k], self.context_slices, grid)[0]
+        y = resize_labels(labels, grid)
+        origin = []
+        for axis, (g, n) in enumerate(zip(grid, self.input_size, strict=True)):
+            if g <= n:
+                origin.append(None)
+                continue
+            centre = int(rng.integers(g))
+            if forced:  # keep a pixel of the drawn class in the window
+                hits = np.argwhere(y == 2 if forced == "tumor" else y >= 1)
+                if len(hits):
+                    centre = int(hits[int(rng.integers(len(hits)))][axis])
+            origin.append(int(np.clip(centre - n // 2, 0, g - n)))
+        window = tuple(slice(None) if o is None else slice(o, o + n)
+                       for o, n in zip(origin, self.input_size, strict=True))
+        x, y = x[window], y[window]
+        x = place(x[None], self.input_size, AIR_HU)[0]
+        y = place(y[None, ..., None], self.input_size, 0)[0, ..., 0]
+        return x, y
+
+    def _liver_box(self, which: int, volume: Volume) -> tuple[np.ndarray, np.ndarray] | None:
+        """In-plane ``(low, high)`` corners of a volume's liver over all its slices (cached)."""
+        if which not in self._liver_boxes:
+            box = None
+            if volume.liver_slices.size:
+                liver = np.asarray(volume.labels[:, :, volume.liver_slices]) >= 1
+                r = np.flatnonzero(liver.any(axis=(1, 2)))
+                c = np.flatnonzero(liver.any(axis=(0, 2)))
+                box = (np.array([r[0], c[0]]), np.array([r[-1] + 1, c[-1] + 1]))
+            self._liver_boxes[which] = box
+        return self._liver_boxes[which]
 
     def batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Slices ``indices`` stacked: ``(B, H, W, C)`` float32 and ``(B, H, W)`` uint8."""
         pairs = [self.sample(i) for i in indices]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
-    def _pick_slice(self, volume: Volume, rng: np.random.Generator) -> int:
+    def _pick_slice(self, volume: Volume, rng: np.random.Generator) -> tuple[int, str | None]:
+        """A slice index and the class the draw was forced onto (``None``: any slice)."""
         draw = rng.random()
         if draw < self.tumor_fraction and volume.tumor_slices.size:
-            return int(rng.choice(volume.tumor_slices))
+            return int(rng.choice(volume.tumor_slices)), "tumor"
         if draw < self.tumor_fraction + self.liver_fraction and volume.liver_slices.size:
-            return int(rng.choice(volume.liver_slices))
-        return int(rng.integers(volume.depth))
+            return int(rng.choice(volume.liver_slices)), "liver"
+        return int(rng.integers(volume.depth)), None
 

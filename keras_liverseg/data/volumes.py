@@ -20,6 +20,7 @@ from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.io import InputError, load_nifti, open_nifti, to_canonical
 from keras_liverseg.io.atomic import OutputBusy, atomic_paths
 from keras_liverseg.io.labels import LabelError, read_labels
+from keras_liverseg.io.orientation import canonical_spacing
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Volume:
         labels: ``(X, Y, Z)`` uint8 in {0, 1, 2}.
         liver_slices: indices ``k`` of slices containing liver or tumor.
         tumor_slices: indices ``k`` of slices containing tumor.
+        spacing: in-plane voxel sizes (mm) of the rows and columns of ``image``, for models
+            that read slices at a physical spacing.
     """
 
     case_id: str
@@ -39,6 +42,7 @@ class Volume:
     labels: np.ndarray
     liver_slices: np.ndarray
     tumor_slices: np.ndarray
+    spacing: tuple[float, float] = (1.0, 1.0)
 
     @property
     def depth(self) -> int:
@@ -59,7 +63,15 @@ def load_volume(case: Case, cache_dir: str | os.PathLike | None = None) -> Volum
         image, labels = _decode(case)
         if cached:
             _write_cache(cached, image, labels)
-    return volume_from_arrays(case.case_id, image, labels)
+    return volume_from_arrays(case.case_id, image, labels, _spacing(case))
+
+
+def _spacing(case: Case) -> tuple[float, float]:
+    """In-plane canonical voxel sizes of a case, from its NIfTI header alone."""
+    try:
+        return canonical_spacing(open_nifti(case.image).affine)[:2]
+    except InputError as error:
+        raise DatasetError(f"case {case.case_id}: {error}") from None
 
 
 def _write_cache(paths: tuple[Path, Path], image: np.ndarray, labels: np.ndarray) -> None:
@@ -72,8 +84,14 @@ def _write_cache(paths: tuple[Path, Path], image: np.ndarray, labels: np.ndarray
         pass
 
 
-def volume_from_arrays(case_id: str, image: np.ndarray, labels: np.ndarray) -> Volume:
-    """A :class:`Volume` of canonical ``image`` and ``labels`` arrays held in memory."""
+def volume_from_arrays(
+    case_id: str,
+    image: np.ndarray,
+    labels: np.ndarray,
+    spacing: tuple[float, float] = (1.0, 1.0),
+) -> Volume:
+    """A :class:`Volume` of canonical ``image`` and ``labels`` arrays held in memory, with
+    in-plane voxel sizes ``spacing`` (mm)."""
     per_slice = labels.reshape(-1, labels.shape[2])
     return Volume(
         case_id=case_id,
@@ -81,6 +99,7 @@ def volume_from_arrays(case_id: str, image: np.ndarray, labels: np.ndarray) -> V
         labels=labels,
         liver_slices=np.flatnonzero(per_slice.max(axis=0) >= 1),
         tumor_slices=np.flatnonzero((per_slice == 2).any(axis=0)),
+        spacing=(float(spacing[0]), float(spacing[1])),
     )
 
 
@@ -122,7 +141,8 @@ def crop_to_liver(volume: Volume, roi: LiverROI | None = None) -> Volume:
     box = (roi or LiverROI()).box(np.asarray(volume.labels) >= 1)
     if box is None:
         return volume
-    return volume_from_arrays(volume.case_id, volume.image[box], volume.labels[box])
+    return volume_from_arrays(volume.case_id, volume.image[box], volume.labels[box],
+                              volume.spacing)
 
 
 def _decode(case: Case) -> tuple[np.ndarray, np.ndarray]:

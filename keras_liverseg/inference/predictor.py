@@ -6,9 +6,11 @@ Pipeline (see docs of each step's module):
 2. bring it to the canonical orientation (:func:`keras_liverseg.io.to_canonical`, an
    exact axis permutation/flip);
 3. for each batch of axial slices: stack ``context_slices`` neighbours as channels (edge
-   slices replicated, channels ordered from inferior to superior), resize in-plane to the
-   model's input size (linear), predict, resize the probabilities back to the slice grid
-   (linear), argmax. With ``tta``, the same weights also read the slices resized to a
+   slices replicated, channels ordered from inferior to superior), bring them to the
+   model's in-plane geometry (linear): resized to its input size, or, for a model with a
+   ``pixel_spacing``, resampled to that spacing and centred on a canvas of at least its
+   input size (:mod:`keras_liverseg.io.slices`); predict, take the probabilities back to
+   the slice grid (linear), argmax. With ``tta``, the same weights also read the slices resized to a
    7/6 larger input (:func:`tta_input_size`: 224x224 for a 192x192 model), and the two
    predictions' probabilities, each resized back, are averaged;
 4. for a cascade (a model with a ``second_stage``, such as the default ``unet_sharp``):
@@ -49,7 +51,14 @@ from keras_liverseg.inference.report import LABELS, ReportFacts, scan_report
 from keras_liverseg.io.nifti import write_labels
 from keras_liverseg.io.orientation import from_canonical, to_canonical
 from keras_liverseg.io.scan import Scan, load_scan, scan_from_array
-from keras_liverseg.io.slices import resize_axes, slice_stack
+from keras_liverseg.io.slices import (
+    canvas_size,
+    place,
+    resize_axes,
+    slice_stack,
+    spacing_grid,
+    unplace,
+)
 
 __all__ = [
     "LABELS",
@@ -59,6 +68,7 @@ __all__ = [
     "predict_slices",
     "predict_volume",
     "prepare_tta",
+    "readings",
     "tta_input_size",
 ]
 
@@ -179,6 +189,45 @@ def _labels_of(probs: np.ndarray) -> np.ndarray:
     return np.argmax(probs, axis=-1).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One way of reading a scan's slices: the model, the slice grid it reads a slice on
+    (``grid``, rows x columns) and the canvas that grid is centred on (the model's input)."""
+
+    model: Any
+    grid: tuple[int, int]
+    canvas: tuple[int, int]
+
+
+def readings(
+    loaded: LoadedModel,
+    shape: tuple[int, int],
+    voxel_spacing: tuple[float, float] | None,
+    tta: bool = False,
+) -> list[Reading]:
+    """How ``loaded`` reads slices of ``shape`` (rows, columns) with ``voxel_spacing`` mm
+    pixels: at its input size, and with ``tta`` also at :data:`TTA_SCALE` times it (for a
+    model with a ``pixel_spacing``: at that spacing, and at it divided by the scale).
+
+    Raises:
+        ValueError: the model has a ``pixel_spacing`` and ``voxel_spacing`` is None.
+    """
+    pre = loaded.preprocessing
+    if pre.pixel_spacing is not None and voxel_spacing is None:
+        raise ValueError(f"model {loaded.name!r} reads slices at {pre.pixel_spacing} mm "
+                         "pixels: pass the volume's voxel_spacing")
+    out = []
+    for scale in (1, TTA_SCALE) if tta else (1,):
+        size = tuple(pre.input_size) if scale == 1 else tta_input_size(pre.input_size)
+        if pre.pixel_spacing is None:
+            grid = canvas = size
+        else:
+            grid = spacing_grid(shape, voxel_spacing, pre.pixel_spacing / float(scale))
+            canvas = canvas_size(grid, size)
+        out.append(Reading(loaded.at_input_size(canvas), grid, canvas))
+    return out
+
+
 def predict_slices(
     loaded: LoadedModel,
     volume_c: np.ndarray,
@@ -188,12 +237,14 @@ def predict_slices(
     keep_probabilities: bool = False,
     progress: Progress | None = None,
     tumor_out: np.ndarray | None = None,
+    voxel_spacing: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict every axial slice of a canonical volume (``volume_c[:, :, k]``).
 
     ``tumor_out``, an array of ``volume_c``'s shape (a view will do), receives the tumor
     probability (class 2, the same probabilities the argmax reads) without keeping the
-    other classes.
+    other classes. ``voxel_spacing``: the in-plane voxel sizes (mm) of ``volume_c``'s
+    rows and columns, needed by a model with a ``pixel_spacing`` (:func:`readings`).
 
     Returns:
         ``(labels, probabilities)``: uint8 argmax labels of ``volume_c``'s shape, and
@@ -207,16 +258,15 @@ def predict_slices(
     probabilities = None
     if keep_probabilities:
         probabilities = np.empty((rows, cols, depth, pre.num_classes), dtype=np.float16)
-    readers = [(loaded.model, tuple(pre.input_size))]
-    if tta:
-        size = tta_input_size(pre.input_size)
-        readers.append((loaded.at_input_size(size), size))
+    readers = readings(loaded, (rows, cols), voxel_spacing, tta)
     for start in range(0, depth, batch_size):
         ks = np.arange(start, min(start + batch_size, depth))
         probs = 0.0  # the mean of the readers' (b, X, Y, K) probabilities
-        for model, size in readers:
-            batch = slice_stack(volume_c, ks, pre.context_slices, size, NAN_FILL_HU)
-            out = _predict_batch(model, batch, batch_size)  # (b, H, W, K)
+        for reader in readers:
+            batch = slice_stack(volume_c, ks, pre.context_slices, reader.grid, NAN_FILL_HU)
+            batch = place(batch, reader.canvas, NAN_FILL_HU)
+            out = _predict_batch(reader.model, batch, batch_size)  # (b, H, W, K)
+            out = unplace(out, reader.grid)
             probs = probs + resize_axes(out, (rows, cols), axes=(1, 2))
         probs = probs / len(readers)
         labels[:, :, ks[0] : ks[-1] + 1] = _labels_of(probs).transpose(1, 2, 0)
@@ -249,6 +299,7 @@ def _second_stage(
     tta: bool,
     progress: Progress | None,
     tumor_c: np.ndarray | None = None,
+    voxel_spacing: tuple[float, float] | None = None,
 ) -> tuple[slice, slice, slice] | None:
     """Re-segment the first stage's liver region with ``loaded.second_stage``, in place
     (step 4). ``probs_c`` holds the first stage's probabilities (needed when
@@ -277,6 +328,7 @@ def _second_stage(
         keep_probabilities=probs_c is not None,
         progress=shifted if progress is not None else None,
         tumor_out=tumor_c[box] if tumor_c is not None and probs_c is None else None,
+        voxel_spacing=voxel_spacing,
     )
     if share < 1.0:
         probs = share * probs.astype(np.float32) + (1.0 - share) * probs_c[box]
@@ -356,6 +408,7 @@ def predict_volume(
 
     tick = time.perf_counter()
     volume_c, affine_c, reorientation = to_canonical(scan.volume, scan.affine)
+    spacing_c = tuple(float(v) for v in voxel_sizes(affine_c))
     if not 0.0 <= loaded.second_stage_share <= 1.0:
         raise ValueError(
             f"second_stage_share must be in [0, 1], got {loaded.second_stage_share}"
@@ -375,12 +428,14 @@ def predict_volume(
         keep_probabilities=keep,
         progress=progress,
         tumor_out=tumor_c,
+        voxel_spacing=spacing_c[:2],
     )
     timing["predict"] = time.perf_counter() - tick
     if loaded.second_stage is not None:
         tick = time.perf_counter()
         _second_stage(loaded, volume_c, labels_c, probs_c,
-                      batch_size=batch_size, tta=tta, progress=progress, tumor_c=tumor_c)
+                      batch_size=batch_size, tta=tta, progress=progress, tumor_c=tumor_c,
+                      voxel_spacing=spacing_c[:2])
         timing["predict_second_stage"] = time.perf_counter() - tick
     if has_tumor and tumor_c is None:
         tumor_c = probs_c[..., 2]
@@ -394,7 +449,7 @@ def predict_volume(
     voxel_mm3 = float(abs(np.linalg.det(affine_c[:3, :3])))
     if options.enabled:
         labels_c = postprocess_labels(labels_c, voxel_mm3, options, inplace=True,
-                                      image=volume_c, spacing=voxel_sizes(affine_c),
+                                      image=volume_c, spacing=spacing_c,
                                       tumor_prob=tumor_c)
     timing["postprocess"] = time.perf_counter() - tick
 

@@ -29,6 +29,7 @@ from keras_liverseg.io.errors import InputError
 __all__ = [
     "CANONICAL_AXCODES",
     "Reorientation",
+    "canonical_spacing",
     "check_affine",
     "from_canonical",
     "to_canonical",
@@ -120,6 +121,16 @@ def to_canonical(
     canonical_affine = affine @ nio.inv_ornt_aff(transform, shape)
     reorientation = Reorientation(transform, shape, affine, canonical_affine)
     return nio.apply_orientation(volume, transform), canonical_affine, reorientation
+
+
+def canonical_spacing(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel sizes (mm) along the canonical axes of a volume with ``affine`` (what
+    ``voxel_sizes`` of :func:`to_canonical`'s affine gives, without the volume)."""
+    affine = check_affine(affine)
+    sizes = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    out = np.empty(3)
+    out[_transform(affine)[:, 0].astype(int)] = sizes
+    return tuple(float(v) for v in out)
 
 
 def from_canonical(volume: np.ndarray, reorientation: Reorientation) -> np.ndarray:

@@ -23,7 +23,7 @@ from keras_liverseg.io.nifti import (
     load_nifti,
     unsupported_format,
 )
-from keras_liverseg.io.orientation import check_affine
+from keras_liverseg.io.orientation import check_affine, to_canonical
 
 __all__ = [
     "Scan",
@@ -36,6 +36,14 @@ __all__ = [
 
 LABEL_MAX = 5
 """Integer volumes whose values all lie in ``0..LABEL_MAX`` are taken for label maps."""
+
+BODY_WIDTH_MM = (150.0, 700.0)
+"""Plausible left-right widths of an adult body; one outside, at the header's pixel
+spacing, says the spacing does not match the content (:func:`body_width_warnings`)."""
+MIN_JUDGED_PIXELS = 64
+"""Slices smaller than this on a side are too small for :func:`body_width_warnings`."""
+BODY_HU = -500.0
+"""Voxels above this are body (soft tissue, bone), below it air, lung or padding."""
 
 LABEL_FOLDERS = ("labelsTr", "labelsTs")
 """Folders of label maps in the Medical Segmentation Decathlon layout."""
@@ -152,6 +160,40 @@ def _content_warnings(volume: np.ndarray, source: str = "array", force: bool = F
     return warnings
 
 
+def body_width_warnings(volume: np.ndarray, affine: np.ndarray, slices: int = 5) -> list[str]:
+    """A warning when the body's left-right width, at the header's pixel spacing, is not
+    that of an adult (:data:`BODY_WIDTH_MM`): a header whose spacing does not match the
+    content would make a model that reads slices at a physical spacing see organs at the
+    wrong size. Measured on ``slices`` axial slices spread over the scan (body: above
+    :data:`BODY_HU`); too narrow only counts where air shows on both sides (a scan cropped
+    to the liver is narrow because it is cropped). Slices smaller than
+    :data:`MIN_JUDGED_PIXELS` on a side are not judged (thumbnails and toy volumes; the
+    coarsest real matrices are 64 x 64).
+    """
+    volume_c, affine_c, _ = to_canonical(volume, affine)
+    if min(volume_c.shape[:2]) < MIN_JUDGED_PIXELS:
+        return []
+    column_mm = float(np.linalg.norm(affine_c[:3, 1]))  # canonical columns run right-left
+    widest, framed = 0.0, False
+    depth = volume_c.shape[2]
+    for k in np.unique(np.linspace(0, depth - 1, min(slices, depth)).round().astype(int)):
+        body = np.asarray(volume_c[:, :, k], dtype=np.float32) > BODY_HU  # NaN is not body
+        cols = np.flatnonzero(body.sum(axis=0) >= 3)  # ignore lone noisy pixels
+        if cols.size == 0:
+            continue
+        width = (cols[-1] - cols[0] + 1) * column_mm
+        if width > widest:
+            widest, framed = width, bool(cols[0] > 0 and cols[-1] < body.shape[1] - 1)
+    if widest == 0.0:
+        return []
+    low, high = BODY_WIDTH_MM
+    if widest > high or (framed and widest < low):
+        return [f"the body is {widest:.0f} mm wide at the header's pixel spacing "
+                f"({column_mm:g} mm); an adult's is {low:.0f}-{high:.0f} mm: check the "
+                "spacing in the header, the segmentation may be wrong"]
+    return []
+
+
 def scan_from_array(
     volume: np.ndarray, affine: np.ndarray | None = None, *, force: bool = False
 ) -> Scan:
@@ -169,7 +211,8 @@ def scan_from_array(
     affine = check_affine(np.eye(4) if affine is None else affine)
     if spatial.dtype.kind not in "if" or spatial.dtype.itemsize > 4:
         spatial = spatial.astype(np.float32)
-    return Scan(spatial, affine, shape, warnings=_content_warnings(spatial, "array", force))
+    warnings = _content_warnings(spatial, "array", force) + body_width_warnings(spatial, affine)
+    return Scan(spatial, affine, shape, warnings=warnings)
 
 
 def scan_kind(path: str | os.PathLike) -> str:
@@ -299,7 +342,8 @@ def load_scan(
             header=image.header,
             source=str(path),
             kind="nifti",
-            warnings=header_warnings(path, image) + _content_warnings(volume, str(path), force),
+            warnings=header_warnings(path, image) + _content_warnings(volume, str(path), force)
+            + body_width_warnings(volume, affine),
         )
     volume, affine, info = read_dicom_series(path, force=force, skip_unreadable=skip_unreadable)
     try:
@@ -307,6 +351,7 @@ def load_scan(
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
     warnings = list(info.pop("warnings", [])) + _content_warnings(volume, str(path), force)
+    warnings += body_width_warnings(volume, affine)
     return Scan(
         volume,
         affine,

@@ -8,6 +8,17 @@ Pixel centres are aligned the way ``keras.ops.image.resize(..., "bilinear")`` an
 ``tf.image.resize`` do it (half-pixel centres, no antialiasing): output pixel ``o`` samples
 input coordinate ``(o + 0.5) * n_in / n_out - 0.5``, clamped to the edges. A resize to the
 same size is the identity, exactly.
+
+Two ways to fit a slice to a model (the model's ``pixel_spacing``, stored on its
+:class:`~keras_liverseg.layers.HUWindow`, says which):
+
+* ``pixel_spacing=None``: the slice is resized to the input size, whatever it covers (a
+  crop to the liver shows the liver two to three times larger than a full scan does);
+* ``pixel_spacing=s``: the slice is resampled to ``s`` mm pixels (:func:`spacing_grid`)
+  and placed at the centre of a canvas of at least the input size, each side rounded up to
+  a multiple of 16 (:func:`canvas_size`, :func:`place`), padded with air: organs have
+  the same size in pixels on any field of view and any pixel spacing, as in nnU-Net and
+  TotalSegmentator, which resample to a fixed spacing before they read a scan.
 """
 
 from __future__ import annotations
@@ -17,11 +28,15 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "canvas_size",
     "context_indices",
     "linear_weights",
+    "place",
     "resize_axes",
     "resize_labels",
     "slice_stack",
+    "spacing_grid",
+    "unplace",
 ]
 
 
@@ -105,3 +120,46 @@ def resize_labels(labels: np.ndarray, size: Sequence[int]) -> np.ndarray:
 def _nearest(n_in: int, n_out: int) -> np.ndarray:
     i0, i1, w = linear_weights(n_in, n_out)
     return np.where(w < 0.5, i0, i1)
+
+
+def spacing_grid(
+    shape: Sequence[int], voxel: Sequence[float], pixel_spacing: float
+) -> tuple[int, int]:
+    """Rows and columns of an ``shape`` (rows, columns) slice with ``voxel`` (mm) pixels
+    once resampled to ``pixel_spacing`` mm (at least one pixel each)."""
+    if pixel_spacing <= 0:
+        raise ValueError(f"pixel_spacing must be > 0, got {pixel_spacing}")
+    return tuple(max(1, int(round(int(n) * abs(float(v)) / pixel_spacing)))
+                 for n, v in zip(shape[:2], voxel[:2], strict=True))
+
+
+def canvas_size(
+    grid: Sequence[int], input_size: Sequence[int], multiple: int = 16
+) -> tuple[int, int]:
+    """The canvas a ``grid`` slice is read on: at least ``input_size``, each side rounded up
+    to a multiple of ``multiple`` (the models' four 2x poolings)."""
+    return tuple(max(int(i), -(-int(g) // multiple) * multiple)
+                 for g, i in zip(grid, input_size, strict=True))
+
+
+def _offsets(grid: Sequence[int], canvas: Sequence[int]) -> tuple[int, int]:
+    return tuple((int(c) - int(g)) // 2 for g, c in zip(grid, canvas, strict=True))
+
+
+def place(stack: np.ndarray, canvas: Sequence[int], fill: float) -> np.ndarray:
+    """``(b, H, W, C)`` canvas holding ``stack`` ``(b, h, w, C)`` at its centre, ``fill``
+    around it (undone by :func:`unplace`)."""
+    b, h, w = stack.shape[:3]
+    if (h, w) == tuple(canvas):
+        return stack
+    out = np.full((b, *canvas, *stack.shape[3:]), fill, dtype=stack.dtype)
+    r, c = _offsets((h, w), canvas)
+    out[:, r : r + h, c : c + w] = stack
+    return out
+
+
+def unplace(stack: np.ndarray, grid: Sequence[int]) -> np.ndarray:
+    """The ``grid`` (h, w) centre of a ``(b, H, W, ...)`` canvas: the inverse of
+    :func:`place`."""
+    r, c = _offsets(grid, stack.shape[1:3])
+    return stack[:, r : r + int(grid[0]), c : c + int(grid[1])]

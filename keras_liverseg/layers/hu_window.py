@@ -17,16 +17,31 @@ class HUWindow(keras.layers.Layer):
     windows: [-200, 250] in Lei et al. 2022, [-250, 250] in mU-Net, [-100, 400] in
     ES-UNet++).
 
+    The layer also carries the in-plane pixel spacing the model reads slices at, so that
+    this second preprocessing setting travels in the saved config too: with
+    ``pixel_spacing`` (mm), inference and training resample every axial slice to that
+    spacing and place it on a canvas of at least the input size (a crop of a scan shows its
+    organs at the same size in pixels as the full scan); with ``None`` (older models) each
+    slice is resized to the input size whatever its field of view
+    (:mod:`keras_liverseg.io.slices`). The layer's output does not depend on it.
+
     Args:
         window: ``(low, high)`` in HU, ``low < high``.
+        pixel_spacing: in-plane spacing (mm) of the slices the model reads, or ``None``.
     """
 
-    def __init__(self, window: tuple[float, float] = (-200.0, 250.0), **kwargs):
+    def __init__(
+        self,
+        window: tuple[float, float] = (-200.0, 250.0),
+        pixel_spacing: float | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         low, high = (float(v) for v in window)
         if not high > low:
             raise ValueError(f"HUWindow needs low < high, got window={window!r}")
         self.window = (low, high)
+        self.pixel_spacing = check_pixel_spacing(pixel_spacing)
 
     def call(self, inputs):
         low, high = self.window
@@ -37,4 +52,16 @@ class HUWindow(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "window": list(self.window)}
+        return {**super().get_config(), "window": list(self.window),
+                "pixel_spacing": self.pixel_spacing}
+
+
+def check_pixel_spacing(value: float | None) -> float | None:
+    """``value`` as a float, or None; a ``ValueError`` unless it is a finite spacing in
+    (0, 20] mm."""
+    if value is None:
+        return None
+    spacing = float(value)
+    if not 0.0 < spacing <= 20.0:
+        raise ValueError(f"pixel_spacing must be in (0, 20] mm or None, got {value!r}")
+    return spacing

@@ -19,6 +19,9 @@ class Preprocessing:
         context_slices: neighbouring slices fed as channels (1 = 2D).
         num_classes: channels of the ``"mask"`` output.
         classes: names of those channels.
+        pixel_spacing: in-plane spacing (mm) slices are resampled to before the model reads
+            them on a canvas of at least ``input_size``; ``None``: each slice is resized to
+            ``input_size`` whatever it covers (see :class:`HUWindow`).
     """
 
     hu_window: tuple[float, float]
@@ -26,11 +29,13 @@ class Preprocessing:
     context_slices: int
     num_classes: int
     classes: tuple[str, ...]
+    pixel_spacing: float | None = None
 
     def to_dict(self) -> dict:
         return {
             "hu_window": list(self.hu_window),
             "input_size": list(self.input_size),
+            "pixel_spacing": self.pixel_spacing,
             "context_slices": self.context_slices,
             "num_classes": self.num_classes,
             "classes": list(self.classes),
@@ -66,6 +71,7 @@ def preprocessing_of(model: keras.Model) -> Preprocessing:
         context_slices=int(channels),
         num_classes=num_classes,
         classes=class_names(num_classes),
+        pixel_spacing=windows[0].pixel_spacing,
     )
 
 

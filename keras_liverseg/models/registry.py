@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import keras
 
+from keras_liverseg.layers.hu_window import HUWindow, check_pixel_spacing
 from keras_liverseg.losses import SegLoss
 
 
@@ -88,6 +89,17 @@ def trains_in_two_stages(name: str) -> bool:
     return architecture(name).two_stage
 
 
-def build(name: str, **config) -> keras.Model:
-    """Build the architecture ``name`` with the builder's keyword arguments ``config``."""
-    return get_builder(name)(**config)
+def build(name: str, *, pixel_spacing: float | None = None, **config) -> keras.Model:
+    """Build the architecture ``name`` with the builder's keyword arguments ``config``.
+
+    ``pixel_spacing`` (mm) is the in-plane spacing the model reads slices at; it is stored
+    on the model's :class:`~keras_liverseg.layers.HUWindow` (the preprocessing that travels
+    with the model), for every architecture alike.
+    """
+    model = get_builder(name)(**config)
+    if pixel_spacing is not None:
+        windows = [layer for layer in model.layers if isinstance(layer, HUWindow)]
+        if not windows:
+            raise ValueError(f"{name} without a HU window does not read CT: no pixel_spacing")
+        windows[0].pixel_spacing = check_pixel_spacing(pixel_spacing)
+    return model

@@ -48,6 +48,9 @@ class TrainConfig:
             --seed`` writes them) at ``phantom_size`` ``(X, Y, Z)`` voxels, in worker
             processes; with a ``split_file``, the cases it does not name are training cases.
         input_size: train the zoo model rebuilt for ``input_size x input_size`` slices.
+        pixel_spacing: train the zoo model to read slices resampled to this in-plane
+            spacing (mm), stored in the model (:class:`~keras_liverseg.layers.HUWindow`);
+            ``None``: the entry's own (resize each slice to the input, if it has none).
         strategy: ``auto`` (mirrored with 2+ GPUs, else one device), ``one``, ``mirrored``,
             ``multi-worker`` (from ``TF_CONFIG``); TensorFlow only.
         mixed_precision: bfloat16 compute (float32 heads and losses).
@@ -104,6 +107,7 @@ class TrainConfig:
     phantom_seed: int = 0
     phantom_size: tuple[int, int, int] = (512, 512, 64)
     input_size: int | None = None
+    pixel_spacing: float | None = None
     command: str = ""
 
     def __post_init__(self):
@@ -138,6 +142,10 @@ class TrainConfig:
         if self.input_size is not None and (self.input_size < 16 or self.input_size % 16):
             raise ValueError("input_size must be a positive multiple of 16, got "
                              f"{self.input_size!r}")
+        if self.pixel_spacing is not None:
+            from keras_liverseg.layers.hu_window import check_pixel_spacing
+
+            check_pixel_spacing(self.pixel_spacing)
         check_fractions(self.liver_fraction, self.tumor_fraction)  # before any run folder
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
@@ -168,8 +176,11 @@ class TrainConfig:
 
     def model_overrides(self) -> dict:
         """The zoo entry's builder overrides: the classes, ``model_config``, and with
-        ``input_size`` the input shape rebuilt for ``input_size x input_size`` slices."""
+        ``input_size`` the input shape rebuilt for ``input_size x input_size`` slices, and
+        ``pixel_spacing``."""
         overrides = {"num_classes": self.num_classes, **self.model_config}
+        if self.pixel_spacing is not None:
+            overrides["pixel_spacing"] = float(self.pixel_spacing)
         if self.input_size is not None:
             from keras_liverseg.zoo.catalog import get_entry
 
@@ -183,6 +194,12 @@ class TrainConfig:
 
         shape = {**get_entry(self.model).config, **self.model_overrides()}.get("input_shape")
         return None if shape is None else tuple(int(v) for v in shape)
+
+    def model_pixel_spacing(self) -> float | None:
+        """The in-plane spacing (mm) the model will read slices at, or ``None``."""
+        from keras_liverseg.zoo.catalog import get_entry
+
+        return {**get_entry(self.model).config, **self.model_overrides()}.get("pixel_spacing")
 
     def to_dict(self) -> dict:
         return asdict(self)

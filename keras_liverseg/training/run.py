@@ -118,7 +118,7 @@ def _train(config: TrainConfig, resume: bool, log, own: Path) -> Path:
     augmentation = Augmentation(clahe=config.clahe) if config.augment else None
     sampler = SliceSampler(train_volumes, pre.input_size, pre.context_slices,
                            config.liver_fraction, config.tumor_fraction, augmentation,
-                           config.seed, config.task)
+                           config.seed, config.task, pixel_spacing=pre.pixel_spacing)
     heads = {name: tuple(out.shape[1:]) for name, out in zip(model.output_names, model.outputs,
                                                             strict=True)}
     heads = {name: shape for name, shape in heads.items() if name in head_losses}
@@ -187,7 +187,8 @@ def _volumes(config: TrainConfig, train_cases, val_cases, cache: Path, log) -> t
         processes = config.workers or os.cpu_count() or 1
         drawn = draw_phantoms([*train_cases, *val_cases], config.phantom_seed,
                               config.phantom_size, None if shape is None else shape[:2],
-                              crop=config.crops_to_liver, roi=roi, processes=processes)
+                              crop=config.crops_to_liver, roi=roi, processes=processes,
+                              pixel_spacing=config.model_pixel_spacing())
         log(f"drew {len(drawn)} phantoms of seed {config.phantom_seed} in "
             f"{time.perf_counter() - started:.0f} s")
         return drawn[:len(train_cases)], drawn[len(train_cases):]

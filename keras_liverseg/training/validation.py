@@ -41,7 +41,8 @@ def validate(model, volumes: Sequence[Volume], task: str, batch_size: int = 8) -
     loaded = LoadedModel(net, preprocessing_of(net), model.name)
     cases = []
     for volume in volumes:
-        predicted, _ = predict_slices(loaded, np.asarray(volume.image), batch_size=batch_size)
+        predicted, _ = predict_slices(loaded, np.asarray(volume.image), batch_size=batch_size,
+                                      voxel_spacing=volume.spacing)
         cases.append(case_scores(predicted, task_labels(np.asarray(volume.labels), task), task))
     return summarize_cases(cases, task)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|evaluate|validate|all]     (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -18,8 +18,16 @@
 #           slices; the v3 run drew them at 80).
 #           Not part of `all` (on a CPU it runs, but takes days for the same slice count:
 #           use --steps 9200 instead of --minutes there).
+# v4:       the retraining of issue 22 (part 5), prepared for a GPU machine (JAX backend):
+#           from the shipped weights (--init zoo:unet_sharp), on 480 phantoms of generator
+#           2.0 (seed 5, never drawn before), reading slices at the entry's 2.1 mm pixel
+#           spacing with field-of-view crops (the zoo entry's config; the sampler's
+#           Augmentation), 8 minutes. Not part of `all`; not yet run.
 # evaluate: 10 held-out phantoms (seed 2, never used in training) -> liverseg predict ->
-#           liverseg evaluate; and predictions on the two real CT examples in ../shared/data
+#           liverseg evaluate; and predictions on the two real CT examples in ../shared/data.
+#           The held-out set is generator 1.1.0's, drawn from a git worktree of commit
+#           74a47ee (the last with that generator) into data/phantoms-test; a second set
+#           from generator 2.0 (seed 4, never used in training) goes to data/phantoms2-test.
 # validate: the 28 validation phantoms that picked no checkpoint (validation cases 21-48 of
 #           the stage-2 split; the first 20 are scored during training) -> liverseg predict ->
 #           liverseg evaluate, into data/val28-*; compares candidate weights without
@@ -84,14 +92,33 @@ if [[ $stage == gpu ]]; then
     -o "$gpu_run"
 fi
 
+if [[ $stage == v4 ]]; then
+  KERAS_BACKEND=jax liverseg train --phantoms 480 --phantom-seed 5 --phantom-size 512 512 64 \
+    --model unet_sharp --init zoo:unet_sharp --loss dice_ce --liver-fraction 0.4 \
+    --tumor-fraction 0.4 --seed 5 --minutes 8 --batch-size 32 --lr 1e-3 --workers 14 \
+    -o runs/unet_sharp-v4
+fi
+
 if [[ $stage == evaluate || $stage == all ]]; then
-  liverseg sample-data -o data/phantoms-test --cases 10 --seed 2 --size 512 512 80 --overwrite
-  mkdir -p data/phantoms-test-volumes
-  for f in data/phantoms-test/volume-*.nii.gz; do
-    ln -sf "../phantoms-test/$(basename "$f")" data/phantoms-test-volumes/
+  if [[ ! -f data/phantoms-test/phantoms.json ]]; then  # generator 1.1.0, as first scored
+    git worktree add -f /tmp/liverseg-74a47ee 74a47ee >/dev/null
+    python - <<'PY'
+import sys
+sys.path.insert(0, "/tmp/liverseg-74a47ee")
+from keras_liverseg.phantom import GENERATOR_VERSION, write_lits_dataset
+assert GENERATOR_VERSION == "1.1.0", GENERATOR_VERSION
+write_lits_dataset("data/phantoms-test", 10, 2, (512, 512, 80))
+PY
+    git worktree remove --force /tmp/liverseg-74a47ee
+  fi
+  liverseg sample-data -o data/phantoms2-test --cases 10 --seed 4 --size 512 512 80 --overwrite
+  for set in phantoms-test phantoms2-test; do
+    mkdir -p "data/$set-volumes"
+    for f in "data/$set"/volume-*.nii.gz; do
+      ln -sf "../$set/$(basename "$f")" "data/$set-volumes/"
+    done
+    score "data/$set-volumes" "data/$set-pred$tag" "data/$set" "data/$set-metrics$tag.json"
   done
-  score data/phantoms-test-volumes "data/phantoms-test-pred$tag" data/phantoms-test \
-    "data/phantoms-test-metrics$tag.json"
   shared=../shared/data
   if [[ -d $shared ]]; then
     real=data/real$tag
