@@ -169,13 +169,14 @@ def test_clahe_spreads_a_narrow_window_and_keeps_the_rest():
 def test_case_arrays_for_scoring_scripts(lits):
     rows = list(case_arrays(lits, ["volume-3", "volume-1"]))
     assert [row[0] for row in rows] == ["volume-3", "volume-1"]
-    case_id, image, labels, voxel_mm3 = rows[0]
+    case_id, image, labels, voxel_mm3, spacing = rows[0]
     volume = load_volume(select_cases(find_cases(lits), ["volume-3"])[0])
     assert image.dtype == np.float32 and labels.dtype == np.uint8
     np.testing.assert_array_equal(image, volume.image)
     np.testing.assert_array_equal(labels, volume.labels)
     zooms = nib.load(lits / "volume-3.nii.gz").header.get_zooms()
     assert voxel_mm3 == pytest.approx(float(np.prod(zooms[:3])))
+    assert sorted(spacing) == pytest.approx(sorted(zooms[:2]))  # canonical rows, columns
     with pytest.raises(DatasetError, match="unknown case id.*volume-9"):
         case_arrays(lits, ["volume-1", "volume-9"])  # at once, before any case is read
 

@@ -114,20 +114,22 @@ def voxel_volume_mm3(case: Case) -> float:
 
 def case_arrays(
     root: str | os.PathLike, case_ids: Sequence[str]
-) -> Iterator[tuple[str, np.ndarray, np.ndarray, float]]:
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, float, tuple[float, float]]]:
     """The named cases of a dataset folder, one at a time, for scripts that score a model
-    case by case: ``(case_id, float32 HU, uint8 labels, voxel volume mm^3)``, the arrays in
-    canonical orientation.
+    case by case: ``(case_id, float32 HU, uint8 labels, voxel volume mm^3, in-plane voxel
+    sizes mm)``, the arrays in canonical orientation (the sizes are what
+    :func:`~keras_liverseg.inference.predict_slices` takes as ``voxel_spacing``).
 
     Raises:
         DatasetError: (at once, not on iteration) a missing folder or an unknown case id.
     """
     cases = select_cases(find_cases(root), case_ids)
 
-    def arrays(case: Case) -> tuple[str, np.ndarray, np.ndarray, float]:
+    def arrays(case: Case) -> tuple[str, np.ndarray, np.ndarray, float, tuple[float, float]]:
         volume = load_volume(case)
         image = np.asarray(volume.image, dtype=np.float32)
-        return case.case_id, image, np.asarray(volume.labels), voxel_volume_mm3(case)
+        return (case.case_id, image, np.asarray(volume.labels), voxel_volume_mm3(case),
+                volume.spacing)
 
     return (arrays(case) for case in cases)
 

@@ -90,17 +90,19 @@ def drop_unsure_lesions(labels: np.ndarray, p_tumor: np.ndarray, confidence: flo
     return out
 
 
-def stage_probabilities(loaded, image: np.ndarray, shares: list[float]):
+def stage_probabilities(loaded, image: np.ndarray, shares: list[float], spacing=None):
     """``(box, {share: probabilities inside box})``; box None and share 0 alone without a
-    second stage (the whole volume)."""
-    labels, probs = predict_slices(loaded, image, batch_size=8, keep_probabilities=True)
+    second stage (the whole volume). ``spacing``: the in-plane voxel sizes (mm), for a
+    model that reads slices at a pixel spacing."""
+    labels, probs = predict_slices(loaded, image, batch_size=8, keep_probabilities=True,
+                                   voxel_spacing=spacing)
     if loaded.second_stage is None:
         return None, {0.0: probs}
     box = liver_region(labels, loaded.second_stage.liver_roi)
     if box is None:
         return box, {}
     _, second = predict_slices(loaded.second_stage, image[box], batch_size=8,
-                               keep_probabilities=True)
+                               keep_probabilities=True, voxel_spacing=spacing)
     second = second.astype(np.float32)
     return box, {share: share * second + (1 - share) * probs[box] for share in shares}
 
@@ -142,8 +144,8 @@ def main() -> None:
         cases = case_arrays(args.data, args.cases.split(","))
     except DatasetError as error:
         raise SystemExit(f"Error: {error}") from None
-    for case_id, image, truth, voxel_mm3 in cases:
-        box, mixed = stage_probabilities(loaded, image, shares)
+    for case_id, image, truth, voxel_mm3, spacing in cases:
+        box, mixed = stage_probabilities(loaded, image, shares, spacing)
         if not mixed:
             raise SystemExit(f"{case_id}: the first stage found no liver")
         line = []

@@ -47,9 +47,10 @@ def main() -> None:
     ids = (args.cases.split(",") if args.cases
            else json.loads(SPLIT.read_text())["validation"][20:48])
     loaded = load_model(args.model, args.weights, second_stage_weights=None)
-    readers = {
+    readers = {  # whole slices resized to each size: the reading this sweep compared
         size: replace(loaded, model=loaded.at_input_size((size, size)),
-                      preprocessing=replace(loaded.preprocessing, input_size=(size, size)))
+                      preprocessing=replace(loaded.preprocessing, input_size=(size, size),
+                                            pixel_spacing=None))
         for size in args.sizes
     }
     groups = [(size,) for size in args.sizes] + [
@@ -61,7 +62,7 @@ def main() -> None:
         cases = case_arrays(args.data, ids)
     except DatasetError as error:
         raise SystemExit(f"Error: {error}") from None
-    for case_id, image, truth, voxel_mm3 in cases:
+    for case_id, image, truth, voxel_mm3, _ in cases:
         probs = {}
         for size, reader in readers.items():
             _, p = predict_slices(reader, image, batch_size=8, keep_probabilities=True)
