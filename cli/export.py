@@ -25,7 +25,9 @@ def export(model_name: str, weights: str, output: Path, overwrite: bool) -> None
     """Export a zoo model to ONNX (needs the `export` extra: tf2onnx, onnxruntime).
 
     The ONNX graph takes raw HU slices at the model's fixed input size (any batch size)
-    and returns the class probabilities that `liverseg predict` uses.
+    and returns the class probabilities that `liverseg predict` uses. A model with a pixel
+    spacing (unet_sharp: 2.1 mm) expects each slice resampled to it and centred on that
+    input, padded with air, as `liverseg predict` does; the message says which.
     """
     if output.suffix != ".onnx":
         raise UserError(f"output must end in .onnx: {output}")
@@ -50,8 +52,9 @@ def _export(model_name: str, weights: str, output: Path) -> None:
     from keras_liverseg.io.atomic import atomic_path
 
     try:  # predict's loader: the same checks and one-line errors (a corrupt file too)
-        model = load_model(model_name, None if weights == "none" else weights,
-                           second_stage_weights=None).model
+        loaded = load_model(model_name, None if weights == "none" else weights,
+                            second_stage_weights=None)
+        model = loaded.model
     except ModelLoadError as error:
         raise UserError(str(error)) from None
     # tf2onnx and TensorFlow's converter print absl, oneDNN and deprecation lines a user
@@ -62,4 +65,8 @@ def _export(model_name: str, weights: str, output: Path) -> None:
             export_onnx(model, temp)
     except OSError as error:
         raise outputs.cannot_write("--output", output, error) from None
-    click.echo(f"wrote {output} (input {tuple(model.inputs[0].shape[1:])}, float32 HU)")
+    spacing = loaded.preprocessing.pixel_spacing
+    reading = (f"slices resampled to {spacing:g} mm pixels and centred, air-padded"
+               if spacing else "whole slices resized to it")
+    click.echo(f"wrote {output} (input {tuple(model.inputs[0].shape[1:])}, float32 HU; "
+               f"{reading})")
