@@ -209,17 +209,18 @@ def _phantom_index(case_id: str) -> int:
 def _draw_phantom(job: tuple) -> tuple[str, np.ndarray, np.ndarray, tuple[float, float]]:
     """One phantom of :func:`draw_phantoms`: ``(case_id, image int16, labels uint8,
     in-plane spacing mm)``."""
+    from nibabel.affines import voxel_sizes
+
     from keras_liverseg.data.volumes import crop_to_liver, volume_from_arrays
     from keras_liverseg.io import to_canonical
-    from keras_liverseg.io.orientation import canonical_spacing
     from keras_liverseg.io.slices import resize_axes, resize_labels, spacing_grid
     from keras_liverseg.phantom import case_seed, generate_case
 
     index, seed, shape, size, crop, roi, pixel_spacing = job
     case = generate_case(case_seed(seed, index), shape)
-    image, _, _ = to_canonical(case.volume, case.affine)
+    image, affine_c, _ = to_canonical(case.volume, case.affine)
     labels, _, _ = to_canonical(case.labels, case.affine)
-    spacing = canonical_spacing(case.affine)[:2]
+    spacing = tuple(voxel_sizes(affine_c)[:2])
     volume = volume_from_arrays(f"volume-{index}", image, np.asarray(labels, np.uint8), spacing)
     if crop:
         volume = crop_to_liver(volume, roi)

@@ -231,7 +231,7 @@ class SliceSampler:
                        for o, n in zip(origin, self.input_size, strict=True))
         x, y = x[window], y[window]
         x = place(x[None], self.input_size, AIR_HU)[0]
-        y = place(y[None, ..., None], self.input_size, 0)[0, ..., 0]
+        y = place(y[None], self.input_size, 0)[0]
         return x, y
 
     def _liver_box(self, which: int, volume: Volume) -> tuple[np.ndarray, np.ndarray] | None:

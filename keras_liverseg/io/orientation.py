@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from nibabel import orientations as nio
+from nibabel.affines import voxel_sizes
 
 from keras_liverseg.io.errors import InputError
 
@@ -127,7 +128,7 @@ def canonical_spacing(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel sizes (mm) along the canonical axes of a volume with ``affine`` (what
     ``voxel_sizes`` of :func:`to_canonical`'s affine gives, without the volume)."""
     affine = check_affine(affine)
-    sizes = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    sizes = voxel_sizes(affine)
     out = np.empty(3)
     out[_transform(affine)[:, 0].astype(int)] = sizes
     return tuple(float(v) for v in out)

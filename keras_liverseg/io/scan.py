@@ -194,6 +194,11 @@ def body_width_warnings(volume: np.ndarray, affine: np.ndarray, slices: int = 5)
     return []
 
 
+def _volume_warnings(volume: np.ndarray, affine: np.ndarray, source: str, force: bool) -> list:
+    """What looks wrong in a scan's voxel values and in its size at the header's spacing."""
+    return _content_warnings(volume, source, force) + body_width_warnings(volume, affine)
+
+
 def scan_from_array(
     volume: np.ndarray, affine: np.ndarray | None = None, *, force: bool = False
 ) -> Scan:
@@ -211,8 +216,8 @@ def scan_from_array(
     affine = check_affine(np.eye(4) if affine is None else affine)
     if spatial.dtype.kind not in "if" or spatial.dtype.itemsize > 4:
         spatial = spatial.astype(np.float32)
-    warnings = _content_warnings(spatial, "array", force) + body_width_warnings(spatial, affine)
-    return Scan(spatial, affine, shape, warnings=warnings)
+    return Scan(spatial, affine, shape,
+                warnings=_volume_warnings(spatial, affine, "array", force))
 
 
 def scan_kind(path: str | os.PathLike) -> str:
@@ -342,16 +347,15 @@ def load_scan(
             header=image.header,
             source=str(path),
             kind="nifti",
-            warnings=header_warnings(path, image) + _content_warnings(volume, str(path), force)
-            + body_width_warnings(volume, affine),
+            warnings=header_warnings(path, image)
+            + _volume_warnings(volume, affine, str(path), force),
         )
     volume, affine, info = read_dicom_series(path, force=force, skip_unreadable=skip_unreadable)
     try:
         affine = check_affine(affine)
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
-    warnings = list(info.pop("warnings", [])) + _content_warnings(volume, str(path), force)
-    warnings += body_width_warnings(volume, affine)
+    warnings = list(info.pop("warnings", [])) + _volume_warnings(volume, affine, str(path), force)
     return Scan(
         volume,
         affine,

@@ -58,20 +58,30 @@ def _mask_output(model: keras.Model):
     return model.get_layer("mask").output
 
 
+def hu_window_of(model: keras.Model) -> HUWindow:
+    """The model's (first) :class:`HUWindow` layer, which holds its CT preprocessing.
+
+    Raises:
+        ValueError: the model has none (it does not read CT).
+    """
+    for layer in model.layers:
+        if isinstance(layer, HUWindow):
+            return layer
+    raise ValueError(f"model {model.name!r} has no HUWindow layer: it does not read CT")
+
+
 def preprocessing_of(model: keras.Model) -> Preprocessing:
     """Read a model's :class:`Preprocessing` (window, input size, context, classes)."""
-    windows = [layer for layer in model.layers if isinstance(layer, HUWindow)]
-    if not windows:
-        raise ValueError(f"model {model.name!r} has no HUWindow layer: it does not read CT")
+    window = hu_window_of(model)
     _, height, width, channels = model.inputs[0].shape
     num_classes = int(_mask_output(model).shape[-1])
     return Preprocessing(
-        hu_window=tuple(windows[0].window),
+        hu_window=tuple(window.window),
         input_size=(int(height), int(width)),
         context_slices=int(channels),
         num_classes=num_classes,
         classes=class_names(num_classes),
-        pixel_spacing=windows[0].pixel_spacing,
+        pixel_spacing=window.pixel_spacing,
     )
 
 

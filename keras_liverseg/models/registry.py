@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import keras
 
-from keras_liverseg.layers.hu_window import HUWindow, check_pixel_spacing
+from keras_liverseg.layers.hu_window import check_pixel_spacing
 from keras_liverseg.losses import SegLoss
+from keras_liverseg.models.inference import hu_window_of
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,5 @@ def build(name: str, *, pixel_spacing: float | None = None, **config) -> keras.M
     """
     model = get_builder(name)(**config)
     if pixel_spacing is not None:
-        windows = [layer for layer in model.layers if isinstance(layer, HUWindow)]
-        if not windows:
-            raise ValueError(f"{name} without a HU window does not read CT: no pixel_spacing")
-        windows[0].pixel_spacing = check_pixel_spacing(pixel_spacing)
+        hu_window_of(model).pixel_spacing = check_pixel_spacing(pixel_spacing)
     return model

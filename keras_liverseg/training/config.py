@@ -188,18 +188,20 @@ class TrainConfig:
             overrides["input_shape"] = (self.input_size, self.input_size, *shape[2:])
         return overrides
 
-    def input_shape(self) -> tuple[int, ...] | None:
-        """The model's ``(H, W, C)`` as configured (``None`` if the entry does not say)."""
+    def _model_config(self) -> dict:
+        """The zoo entry's builder configuration with :meth:`model_overrides` applied."""
         from keras_liverseg.zoo.catalog import get_entry
 
-        shape = {**get_entry(self.model).config, **self.model_overrides()}.get("input_shape")
+        return {**get_entry(self.model).config, **self.model_overrides()}
+
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The model's ``(H, W, C)`` as configured (``None`` if the entry does not say)."""
+        shape = self._model_config().get("input_shape")
         return None if shape is None else tuple(int(v) for v in shape)
 
     def model_pixel_spacing(self) -> float | None:
         """The in-plane spacing (mm) the model will read slices at, or ``None``."""
-        from keras_liverseg.zoo.catalog import get_entry
-
-        return {**get_entry(self.model).config, **self.model_overrides()}.get("pixel_spacing")
+        return self._model_config().get("pixel_spacing")
 
     def to_dict(self) -> dict:
         return asdict(self)

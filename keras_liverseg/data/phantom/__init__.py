@@ -14,21 +14,9 @@ import sys
 import warnings
 
 import keras_liverseg.phantom as _phantom
-from keras_liverseg.phantom import (
-    GENERATOR_VERSION,
-    PhantomCase,
-    case_seed,
-    generate_case,
-    write_lits_dataset,
-)
+from keras_liverseg.phantom import *  # noqa: F403  (the new package's public names)
 
-__all__ = [
-    "GENERATOR_VERSION",
-    "PhantomCase",
-    "case_seed",
-    "generate_case",
-    "write_lits_dataset",
-]
+__all__ = list(_phantom.__all__)
 
 warnings.warn(
     "keras_liverseg.data.phantom is deprecated and will be removed in the next release: "
