@@ -133,6 +133,18 @@ def test_the_sampler_windows_a_large_slice_around_the_drawn_class():
     assert min(hits) > 0  # every liver draw keeps liver in its 64 x 64 window
 
 
+def test_the_window_holds_a_pixel_of_the_drawn_class_on_any_shape():
+    """An L-shaped liver: a row of one arm and a column of the other would frame neither."""
+    labels = np.zeros((300, 300, 3), np.uint8)
+    labels[:, 5:8] = 1  # a thin vertical arm along the left edge
+    labels[290:293, :] = 1  # and a thin horizontal one along the bottom
+    image = np.where(labels > 0, 150, 40).astype(np.int16)
+    volume = volume_from_arrays("L", image, labels, (2.0, 2.0))
+    sampler = SliceSampler([volume], (64, 64), 1, liver_fraction=1.0, tumor_fraction=0,
+                           seed=3, pixel_spacing=2.0)
+    assert all((sampler.sample(i)[1] == 1).any() for i in range(40))
+
+
 def test_field_of_view_crops_pad_with_air():
     image, labels = _disc_volume(200, 1.0)
     volume = volume_from_arrays("disc", image, labels, (1.0, 1.0))

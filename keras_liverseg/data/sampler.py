@@ -216,20 +216,18 @@ class SliceSampler:
         grid = spacing_grid(image.shape, volume.spacing, self.pixel_spacing)
         x = slice_stack(image, [k], self.context_slices, grid)[0]
         y = resize_labels(labels, grid)
-        origin = []
-        for axis, (g, n) in enumerate(zip(grid, self.input_size, strict=True)):
-            if g <= n:
-                origin.append(None)
-                continue
-            centre = int(rng.integers(g))
-            if forced:  # keep a pixel of the drawn class in the window
+        if any(g > n for g, n in zip(grid, self.input_size, strict=True)):
+            centre = rng.integers(grid)  # a window around one pixel
+            if forced:  # a pixel of the drawn class, so that the window holds it
                 hits = np.argwhere(y == 2 if forced == "tumor" else y >= 1)
                 if len(hits):
-                    centre = int(hits[int(rng.integers(len(hits)))][axis])
-            origin.append(int(np.clip(centre - n // 2, 0, g - n)))
-        window = tuple(slice(None) if o is None else slice(o, o + n)
-                       for o, n in zip(origin, self.input_size, strict=True))
-        x, y = x[window], y[window]
+                    centre = hits[int(rng.integers(len(hits)))]
+            window = []
+            for g, n, c in zip(grid, self.input_size, centre, strict=True):
+                start = int(np.clip(c - n // 2, 0, max(g - n, 0)))
+                window.append(slice(start, start + n))
+            window = tuple(window)
+            x, y = x[window], y[window]
         x = place(x[None], self.input_size, AIR_HU)[0]
         y = place(y[None], self.input_size, 0)[0]
         return x, y
