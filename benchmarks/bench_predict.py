@@ -92,13 +92,13 @@ def zoo_model(name: str, path: Path, input_size: int | None = None) -> str | Non
     from keras_liverseg.models import inference_model
 
     entry = zoo.get_entry(name)
-    weights = "default" if entry.has_default_weights() else None
+    weights = "default" if zoo.default_weights(name) is not None else None
     config = {}
     if input_size is not None:
         config["input_shape"] = (input_size, input_size, entry.config["input_shape"][2])
     inference_model(zoo.load(name, weights=weights, **config)).save(path)
     second = entry.second_stage
-    return second if second and zoo.get_entry(second).has_default_weights() else None
+    return second if second and zoo.default_weights(second) is not None else None
 
 
 def bundled_postprocess_args(name: str) -> list[str]:
@@ -107,11 +107,12 @@ def bundled_postprocess_args(name: str) -> list[str]:
     another SHA-256, so without them it would run with none."""
     from keras_liverseg import zoo
 
-    entry = zoo.get_entry(name)
-    if not entry.has_default_weights():
+    record = zoo.default_weights(name)
+    if record is None:
         return []
-    return ["--min-lesion-mm3", str(entry.postprocess.min_lesion_mm3),
-            "--lesion-growth-mm", str(entry.postprocess.lesion_growth_mm)]
+    options = zoo.postprocess_for(name, record.sha256)
+    return ["--min-lesion-mm3", str(options.min_lesion_mm3),
+            "--lesion-growth-mm", str(options.lesion_growth_mm)]
 
 
 def main() -> None:

@@ -104,10 +104,10 @@ def _weights_for(model_name: str, folder: Path) -> str | None:
     from keras_liverseg import zoo
 
     try:
-        entry = zoo.get_entry(model_name)
+        zoo.get_entry(model_name)
     except ValueError as error:
         raise UserError(str(error)) from None
-    if entry.has_default_weights():
+    if zoo.default_weights(model_name) is not None:
         return None
     click.echo(f"NOTE: no trained weights are released for {model_name!r} yet; the demo runs "
                "an UNTRAINED model, so its segmentation is meaningless (it shows the pipeline, "

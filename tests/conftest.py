@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Tests never read or fill the user's weights cache, nor follow the user's mirror settings:
+# downloads go to a fresh cache folder of this session (the CLI's subprocesses inherit it).
+os.environ["LIVERSEG_HOME"] = tempfile.mkdtemp(prefix="liverseg-home-")
+os.environ.pop("LIVERSEG_WEIGHTS_URL", None)
+os.environ.pop("LIVERSEG_OFFLINE", None)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

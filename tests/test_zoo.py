@@ -1,4 +1,5 @@
-"""zoo.load: untrained, from a path, the default weights and their hash check."""
+"""zoo.load: untrained, from a path, released weights (bundled or downloaded) and their
+hash check."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import numpy as np
 import pytest
 
 from keras_liverseg import models, zoo
-from keras_liverseg.zoo import catalog
-from keras_liverseg.zoo.loading import WeightsMismatch
+from keras_liverseg.zoo import download, index
 
 SMALL = {"input_shape": (32, 32, 3), "filters": (4, 8, 16, 32, 64)}
 
@@ -27,12 +27,14 @@ def test_every_entry_builds_untrained_with_its_preprocessing():
         assert pre.input_size == (32, 32)
 
 
-def test_default_weights_missing_is_a_clear_error():
-    missing = [e for e in zoo.entries() if not e.has_default_weights()]
-    if not missing:
-        pytest.skip("every zoo entry ships weights")
+def test_weights_not_released_is_a_clear_error():
+    missing = [e for e in zoo.entries() if zoo.default_weights(e.name) is None]
+    assert missing, "every zoo entry has released weights: test another way"
     with pytest.raises(zoo.WeightsNotAvailable, match="weights=None"):
         zoo.load(missing[0].name)
+    releases = [r.release for r in index.records_for("unet", index.packaged_records())]
+    with pytest.raises(zoo.WeightsNotAvailable, match=f"its releases: {releases[0]}"):
+        zoo.load("unet", weights="no-such-release")
 
 
 def test_weights_from_a_path(tmp_path):
@@ -63,25 +65,36 @@ def test_keras_file_and_fast_variant(tmp_path):
                                   fast.predict(x_batch(), verbose=0))
 
 
-def test_default_weights_are_hash_checked(tmp_path, monkeypatch):
+def test_released_weights_download_into_the_cache_and_are_hash_checked(tmp_path, monkeypatch):
+    """A release on a mirror (a folder here, read by file://) is downloaded into the cache on
+    the first load, built with the record's configuration, and refused on a wrong hash."""
     model = zoo.load("unet", weights=None, **SMALL)
-    path = tmp_path / "unet.weights.h5"
-    model.save_weights(path)
-    good = dataclasses.replace(
-        zoo.get_entry("unet"),
-        config={**zoo.get_entry("unet").config, **SMALL},
-        weights_file="unet.weights.h5",
-        sha256=zoo.sha256_of(path),
-    )
-    monkeypatch.setattr(type(good), "weights_path", lambda self: path)
-    monkeypatch.setitem(catalog._BY_NAME, "unet", good)
-    loaded = zoo.load("unet")
+    mirror = tmp_path / "mirror"
+    (mirror / "r1").mkdir(parents=True)
+    model.save_weights(mirror / "r1" / "unet.weights.h5")
+    path = mirror / "r1" / "unet.weights.h5"
+    record = zoo.WeightsRecord(
+        model="unet", release="r1", path="r1/unet.weights.h5", size=path.stat().st_size,
+        sha256=zoo.sha256_of(path), default=True,
+        config={"input_shape": [32, 32, 3], "filters": [4, 8, 16, 32, 64]})
+    records = [record]
+    monkeypatch.setattr(download, "all_records", lambda refresh=False: records)
+    monkeypatch.setenv("LIVERSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LIVERSEG_WEIGHTS_URL", str(mirror))
+    loaded = zoo.load("unet", progress=False)
     np.testing.assert_array_equal(
         loaded.predict(x_batch(), verbose=0), model.predict(x_batch(), verbose=0)
     )
-    monkeypatch.setitem(catalog._BY_NAME, "unet", dataclasses.replace(good, sha256="0" * 64))
-    with pytest.raises(WeightsMismatch, match="SHA-256"):
-        zoo.load("unet")
+    assert download.cache_path(record).is_file()
+    path.unlink()  # the second load reads the cache
+    assert isinstance(zoo.load("unet", weights="r1", progress=False), keras.Model)
+    other = mirror / "r1" / "x.weights.h5"  # a file the index gives another hash for
+    model.save_weights(other)
+    records[0] = dataclasses.replace(record, release="r2", path="r1/x.weights.h5",
+                                     size=other.stat().st_size, sha256="0" * 64)
+    with pytest.raises(zoo.DownloadError, match="SHA-256"):
+        zoo.load("unet", progress=False)
+    assert not download.cache_path(records[0]).exists()
 
 
 def test_unknown_zoo_name():
@@ -97,16 +110,20 @@ def test_loaded_keras_file_keeps_safe_mode(tmp_path):
         zoo.load("unet", weights=path, input_shape=(64, 64, 1))
 
 
-BUNDLED = [e for e in zoo.entries() if e.weights_file is not None]
+PACKAGED = index.packaged_records()
 
 
-@pytest.mark.parametrize("entry", BUNDLED, ids=[e.name for e in BUNDLED])
-def test_bundled_weights_load_and_match_their_sha256(entry):
-    path = entry.weights_path()
-    assert path is not None, f"{entry.weights_file} is not installed with the package"
-    assert entry.sha256 and zoo.sha256_of(path) == entry.sha256
+@pytest.mark.parametrize("record", PACKAGED, ids=[f"{r.model}-{r.release}" for r in PACKAGED])
+def test_packaged_weights_load_and_match_their_sha256(record):
+    """Every weights record the package lists loads: bundled ones from the package, the others
+    from the source checkout's releases/ folder (the default mirror of a clone)."""
+    if not record.bundled and download.weights_url() is None:
+        pytest.skip("not a source checkout: no releases/ folder")
+    path = download.resolve(record, progress=False)
+    assert zoo.sha256_of(path) == record.sha256 and path.stat().st_size == record.size
     assert path.stat().st_size < 25 * 2**20
-    model = zoo.load(entry.name)
+    model = zoo.load(record.model, weights=record.release, progress=False)
+    assert record.parameters is None or model.count_params() == record.parameters
     x = np.random.default_rng(5).uniform(-300, 300, (1, *model.inputs[0].shape[1:]))
     y = models.inference_model(model).predict(x.astype("float32"), verbose=0)
     assert np.isfinite(y).all()

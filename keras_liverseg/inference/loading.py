@@ -19,7 +19,10 @@ __all__ = [
     "load_model",
 ]
 
-WEIGHT_SUFFIXES = (".keras", ".weights.h5")
+
+# A --weights value with one of these endings is a file of the wrong kind, not a release name.
+_OTHER_WEIGHT_FILES = (".h5", ".hdf5", ".pt", ".pth", ".onnx", ".npz", ".ckpt", ".pb",
+                       ".tflite", ".savedmodel")
 
 
 class ModelLoadError(ValueError):
@@ -142,12 +145,15 @@ def load_model(
     *,
     fast: bool = False,
     second_stage_weights: str | os.PathLike | None = "auto",
+    progress: bool = True,
 ) -> LoadedModel:
     """Load a zoo model for prediction, with its second stage when it has one.
 
     Args:
         name: zoo name (``liverseg models`` lists them).
-        weights: ``"default"`` (the bundled weights), a ``.keras`` model file (loaded as
+        weights: ``"default"`` (the entry's released weights: bundled, cached or
+            downloaded, :mod:`keras_liverseg.zoo.download`), a release name of the entry
+            (``liverseg zoo list``), a ``.keras`` model file (loaded as
             saved, Keras safe mode on; ``name`` then only picks the fast variant), a
             ``.weights.h5`` file (loaded into the zoo architecture), or ``None`` (untrained).
         fast: use the zoo's fast variant ``<name>_fast`` when there is one (UNet#: the
@@ -157,10 +163,12 @@ def load_model(
             stage; ``"auto"``: its bundled weights when ``weights`` is ``"default"`` (and
             they are installed), and no second stage for other weights (a fine-tuned first
             stage is used alone).
+        progress: show a progress bar on stderr while weights download.
 
     Raises:
-        ModelLoadError: unknown name, missing or unreadable weights, no bundled weights,
-            second-stage weights for a model without a second stage.
+        ModelLoadError: unknown name, missing or unreadable weights, no released weights
+            (or no such release), a download that failed, second-stage weights for a model
+            without a second stage.
     """
     from keras_liverseg import zoo
 
@@ -171,13 +179,13 @@ def load_model(
     except ValueError as error:
         raise ModelLoadError(str(error)) from None
     if second_stage_weights == "auto":
-        bundled = entry.second_stage and zoo.get_entry(entry.second_stage).has_default_weights()
-        second_stage_weights = "default" if weights == "default" and bundled else None
+        released = entry.second_stage and zoo.default_weights(entry.second_stage) is not None
+        second_stage_weights = "default" if weights == "default" and released else None
     if second_stage_weights is not None and entry.second_stage is None:
         raise ModelLoadError(f"{name!r} has no second stage to load weights into")
-    loaded = _load_single(name, weights)
+    loaded = _load_single(name, weights, progress)
     if second_stage_weights is not None:
-        second = _load_single(entry.second_stage, second_stage_weights)
+        second = _load_single(entry.second_stage, second_stage_weights, progress)
         if second.preprocessing.num_classes != loaded.preprocessing.num_classes:
             raise ModelLoadError(
                 f"second stage {entry.second_stage!r} has {second.preprocessing.num_classes}"
@@ -188,47 +196,41 @@ def load_model(
     return loaded
 
 
-def _load_single(name: str, weights: str | os.PathLike | None) -> LoadedModel:
+def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = True
+                 ) -> LoadedModel:
     """One zoo model, without its second stage (``name``: a known zoo name)."""
     from keras_liverseg import zoo
-    from keras_liverseg.zoo.loading import WeightsDoNotMatch
 
     entry = zoo.get_entry(name)
     sha256 = None
-    if weights == "default" and not entry.has_default_weights():
-        raise ModelLoadError(
-            f"no trained weights are released for {name!r} yet: pass --weights PATH "
-            "(Python: weights=PATH), a .keras model or .weights.h5 file"
-        )
-    if weights is not None and weights != "default":
+    if weights is not None and zoo.is_weights_path(weights):
         path = Path(weights)
-        if not str(path).lower().endswith(WEIGHT_SUFFIXES):
-            raise ModelLoadError(
-                f"{path}: weights must be a .keras model file or a .weights.h5 file"
-            )
         if not path.is_file():
             raise ModelLoadError(f"{path}: weights file not found")
         weights = str(path)
         sha256 = zoo.sha256_of(path)
+    elif weights is not None:
+        text = str(weights)
+        if "/" in text or os.sep in text or Path(text).exists() or text.lower().endswith(
+                _OTHER_WEIGHT_FILES):
+            raise ModelLoadError(
+                f"{weights}: weights must be a .keras model file or a .weights.h5 file"
+            )
+        try:  # the default weights or a release: bundled, cached or downloaded
+            sha256 = zoo.weights_record(name, str(weights)).sha256
+        except zoo.WeightsNotAvailable as error:
+            raise ModelLoadError(str(error)) from None
     try:
-        model = zoo.load(name, weights=weights)
-    except zoo.WeightsNotAvailable:
-        raise ModelLoadError(
-            f"no trained weights are released for {name!r} yet: pass --weights PATH "
-            "(Python: weights=PATH), a .keras model or .weights.h5 file"
-        ) from None
-    except WeightsDoNotMatch as error:  # one line: the first layer that differs
+        model = zoo.load(name, weights=weights, progress=progress)
+    except (zoo.WeightsNotAvailable, zoo.DownloadError, zoo.WeightsMismatch,
+            zoo.WeightsDoNotMatch) as error:  # one line each
         raise ModelLoadError(str(error)) from None
     except Exception as error:  # corrupt file, unsafe model, ...
         text = one_line(error, limit=200)
         raise ModelLoadError(f"cannot load weights {weights} for {name!r}: {text}") from None
-    if weights == "default":
-        path = entry.weights_path()
-        sha256 = zoo.sha256_of(path) if path is not None else None
     loaded = _wrap(model, name, None if weights is None else str(weights), sha256)
     loaded.liver_roi = entry.liver_roi
-    if sha256 is not None and sha256 == entry.sha256:  # chosen for these exact weights
-        loaded.postprocess = entry.postprocess
+    loaded.postprocess = zoo.postprocess_for(name, sha256)
     return loaded
 
 

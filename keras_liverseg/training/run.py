@@ -247,7 +247,7 @@ def _check_model(config: TrainConfig) -> None:
     if entry.prune_level is not None:
         raise ValueError(f"{config.model} is a pruned view of another entry; train that one")
     if config.init and config.init.startswith("zoo:"):
-        if not zoo.get_entry(config.init[4:]).has_default_weights():
+        if zoo.default_weights(config.init[4:]) is None:
             raise ValueError(f"--init {config.init}: that zoo model has no released weights")
     elif config.init and not Path(config.init).is_file():
         raise FileNotFoundError(f"--init weights file not found: {config.init}")

@@ -1,16 +1,16 @@
-"""The zoo's table: every named model and the configuration it is built with."""
+"""The zoo's table: every named model and the configuration it is built with.
+
+Which weights each entry has is not written here but in the weights index
+(:mod:`keras_liverseg.zoo.index`), so that a release adds weights without a code change.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 
 from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.inference.postprocess import PostprocessOptions
 from keras_liverseg.models.common import DEFAULT_FILTERS
-
-WEIGHTS_PACKAGE = "keras_liverseg.weights"
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,6 @@ class ZooEntry:
         config: keyword arguments of the builder (input shape, classes, HU window, ...).
         summary: one line for ``liverseg models`` and the README.
         paper: the paper the architecture follows.
-        weights_file: file name of the bundled ``.weights.h5`` in ``keras_liverseg/weights``,
-            or ``None`` while no weights are released.
-        sha256: the weights file's SHA-256, checked on every load.
         prune_level: build the entry as the pruned head of this level (fast variants).
         second_stage: zoo name of the model that re-segments this one's liver region
             (a cascade: :func:`keras_liverseg.inference.predict_volume` runs both).
@@ -34,10 +31,11 @@ class ZooEntry:
             alone; chosen on validation phantoms, see the entry's model card).
         liver_roi: the framing of the liver region this model reads, for a second stage
             (training crops to it, and so does inference); ``None`` for whole slices.
-        postprocess: the post-processing of the entry's bundled weights (those of
-            ``sha256``): its ``min_lesion_mm3`` turns predicted lesions smaller than that
-            into liver, its ``lesion_growth_mm`` grows each predicted lesion up to that far
-            into adjacent liver of the lesion's density
+        postprocess: the post-processing of the entry's bundled weights (other released
+            weights carry theirs in the weights index, :mod:`keras_liverseg.zoo.index`): its
+            ``min_lesion_mm3`` turns predicted lesions smaller than that into liver, its
+            ``lesion_growth_mm`` grows each predicted lesion up to that far into adjacent
+            liver of the lesion's density
             (:func:`keras_liverseg.inference.postprocess.grow_lesions`), its
             ``min_lesion_prob`` turns each lesion whose mean tumor probability is below it
             into liver; all chosen on validation phantoms, see the entry's model card.
@@ -50,23 +48,11 @@ class ZooEntry:
     config: dict = field(default_factory=dict)
     summary: str = ""
     paper: str = ""
-    weights_file: str | None = None
-    sha256: str | None = None
     prune_level: int | None = None
     second_stage: str | None = None
     second_stage_share: float = 1.0
     liver_roi: LiverROI | None = None
     postprocess: PostprocessOptions = PostprocessOptions()
-
-    def weights_path(self) -> Path | None:
-        """Path of the bundled weights file, or ``None`` if it is not installed."""
-        if self.weights_file is None:
-            return None
-        path = Path(str(resources.files("keras_liverseg").joinpath("weights", self.weights_file)))
-        return path if path.is_file() else None
-
-    def has_default_weights(self) -> bool:
-        return self.weights_path() is not None
 
 
 # Reference configurations: the ones MODELS.md counts parameters in (nb = 32..512), with a
@@ -121,8 +107,6 @@ _ENTRIES = [
         "unet_sharp", "unet_sharp", DEFAULT_UNET_SHARP,
         "UNet# L3, 2.5D (3 slices), 192x192, liver + tumor; the default model",
         "Qian et al., UNet# (seed 004)",
-        weights_file="unet_sharp.weights.h5",
-        sha256="580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31",
         second_stage="unet_sharp_roi",
         second_stage_share=0.25,  # chosen on validation phantoms (zoo/unet_sharp.md)
         postprocess=DEFAULT_POSTPROCESS,
@@ -131,8 +115,6 @@ _ENTRIES = [
         "unet_sharp_fast", "unet_sharp", _RESIZED,
         "unet_sharp pruned to its L2 head (same weights, about 4x fewer FLOPs); --fast",
         "Qian et al., UNet# (seed 004), Sec. 2.4",
-        weights_file="unet_sharp.weights.h5",
-        sha256="580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31",
         prune_level=2,
         postprocess=DEFAULT_POSTPROCESS,
     ),

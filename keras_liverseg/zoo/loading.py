@@ -1,8 +1,7 @@
-"""``zoo.load``: build a zoo model and load its weights, checking their hash."""
+"""``zoo.load``: build a zoo model and load its weights: bundled, cached or downloaded."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -11,47 +10,92 @@ from pathlib import Path
 import keras
 
 from keras_liverseg import models
+from keras_liverseg.inference.postprocess import PostprocessOptions
 from keras_liverseg.io.errors import one_line
+from keras_liverseg.zoo import download
 from keras_liverseg.zoo.catalog import ZooEntry, get_entry
+from keras_liverseg.zoo.errors import WeightsDoNotMatch, WeightsNotAvailable
+from keras_liverseg.zoo.index import (
+    WEIGHT_SUFFIXES,
+    WeightsRecord,
+    default_record,
+    find_record,
+    records_for,
+)
 
 
-class WeightsNotAvailable(RuntimeError):
-    """The zoo entry has no released weights (yet): pass ``weights=None`` or a path."""
+def is_weights_path(weights: str | os.PathLike) -> bool:
+    """``weights`` names a file (a path-like, or a string ending in ``.keras`` or
+    ``.weights.h5``), not a release."""
+    return isinstance(weights, os.PathLike) or str(weights).lower().endswith(WEIGHT_SUFFIXES)
 
 
-class WeightsMismatch(RuntimeError):
-    """A weights file does not match the SHA-256 its zoo entry records."""
+def weights_record(name: str, weights: str = "default") -> WeightsRecord:
+    """The index record of zoo model ``name``'s weights: its default ones, or those of the
+    release called ``weights``; :class:`WeightsNotAvailable` when there are none."""
+    get_entry(name)
+    records = download.all_records()
+    record = _pick(name, weights, records)
+    if record is None and os.environ.get("LIVERSEG_WEIGHTS_URL") and not download.offline():
+        records = download.all_records(refresh=True)  # the cached mirror index may be old
+        record = _pick(name, weights, records)
+    if record is not None:
+        return record
+    releases = sorted({r.release for r in records_for(name, records)})
+    known = f"; its releases: {', '.join(releases)}" if releases else ""
+    what = "no weights are released" if weights == "default" else f"no release {weights!r}"
+    raise WeightsNotAvailable(
+        f"{what} for zoo model {name!r}{known}: pass weights=None for an untrained model or "
+        "weights=PATH for a .weights.h5 / .keras file (CLI: --weights PATH); `liverseg zoo "
+        "list` shows the released weights"
+    )
 
 
-class WeightsDoNotMatch(ValueError):
-    """A weights file holds another architecture's (or configuration's) weights.
+def _pick(name: str, weights: str, records: list[WeightsRecord]) -> WeightsRecord | None:
+    if weights == "default":
+        return default_record(name, records)
+    return find_record(name, str(weights), records)
 
-    The message is one line: the file, the model and the first layer that differs.
-    """
+
+def default_weights(name: str) -> WeightsRecord | None:
+    """The record ``zoo.load(name)`` loads, or ``None`` when the entry has no released
+    weights (it then builds untrained only)."""
+    return default_record(name, download.all_records())
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def postprocess_for(name: str, sha256: str | None) -> PostprocessOptions:
+    """The post-processing chosen for the weights file of SHA-256 ``sha256`` of zoo model
+    ``name``: the index record's ``postprocess``, else the entry's own for its bundled
+    weights, else the default :class:`PostprocessOptions` (every lesion kept, no growth)."""
+    entry = get_entry(name)
+    for record in records_for(name, download.all_records()):
+        if record.sha256 == sha256:
+            if record.postprocess:
+                return PostprocessOptions(**record.postprocess)
+            if record.bundled:
+                return entry.postprocess
+    return PostprocessOptions()
 
 
 def load(
     name: str,
     weights: str | os.PathLike | None = "default",
+    *,
+    progress: bool = True,
     **config,
 ) -> keras.Model:
     """Build the zoo model ``name`` and load its weights.
 
     Args:
-        name: a zoo name (``keras_liverseg.zoo.catalog()``; ``liverseg models`` lists them).
-        weights: ``"default"`` for the weights shipped with the package (checked against
-            their SHA-256); ``None`` for an untrained model; a path to a ``.weights.h5``
-            file (loaded into the zoo architecture) or to a ``.keras`` model file (loaded
-            as saved, with Keras safe mode on; ``config`` must then be empty).
+        name: a zoo name (``liverseg zoo list`` lists them).
+        weights: ``"default"``: the entry's released weights, bundled with the package or
+            else taken from the cache or downloaded into it (:mod:`keras_liverseg.zoo.download`;
+            checked against the index's size and SHA-256 on every load); a release name
+            (``liverseg zoo list`` shows them) for other released weights; ``None`` for an
+            untrained model; a path to a ``.weights.h5`` file (loaded into the zoo
+            architecture) or to a ``.keras`` model file (loaded as saved, with Keras safe
+            mode on; ``config`` must then be empty).
+        progress: show a progress bar on stderr while downloading.
         **config: overrides of the entry's builder configuration, e.g. ``input_shape``.
 
     Returns:
@@ -63,34 +107,23 @@ def load(
         >>> model.compile(optimizer="adam", loss=...)  # then model.fit(...)
     """
     entry = get_entry(name)
-    if weights is not None and str(weights).endswith(".keras"):
+    if weights is None:
+        return _pruned(entry, models.build(entry.architecture, **{**entry.config, **config}))
+    if is_weights_path(weights):
+        return _load_file(entry, _existing(weights), {}, config)
+    record = weights_record(name, str(weights))
+    path = download.resolve(record, progress=progress)
+    return _load_file(entry, str(path), record.config, config)
+
+
+def _load_file(entry: ZooEntry, path: str, record_config: dict, config: dict) -> keras.Model:
+    if path.endswith(".keras"):
         if config:
             raise ValueError("a .keras file holds its own configuration; drop the overrides")
-        model = keras.saving.load_model(_existing(weights), safe_mode=True)
-        return _pruned(entry, model)
-    model = models.build(entry.architecture, **{**entry.config, **config})
-    if weights == "default":
-        _load_default(entry, model)
-    elif weights is not None:
-        load_weights(model, _existing(weights), name)
-    return _pruned(entry, model)
-
-
-def _load_default(entry: ZooEntry, model: keras.Model) -> None:
-    path = entry.weights_path()
-    if path is None:
-        raise WeightsNotAvailable(
-            f"no weights are released for zoo model {entry.name!r} yet: pass weights=None "
-            "for an untrained model or weights=PATH for a .weights.h5 / .keras file "
-            "(CLI: --weights PATH)"
-        )
-    actual = sha256_of(path)
-    if entry.sha256 and actual != entry.sha256:
-        raise WeightsMismatch(
-            f"{path} has SHA-256 {actual}, expected {entry.sha256}: the file is corrupt or "
-            "was replaced; reinstall keras_liverseg"
-        )
+        return _pruned(entry, keras.saving.load_model(path, safe_mode=True))
+    model = models.build(entry.architecture, **{**entry.config, **record_config, **config})
     load_weights(model, path, entry.name)
+    return _pruned(entry, model)
 
 
 # Keras warns once per layer it skips (70 lines for a file of another architecture) and
