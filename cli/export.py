@@ -16,8 +16,8 @@ from keras_liverseg.cli.quiet import import_backend, silenced_stderr
 @click.option("--model", "model_name", default="unet_sharp", show_default=True,
               help="Zoo model name (see `liverseg models`).")
 @click.option("--weights", default="default", show_default=True,
-              help="'default' (the weights bundled with --model), 'none' (untrained) or a "
-                   ".weights.h5/.keras path.")
+              help="'default' (--model's default weights, see `liverseg zoo list`), a "
+                   "release name, 'none' (untrained) or a .weights.h5/.keras path.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The .onnx file to write (its folder is created when missing).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
@@ -31,14 +31,16 @@ def export(model_name: str, weights: str, output: Path, overwrite: bool) -> None
     """
     if output.suffix != ".onnx":
         raise UserError(f"output must end in .onnx: {output}")
-    weights_path = None if weights in ("default", "none") else Path(weights)
+    import_backend()  # before tf2onnx, which imports TensorFlow
+    from keras_liverseg.zoo import is_weights_path
+
+    weights_path = Path(weights) if is_weights_path(weights) else None
     outputs.refuse_clashes({"--output": output}, {"--weights": weights_path})
     with outputs.claim({"--output": output}, overwrite):
         _export(model_name, weights, output)
 
 
 def _export(model_name: str, weights: str, output: Path) -> None:
-    import_backend()  # before tf2onnx, which imports TensorFlow
     with silenced_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import warnings
 
 import click
 
@@ -36,6 +37,7 @@ def _register() -> None:
     from keras_liverseg.cli import predict as predict_cmd
     from keras_liverseg.cli import sample_data as sample_data_cmd
     from keras_liverseg.cli import train as train_cmd
+    from keras_liverseg.cli import zoo as zoo_cmd
 
     cli.add_command(demo_cmd.demo)
     cli.add_command(predict_cmd.predict)
@@ -44,6 +46,7 @@ def _register() -> None:
     cli.add_command(evaluate_cmd.evaluate)
     cli.add_command(export_cmd.export)
     cli.add_command(train_cmd.train)
+    cli.add_command(zoo_cmd.zoo)
 
 
 _register()
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         received,
     )
 
+    warnings.formatwarning = _one_line_warning
     try:
         with handle_termination():
             code = cli.main(args=argv, prog_name="liverseg", standalone_mode=False)
@@ -102,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("Interrupted.", err=True)
         return INTERRUPTED
     return code if isinstance(code, int) else 0
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the CLI prints it: ``Warning: <message>``, without the source line."""
+    return f"Warning: {message}\n"
 
 
 if __name__ == "__main__":

@@ -15,7 +15,11 @@ def models() -> None:
     from keras_liverseg.models import available
 
     click.echo("architectures: " + ", ".join(available()))
-    click.echo(f"{'zoo model':<16} {'architecture':<12} {'weights':<16} summary")
+    click.echo(f"{'zoo model':<16} {'architecture':<12} {'default weights':<24} summary")
     for entry in zoo.entries():
-        weights = "bundled" if entry.has_default_weights() else "not released yet"
-        click.echo(f"{entry.name:<16} {entry.architecture:<12} {weights:<16} {entry.summary}")
+        record = zoo.default_weights(entry.name)
+        weights = "none (untrained)" if record is None else (
+            "bundled" if record.bundled else record.release)
+        click.echo(f"{entry.name:<16} {entry.architecture:<12} {weights:<24} {entry.summary}")
+    click.echo("`liverseg zoo list` shows every released weights file, its size and whether it "
+               "is cached.")

@@ -158,10 +158,11 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "-w",
     "--weights",
     default=None,
-    metavar="PATH",
-    help="A .keras model file or a .weights.h5 file for --model. Default: the weights "
-    "bundled with --model (unet_sharp and unet_sharp_fast have them; `liverseg models` "
-    "lists which entries do).",
+    metavar="PATH|RELEASE",
+    help="A .keras model file or a .weights.h5 file for --model, or the name of one of "
+    "--model's weights releases. Default: --model's default weights, bundled (unet_sharp, "
+    "unet_sharp_fast) or else taken from the cache or downloaded from the weights mirror "
+    "(`liverseg zoo list` shows them all).",
 )
 @click.option(
     "--second-stage-weights",
@@ -391,7 +392,7 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
     tick = time.perf_counter()
     try:
         loaded = load_model(model_name, weights if weights else "default", fast=fast,
-                            second_stage_weights=second_stage)
+                            second_stage_weights=second_stage, progress=not quiet)
         if tta:
             prepare_tta(loaded)
     except ModelLoadError as error:

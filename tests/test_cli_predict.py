@@ -292,6 +292,9 @@ def _bad_inputs(t: Path, oracle: Path, write_dicom_series) -> dict[str, tuple[li
     )
     (t / "exists.nii.gz").write_bytes(b"x")
     w = ["--weights", oracle]
+    from keras_liverseg import zoo
+
+    unreleased = next(e.name for e in zoo.entries() if zoo.default_weights(e.name) is None)
     return {
         "missing file": ([t / "nope.nii.gz", "-o", out, *w], "no such file"),
         "truncated nii.gz": ([t / "cut.nii.gz", "-o", out, *w], "cut.nii.gz"),
@@ -309,7 +312,9 @@ def _bad_inputs(t: Path, oracle: Path, write_dicom_series) -> dict[str, tuple[li
         "output not NIfTI": ([good, "-o", t / "out" / "seg.png", *w], ".nii.gz"),
         "batch output is input": ([t, "-o", t, *w], "INPUT folder"),
         "overlay not png": ([good, "-o", out, *w, "--overlay", t / "out" / "o.jpg"], ".png"),
-        "no weights released": ([good, "-o", out, "--model", "unet"], "--weights PATH"),
+        "no weights released": ([good, "-o", out, "--model", unreleased], "--weights PATH"),
+        "no such release": ([good, "-o", out, "--model", "unet", "--weights", "v0"],
+                            "no release 'v0'"),
         "weights missing": ([good, "-o", out, "--weights", t / "w.keras"], "not found"),
         "weights bad suffix": ([good, "-o", out, "--weights", t / "text.txt"], ".weights.h5"),
         "weights corrupt": ([good, "-o", out, "--weights", t / "fake.weights.h5"], "cannot load"),
@@ -376,7 +381,7 @@ def test_smallest_lesion_is_the_models_own_unless_given(tmp_path, oracle_model_f
         fast_entry.postprocess.min_lesion_mm3, fast_entry.postprocess.lesion_growth_mm) == own
     assert settings(load_model("unet_sharp", oracle_model_file)) == (0, 0)
     copy = tmp_path / "copy.weights.h5"  # the bundled file under another name: the same
-    shutil.copyfile(entry.weights_path(), copy)
+    shutil.copyfile(zoo.download.resolve(zoo.default_weights("unet_sharp")), copy)
     assert settings(load_model("unet_sharp", copy)) == own
     assert load_model("unet_sharp", copy).postprocess_options() == PostprocessOptions(
         min_lesion_mm3=own[0], lesion_growth_mm=own[1])
@@ -604,7 +609,7 @@ def test_help_texts_say_what_the_commands_do():
     text = " ".join(runner.invoke(cli, ["predict", "--help"], terminal_width=400).output.split())
     assert "none are released yet" not in text  # the default model ships its weights
     weights = text[text.index("-w, --weights"):text.index("--second-stage-weights")]
-    assert "bundled with --model" in weights
+    assert "bundled" in weights and "downloaded" in weights and "liverseg zoo list" in weights
     second = text[text.index("--second-stage-weights"):text.index("--single-stage")]
     assert "none are released" in second and "Default: no second stage" in second
     for word in ("--force", "--skip-unreadable", "listed in the report"):
@@ -675,7 +680,7 @@ def test_min_lesion_prob_default_only_for_the_bundled_weights(tmp_path, oracle_m
     assert load_model("unet_sharp").postprocess_options().min_lesion_prob == own
     assert load_model("unet_sharp", fast=True).postprocess_options().min_lesion_prob == own
     copy = tmp_path / "copy.weights.h5"  # the bundled file under another name: the same
-    shutil.copyfile(entry.weights_path(), copy)
+    shutil.copyfile(zoo.download.resolve(zoo.default_weights("unet_sharp")), copy)
     assert load_model("unet_sharp", copy).postprocess_options().min_lesion_prob == own
     tuned = tmp_path / "tuned.weights.h5"  # other weights keep every lesion
     zoo.load("unet_sharp", weights=None).save_weights(tuned)
