@@ -204,6 +204,13 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "slower; +0.006 liver Dice on validation phantoms).",
 )
 @click.option(
+    "--all-slices",
+    is_flag=True,
+    help="Read every axial slice. Default: the model surveys a slice every 15 mm and reads "
+    "only the run of slices with liver, bounded by liver-free ones (the same labels after "
+    "post-processing; the report's slices_read says how many were read).",
+)
+@click.option(
     "--no-postprocess",
     is_flag=True,
     help="Keep the raw argmax labels (no largest component, hole filling, ...).",
@@ -282,6 +289,7 @@ def predict(
     device: str | None,
     fast: bool,
     tta: bool,
+    all_slices: bool,
     no_postprocess: bool,
     min_lesion_mm3: float | None,
     lesion_growth_mm: float | None,
@@ -335,7 +343,7 @@ def predict(
         _predict(jobs, kind, input_path, output, report, started, model_name=model_name,
                  weights=weights, second_stage=None if single_stage else
                  second_stage_weights or "auto", batch_size=batch_size, device=device,
-                 fast=fast, tta=tta, no_postprocess=no_postprocess,
+                 fast=fast, tta=tta, all_slices=all_slices, no_postprocess=no_postprocess,
                  post_overrides={name: float(value) for name, value in (
                      ("min_lesion_mm3", min_lesion_mm3), ("lesion_growth_mm", lesion_growth_mm),
                      ("min_lesion_prob", min_lesion_prob), ("bridge_mm", bridge_mm),
@@ -356,7 +364,8 @@ def _load(path: Path, load_options: dict[str, bool]):
 def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
              report: Path | None, started: float, *, model_name: str, weights: str | None,
              second_stage: str | None, batch_size: int | None, device: str | None,
-             fast: bool, tta: bool, no_postprocess: bool, post_overrides: dict[str, float],
+             fast: bool, tta: bool, all_slices: bool, no_postprocess: bool,
+             post_overrides: dict[str, float],
              load_options: dict[str, bool],
              quiet: bool) -> None:
     """Load the model once, then segment and write every job (the outputs are claimed)."""
@@ -407,7 +416,8 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
         from keras_liverseg.inference.device import gpu_count
 
         batch_size = 16 if gpu_count() else 4
-    options = {"batch_size": batch_size, "tta": tta, "postprocess": post}
+    options = {"batch_size": batch_size, "tta": tta, "postprocess": post,
+               "all_slices": all_slices}
     cli_options = {"fast": fast, "device": device or "auto", **load_options}
 
     skipped_labels = [Path(p) for p in skipped_label_files(input_path)] if kind == "batch" else []

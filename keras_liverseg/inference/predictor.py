@@ -45,6 +45,7 @@ import numpy as np
 from nibabel.affines import voxel_sizes
 
 from keras_liverseg.data.roi import LiverROI
+from keras_liverseg.inference import slice_range
 from keras_liverseg.inference.loading import LoadedModel, as_loaded
 from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
 from keras_liverseg.inference.report import LABELS, ReportFacts, scan_report
@@ -238,13 +239,20 @@ def predict_slices(
     progress: Progress | None = None,
     tumor_out: np.ndarray | None = None,
     voxel_spacing: tuple[float, float] | None = None,
+    survey_step: int = 1,
+    read_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predict every axial slice of a canonical volume (``volume_c[:, :, k]``).
+    """Predict the axial slices of a canonical volume (``volume_c[:, :, k]``): every one,
+    or with ``survey_step`` > 1 only those the liver needs
+    (:func:`~keras_liverseg.inference.slice_range.read_liver_slices`: a survey of every
+    ``survey_step``-th slice, then the run of slices that has liver); the slices not read
+    are background (probability 1).
 
     ``tumor_out``, an array of ``volume_c``'s shape (a view will do), receives the tumor
     probability (class 2, the same probabilities the argmax reads) without keeping the
     other classes. ``voxel_spacing``: the in-plane voxel sizes (mm) of ``volume_c``'s
     rows and columns, needed by a model with a ``pixel_spacing`` (:func:`readings`).
+    ``read_out``, a bool array of the volume's depth, receives which slices were read.
 
     Returns:
         ``(labels, probabilities)``: uint8 argmax labels of ``volume_c``'s shape, and
@@ -254,13 +262,13 @@ def predict_slices(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pre = loaded.preprocessing
     rows, cols, depth = volume_c.shape
-    labels = np.empty((rows, cols, depth), dtype=np.uint8)
+    labels = np.zeros((rows, cols, depth), dtype=np.uint8)
     probabilities = None
     if keep_probabilities:
         probabilities = np.empty((rows, cols, depth, pre.num_classes), dtype=np.float16)
     readers = readings(loaded, (rows, cols), voxel_spacing, tta)
-    for start in range(0, depth, batch_size):
-        ks = np.arange(start, min(start + batch_size, depth))
+
+    def read(ks: np.ndarray) -> np.ndarray:
         probs = 0.0  # the mean of the readers' (b, X, Y, K) probabilities
         for reader in readers:
             batch = slice_stack(volume_c, ks, pre.context_slices, reader.grid, NAN_FILL_HU)
@@ -269,13 +277,24 @@ def predict_slices(
             out = unplace(out, reader.grid)
             probs = probs + resize_axes(out, (rows, cols), axes=(1, 2))
         probs = probs / len(readers)
-        labels[:, :, ks[0] : ks[-1] + 1] = _labels_of(probs).transpose(1, 2, 0)
+        found = _labels_of(probs)
+        labels[:, :, ks] = found.transpose(1, 2, 0)
         if probabilities is not None:
-            probabilities[:, :, ks[0] : ks[-1] + 1] = probs.transpose(1, 2, 0, 3)
+            probabilities[:, :, ks] = probs.transpose(1, 2, 0, 3)
         if tumor_out is not None:
-            tumor_out[:, :, ks[0] : ks[-1] + 1] = probs[..., 2].transpose(1, 2, 0)
-        if progress is not None:
-            progress(int(ks[-1]) + 1, depth)
+            tumor_out[:, :, ks] = probs[..., 2].transpose(1, 2, 0)
+        return found.reshape(len(ks), -1).any(axis=1)
+
+    done = slice_range.read_liver_slices(depth, survey_step, read, batch_size, progress)
+    if not done.all():  # the slices not read are background
+        skipped = ~done
+        if probabilities is not None:
+            probabilities[:, :, skipped] = 0
+            probabilities[:, :, skipped, 0] = 1
+        if tumor_out is not None:
+            tumor_out[:, :, skipped] = 0
+    if read_out is not None:
+        read_out[...] = done
     return labels, probabilities
 
 
@@ -361,6 +380,7 @@ def predict_volume(
     return_probabilities: bool = False,
     progress: Progress | None = None,
     report_facts: ReportFacts | None = None,
+    all_slices: bool = False,
 ) -> Segmentation:
     """Segment the liver and liver tumors in a CT volume.
 
@@ -385,6 +405,11 @@ def predict_volume(
         report_facts: the caller's facts for the report
             (:class:`~keras_liverseg.inference.report.ReportFacts`: output paths, more
             options, the time it took to read the scan and load the model).
+        all_slices: read every axial slice. By default the model surveys every slice
+            :data:`~keras_liverseg.inference.slice_range.SURVEY_MM` apart and reads only
+            the run of slices that has liver, bounded by liver-free ones
+            (:mod:`keras_liverseg.inference.slice_range` says why that gives the same
+            post-processed labels); the report's ``slices_read`` says how many it read.
 
     Returns:
         A :class:`Segmentation` with labels of exactly the input's shape and affine.
@@ -420,6 +445,9 @@ def predict_volume(
     # else the one class written aside by predict_slices (2 bytes a voxel)
     has_tumor = loaded.preprocessing.num_classes >= 3
     tumor_c = np.empty(volume_c.shape, np.float16) if has_tumor and not keep else None
+    depth = volume_c.shape[2]
+    step = 1 if all_slices else slice_range.survey_step(depth, spacing_c[2])
+    read = np.zeros(depth, dtype=bool)
     labels_c, probs_c = predict_slices(
         loaded,
         volume_c,
@@ -429,6 +457,8 @@ def predict_volume(
         progress=progress,
         tumor_out=tumor_c,
         voxel_spacing=spacing_c[:2],
+        survey_step=step,
+        read_out=read,
     )
     timing["predict"] = time.perf_counter() - tick
     if loaded.second_stage is not None:
@@ -463,9 +493,11 @@ def predict_volume(
             tumor = probabilities[..., 2]
     elif tumor_c is not None:
         tumor = from_canonical(tumor_c, reorientation)  # a view
+    slices = {"read": int(read.sum()), "total": depth, "survey_step": step}
     report = scan_report(scan, reorientation, labels3d, model=loaded.describe(),
                          batch_size=batch_size, tta=tta, postprocess=options, timing=timing,
-                         started=started, facts=report_facts, tumor_prob=tumor)
+                         started=started, facts=report_facts, tumor_prob=tumor,
+                         slices_read=slices)
     return Segmentation(
         labels=labels3d.reshape(scan.shape),
         affine=scan.affine.copy(),

@@ -99,6 +99,7 @@ def scan_report(
     started: float,
     facts: ReportFacts | None = None,
     tumor_prob: np.ndarray | None = None,
+    slices_read: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The whole report of one segmented scan.
 
@@ -117,6 +118,9 @@ def scan_report(
         tumor_prob: the model's tumor probability of each voxel on the scan's grid
             (before the argmax), for each lesion's ``mean_tumor_prob`` and
             ``max_tumor_prob``; ``None`` when the model has no tumor class.
+        slices_read: the first stage's axial slices read (``read``, of ``total``; with
+            ``survey_step`` 1 every slice, else only the liver's run,
+            :mod:`keras_liverseg.inference.slice_range`).
     """
     tick = time.perf_counter()
     found = lesions(labels, scan.affine, tumor_prob)
@@ -126,6 +130,8 @@ def scan_report(
     timing["total"] = time.perf_counter() - started
     options = {"batch_size": batch_size, "tta": tta,
                "postprocess": dataclasses.asdict(postprocess)}
+    if slices_read is not None:
+        options["all_slices"] = slices_read["survey_step"] == 1
     if facts is not None:
         options.update(facts.options)
         if facts.load_s is not None:  # the caller read the scan before this started
@@ -146,6 +152,8 @@ def scan_report(
         "timing_s": {key: round(value, 3) for key, value in timing.items()},
         "warnings": list(scan.warnings),
     }
+    if slices_read is not None:
+        report["slices_read"] = dict(slices_read)
     if facts is not None:
         report["output"] = None if facts.output is None else str(facts.output)
         report["overlay"] = None if facts.overlay is None else str(facts.overlay)

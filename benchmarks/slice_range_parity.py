@@ -1,0 +1,79 @@
+"""Does reading only the liver's slices change the labels? (issue 24, part 1)
+
+Segments each scan twice with the same loaded model, reading every axial slice
+(``all_slices=True``) and the default survey (:mod:`keras_liverseg.inference.slice_range`),
+and prints per scan: the slices read, whether the labels are identical, and if not the
+liver and tumor Dice between the two label maps and the voxels that differ; then the
+prediction time of each. Against a ground truth (a phantom's ``segmentation-<i>.nii.gz``
+beside its ``volume-<i>.nii.gz``), also the liver and tumor Dice of each reading.
+
+Usage::
+
+    liverseg sample-data -o data/parity --cases 5 --seed 2 --size 512 512 100
+    python benchmarks/slice_range_parity.py data/parity/volume-*.nii.gz \\
+        ../shared/data/totalsegmentator_example/example_ct_sm.nii.gz ../shared/data/dcmqi_ct_3slice
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def truth_of(scan: Path) -> np.ndarray | None:
+    name = scan.name.replace("volume-", "segmentation-")
+    path = scan.with_name(name)
+    if name == scan.name or not path.is_file():
+        return None
+    import nibabel as nib
+
+    return np.asarray(nib.load(path).dataobj).astype(np.uint8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scans", nargs="+", type=Path)
+    parser.add_argument("--model", default="unet_sharp")
+    args = parser.parse_args()
+
+    from keras_liverseg import predict_volume
+    from keras_liverseg.inference.loading import load_model
+    from keras_liverseg.io import load_scan
+
+    loaded = load_model(args.model)
+    print(f"model {args.model}; columns: scan, slices read / total, identical, liver Dice "
+          "and tumor Dice between the two, voxels that differ, predict s (all / survey)"
+          ", and against the truth liver / tumor Dice (all | survey)")
+    for path in args.scans:
+        scan = load_scan(path)
+        timed = {}
+        segs = {}
+        for all_slices in (True, False):
+            tick = time.perf_counter()
+            segs[all_slices] = predict_volume(loaded, scan, all_slices=all_slices)
+            timed[all_slices] = time.perf_counter() - tick
+        a, b = segs[True].labels, segs[False].labels
+        read = segs[False].report["slices_read"]
+        line = (f"{path.name}: {read['read']}/{read['total']} (step {read['survey_step']}), "
+                f"identical {bool(np.array_equal(a, b))}, liver {dice(a >= 1, b >= 1):.4f}, "
+                f"tumor {dice(a == 2, b == 2):.4f}, differ {int((a != b).sum())}, "
+                f"{timed[True]:.1f} / {timed[False]:.1f} s")
+        truth = truth_of(path)
+        if truth is not None:
+            scores = [f"{dice(s.labels >= 1, truth >= 1):.4f} / "
+                      f"{dice(s.labels == 2, truth == 2):.4f}"
+                      for s in (segs[True], segs[False])]
+            line += f"; truth {scores[0]} | {scores[1]}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
