@@ -5,6 +5,7 @@
 
 # Importing an architecture's module registers its builder.
 from keras_liverseg.models.es_unet_pp import es_unet_pp, es_unet_pp_encoder
+from keras_liverseg.models.folding import fold_batch_norm
 from keras_liverseg.models.inference import (
     Preprocessing,
     class_names,
@@ -28,6 +29,7 @@ __all__ = [
     "class_names",
     "es_unet_pp",
     "es_unet_pp_encoder",
+    "fold_batch_norm",
     "get_builder",
     "head_names",
     "inference_model",

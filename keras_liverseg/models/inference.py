@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import keras
 
 from keras_liverseg.layers import ClassificationGate, HUWindow
+from keras_liverseg.models.folding import fold_batch_norm
 
 
 @dataclass(frozen=True)
@@ -85,17 +86,23 @@ def preprocessing_of(model: keras.Model) -> Preprocessing:
     )
 
 
-def inference_model(model: keras.Model) -> keras.Model:
+def inference_model(model: keras.Model, fold: bool = True) -> keras.Model:
     """One input, one output: the ``"mask"`` probabilities, gated by a CGM if there is one.
 
     Deep-supervision heads are dropped. When the model has a classification guide on its
     mask (``"cls_mask"``), the mask passes :class:`ClassificationGate`, the paper's
-    inference-time ``argmax`` gate (UNet# Sec. 2.3). A single-output model is returned as is.
+    inference-time ``argmax`` gate (UNet# Sec. 2.3). With ``fold`` (the default), every
+    BatchNormalization after a convolution is folded into it
+    (:func:`~keras_liverseg.models.folding.fold_batch_norm`): the same function, faster,
+    in a copy that no longer shares weights with ``model`` (``fold=False`` keeps them
+    shared, as training's validation needs). A single-output model without anything to
+    fold is returned as is.
     """
-    if len(model.outputs) == 1:
-        return model
-    mask = model.get_layer("mask").output
-    if "cls_mask" in model.output_names:
-        cls = model.get_layer("cls_mask").output
-        mask = ClassificationGate(name="gated_mask")([mask, cls])
-    return keras.Model(model.inputs, mask, name=f"{model.name}_inference")
+    single = model
+    if len(model.outputs) > 1:
+        mask = model.get_layer("mask").output
+        if "cls_mask" in model.output_names:
+            cls = model.get_layer("cls_mask").output
+            mask = ClassificationGate(name="gated_mask")([mask, cls])
+        single = keras.Model(model.inputs, mask, name=f"{model.name}_inference")
+    return fold_batch_norm(single) if fold else single

@@ -37,7 +37,7 @@ def validate(model, volumes: Sequence[Volume], task: str, batch_size: int = 8) -
     """
     if not volumes:
         return {}
-    net = inference_model(model)
+    net = inference_model(model, fold=False)  # shares the weights being trained
     loaded = LoadedModel(net, preprocessing_of(net), model.name)
     cases = []
     for volume in volumes:

@@ -1,0 +1,142 @@
+"""The default model's forward pass against this host's matmul peak (issue 24, part 4).
+
+In one process on one host, prints:
+
+* the matmul peak: the best GFLOP/s of a 4096x4096 float32 (and bfloat16) matmul through
+  the Keras backend (TensorFlow by default), 2 n^3 FLOPs each;
+* the FLOPs of one slice through the model, counted from its layers (2 multiply-adds per
+  weight use of every convolution and dense layer, from the layers' output shapes: the
+  element-wise ops, a few per cent, are not counted);
+* the model's forward time per slice (``predict_on_batch``, best of ``--repeats``) at each
+  batch size, with BatchNormalization as Keras runs it and folded into the convolutions
+  (:func:`keras_liverseg.models.fold_batch_norm`), and so its GFLOP/s and share of the peak.
+
+Usage::
+
+    python benchmarks/bench_forward.py                      # unet_sharp at 192x192
+    python benchmarks/bench_forward.py --model unet_sharp_fast --batch 1 4 16
+
+The CPU's name and flags (AVX-512, AMX, native bf16) are printed first: every figure is a
+ratio taken on this host in this run; compare hosts by the ratios only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def cpu_facts() -> dict:
+    """The CPU's model name, core count and the flags that decide its matmul speed."""
+    name, flags = platform.processor() or "?", set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name") and name in ("?", "x86_64", ""):
+                    name = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]
+    return {"cpu": name, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
+
+
+def matmul_peak(dtype: str, n: int = 4096, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n matmul in ``dtype`` through the Keras backend."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    a = keras.ops.convert_to_tensor(rng.standard_normal((n, n)).astype("float32"), dtype)
+    b = keras.ops.convert_to_tensor(rng.standard_normal((n, n)).astype("float32"), dtype)
+    keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, b))
+        best = min(best, time.perf_counter() - tick)
+    return 2.0 * n**3 / best / 1e9
+
+
+def forward_flops(model) -> float:
+    """FLOPs of one sample: 2 x the multiply-adds of every convolution and dense layer."""
+    import keras
+
+    total = 0.0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kernel = layer.kernel.shape  # (kh, kw, cin, multiplier)
+            out = layer.output.shape
+            total += 2.0 * np.prod(out[1:]) * kernel[0] * kernel[1]
+        elif isinstance(layer, keras.layers.Conv2D | keras.layers.Conv3D
+                        | keras.layers.Conv2DTranspose):
+            kernel = layer.kernel.shape
+            out = layer.output.shape
+            spatial = np.prod(out[1:-1])
+            if isinstance(layer, keras.layers.Conv2DTranspose):  # every input pixel
+                spatial = np.prod(layer.input.shape[1:-1])
+            total += 2.0 * spatial * np.prod(kernel)
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2.0 * np.prod(layer.kernel.shape)
+    return float(total)
+
+
+def time_forward(model, batch: int, repeats: int) -> float:
+    """Best seconds per slice of ``model.predict_on_batch`` at ``batch`` slices."""
+    shape = (batch, *model.inputs[0].shape[1:])
+    x = np.random.default_rng(1).uniform(-300, 400, shape).astype("float32")
+    model.predict_on_batch(x)  # trace
+    best = float("inf")
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        model.predict_on_batch(x)
+        best = min(best, time.perf_counter() - tick)
+    return best / batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="unet_sharp")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    import keras
+
+    from keras_liverseg import models, zoo
+
+    facts = {**cpu_facts(), "backend": keras.backend.backend(), "keras": keras.__version__}
+    print(json.dumps(facts))
+    peak = {dtype: matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
+    print(f"matmul peak: float32 {peak['float32']:.0f} GFLOP/s, bfloat16 "
+          f"{peak['bfloat16']:.0f} GFLOP/s")
+    plain = models.inference_model(zoo.load(args.model), fold=False)
+    folded = models.inference_model(zoo.load(args.model))
+    flops = forward_flops(plain)
+    size = "x".join(str(n) for n in plain.inputs[0].shape[1:])
+    print(f"{args.model} at {size}: {flops / 1e9:.2f} GFLOP per slice (convolutions)")
+    rows = []
+    for batch in args.batch:
+        for name, model in (("batch norm", plain), ("folded", folded)):
+            seconds = time_forward(model, batch, args.repeats)
+            rate = flops / seconds / 1e9
+            rows.append({"batch": batch, "graph": name, "s_per_slice": round(seconds, 4),
+                         "gflops": round(rate, 1),
+                         "share_of_fp32_peak": round(rate / peak["float32"], 3)})
+            print(f"batch {batch:>2} {name:<10} {seconds:.4f} s/slice  {rate:6.1f} GFLOP/s  "
+                  f"{rate / peak['float32']:.0%} of the float32 matmul peak", flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({**facts, "peak_gflops": peak, "model": args.model,
+                       "gflop_per_slice": flops / 1e9, "rows": rows}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
