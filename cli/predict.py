@@ -204,6 +204,15 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "slower; +0.006 liver Dice on validation phantoms).",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "bfloat16"]),
+    default="auto",
+    show_default=True,
+    help="What the model computes in. auto: bfloat16 on a CPU that computes it natively "
+    "(AMX or AVX-512 BF16; about 1.5 times faster), else float32; LIVERSEG_PRECISION "
+    "overrides auto. The report's model.precision says which ran.",
+)
+@click.option(
     "--all-slices",
     is_flag=True,
     help="Read every axial slice. Default: the model surveys a slice every 15 mm and reads "
@@ -289,6 +298,7 @@ def predict(
     device: str | None,
     fast: bool,
     tta: bool,
+    precision: str,
     all_slices: bool,
     no_postprocess: bool,
     min_lesion_mm3: float | None,
@@ -349,6 +359,7 @@ def predict(
                      ("min_lesion_prob", min_lesion_prob), ("bridge_mm", bridge_mm),
                  ) if value is not None},
                  load_options={"force": force, "skip_unreadable": skip_unreadable},
+                 precision=precision,
                  quiet=quiet)
 
 
@@ -367,7 +378,7 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
              fast: bool, tta: bool, all_slices: bool, no_postprocess: bool,
              post_overrides: dict[str, float],
              load_options: dict[str, bool],
-             quiet: bool) -> None:
+             quiet: bool, precision: str = "auto") -> None:
     """Load the model once, then segment and write every job (the outputs are claimed)."""
     from keras_liverseg.io import InputError, skipped_label_files
 
@@ -401,7 +412,8 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
     tick = time.perf_counter()
     try:
         loaded = load_model(model_name, weights if weights else "default", fast=fast,
-                            second_stage_weights=second_stage, progress=not quiet)
+                            second_stage_weights=second_stage, progress=not quiet,
+                            precision=precision)
         if tta:
             prepare_tta(loaded)
     except ModelLoadError as error:

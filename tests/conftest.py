@@ -16,6 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["LIVERSEG_HOME"] = tempfile.mkdtemp(prefix="liverseg-home-")
 os.environ.pop("LIVERSEG_WEIGHTS_URL", None)
 os.environ.pop("LIVERSEG_OFFLINE", None)
+# float32 whatever the host's CPU, so that results do not depend on it (tests of bfloat16
+# ask for it)
+os.environ["LIVERSEG_PRECISION"] = "float32"
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -50,6 +50,8 @@ class LoadedModel:
             :attr:`~keras_liverseg.zoo.ZooEntry.postprocess` for its bundled weights (also
             when a file with their SHA-256 is passed as a path), else the default
             :class:`PostprocessOptions` (every lesion kept, no growth).
+        precision: what :attr:`model` computes in, ``"float32"`` or ``"bfloat16"``
+            (:mod:`keras_liverseg.inference.precision`).
     """
 
     model: Any
@@ -61,6 +63,7 @@ class LoadedModel:
     second_stage: LoadedModel | None = None
     second_stage_share: float = 1.0
     postprocess: PostprocessOptions = PostprocessOptions()
+    precision: str = "float32"
     _resized: dict = field(default_factory=dict, repr=False, compare=False)
 
     def at_input_size(self, size: tuple[int, int]) -> Any:
@@ -83,6 +86,7 @@ class LoadedModel:
             "keras_name": getattr(self.model, "name", None),
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
+            "precision": self.precision,
             **self.preprocessing.to_dict(),
         }
         if self.liver_roi is not None:
@@ -126,7 +130,9 @@ def fast_variant(name: str) -> str:
     return candidate if not name.endswith("_fast") and candidate in known else name
 
 
-def _wrap(model: Any, name: str, weights: str | None, sha256: str | None) -> LoadedModel:
+def _wrap(model: Any, name: str, weights: str | None, sha256: str | None,
+          precision: str = "float32") -> LoadedModel:
+    from keras_liverseg.inference.precision import at_precision
     from keras_liverseg.models import inference_model, preprocessing_of
 
     try:
@@ -136,7 +142,8 @@ def _wrap(model: Any, name: str, weights: str | None, sha256: str | None) -> Loa
         raise ModelLoadError(f"model {name!r} cannot be used for prediction: {error}") from None
     if len(single.inputs) != 1 or len(single.outputs) != 1:
         raise ModelLoadError(f"model {name!r} must have one input and one output")
-    return LoadedModel(single, preprocessing, name, weights, sha256)
+    return LoadedModel(at_precision(single, precision), preprocessing, name, weights, sha256,
+                       precision=precision)
 
 
 def load_model(
@@ -146,6 +153,7 @@ def load_model(
     fast: bool = False,
     second_stage_weights: str | os.PathLike | None = "auto",
     progress: bool = True,
+    precision: str = "auto",
 ) -> LoadedModel:
     """Load a zoo model for prediction, with its second stage when it has one.
 
@@ -164,6 +172,9 @@ def load_model(
             they are installed), and no second stage for other weights (a fine-tuned first
             stage is used alone).
         progress: show a progress bar on stderr while weights download.
+        precision: ``"auto"`` (bfloat16 on a CPU that computes it natively, else float32;
+            ``$LIVERSEG_PRECISION`` overrides it), ``"float32"`` or ``"bfloat16"``
+            (:mod:`keras_liverseg.inference.precision`); both stages get it.
 
     Raises:
         ModelLoadError: unknown name, missing or unreadable weights, no released weights
@@ -183,9 +194,15 @@ def load_model(
         second_stage_weights = "default" if weights == "default" and released else None
     if second_stage_weights is not None and entry.second_stage is None:
         raise ModelLoadError(f"{name!r} has no second stage to load weights into")
-    loaded = _load_single(name, weights, progress)
+    from keras_liverseg.inference.precision import choose_precision
+
+    try:
+        chosen = choose_precision(precision)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
+    loaded = _load_single(name, weights, progress, chosen)
     if second_stage_weights is not None:
-        second = _load_single(entry.second_stage, second_stage_weights, progress)
+        second = _load_single(entry.second_stage, second_stage_weights, progress, chosen)
         if second.preprocessing.num_classes != loaded.preprocessing.num_classes:
             raise ModelLoadError(
                 f"second stage {entry.second_stage!r} has {second.preprocessing.num_classes}"
@@ -196,8 +213,8 @@ def load_model(
     return loaded
 
 
-def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = True
-                 ) -> LoadedModel:
+def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = True,
+                 precision: str = "float32") -> LoadedModel:
     """One zoo model, without its second stage (``name``: a known zoo name)."""
     from keras_liverseg import zoo
 
@@ -228,7 +245,7 @@ def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = 
     except Exception as error:  # corrupt file, unsafe model, ...
         text = one_line(error, limit=200)
         raise ModelLoadError(f"cannot load weights {weights} for {name!r}: {text}") from None
-    loaded = _wrap(model, name, None if weights is None else str(weights), sha256)
+    loaded = _wrap(model, name, None if weights is None else str(weights), sha256, precision)
     loaded.liver_roi = entry.liver_roi
     loaded.postprocess = zoo.postprocess_for(name, sha256)
     return loaded

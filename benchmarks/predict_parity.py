@@ -42,35 +42,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scans", nargs="+", type=Path)
     parser.add_argument("--model", default="unet_sharp")
+    parser.add_argument("--compare", choices=["slices", "precision"], default="slices")
     args = parser.parse_args()
 
     from keras_liverseg import predict_volume
     from keras_liverseg.inference.loading import load_model
     from keras_liverseg.io import load_scan
 
-    loaded = load_model(args.model)
-    print(f"model {args.model}; columns: scan, slices read / total, identical, liver Dice "
-          "and tumor Dice between the two, voxels that differ, predict s (all / survey)"
-          ", and against the truth liver / tumor Dice (all | survey)")
+    if args.compare == "slices":
+        same = load_model(args.model, precision="float32")
+        ways = {"all slices": (same, True), "survey": (same, False)}
+    else:
+        ways = {"float32": (load_model(args.model, precision="float32"), False),
+                "bfloat16": (load_model(args.model, precision="bfloat16"), False)}
+    slow, fast = ways
+    print(f"model {args.model}, {slow} against {fast}; columns: scan, slices read / total, "
+          "identical, liver and tumor Dice between the two, voxels that differ, predict s, "
+          f"and against the truth liver / tumor Dice ({slow} | {fast})")
     for path in args.scans:
         scan = load_scan(path)
         timed = {}
         segs = {}
-        for all_slices in (True, False):
+        for way, (loaded, all_slices) in ways.items():
             tick = time.perf_counter()
-            segs[all_slices] = predict_volume(loaded, scan, all_slices=all_slices)
-            timed[all_slices] = time.perf_counter() - tick
-        a, b = segs[True].labels, segs[False].labels
-        read = segs[False].report["slices_read"]
+            segs[way] = predict_volume(loaded, scan, all_slices=all_slices)
+            timed[way] = time.perf_counter() - tick
+        a, b = segs[slow].labels, segs[fast].labels
+        read = segs[fast].report["slices_read"]
         line = (f"{path.name}: {read['read']}/{read['total']} (step {read['survey_step']}), "
                 f"identical {bool(np.array_equal(a, b))}, liver {dice(a >= 1, b >= 1):.4f}, "
                 f"tumor {dice(a == 2, b == 2):.4f}, differ {int((a != b).sum())}, "
-                f"{timed[True]:.1f} / {timed[False]:.1f} s")
+                f"{timed[slow]:.1f} / {timed[fast]:.1f} s")
         truth = truth_of(path)
         if truth is not None:
             scores = [f"{dice(s.labels >= 1, truth >= 1):.4f} / "
                       f"{dice(s.labels == 2, truth == 2):.4f}"
-                      for s in (segs[True], segs[False])]
+                      for s in (segs[slow], segs[fast])]
             line += f"; truth {scores[0]} | {scores[1]}"
         print(line, flush=True)
 

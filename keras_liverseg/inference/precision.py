@@ -1,0 +1,81 @@
+"""Run inference in bfloat16 where the CPU computes it natively, float32 elsewhere.
+
+A CPU with AMX (``amx_bf16``) or AVX-512 BF16 (``avx512_bf16``) multiplies bfloat16
+matrices several times faster than float32 (a 2-core AMX host: 1061 against 310 GFLOP/s,
+``benchmarks/bench_forward.py``); without them bfloat16 is emulated and slower. So
+``"auto"`` picks bfloat16 only on such a CPU, with the TensorFlow backend and no GPU, and
+float32 everywhere else. A bfloat16 model is the float32 one rebuilt under Keras' mixed
+precision policy ``"mixed_bfloat16"`` (Micikevicius et al. 2018): weights stay float32,
+convolutions compute in bfloat16; its ``HUWindow`` (raw HU in) and its output layers (the
+class probabilities) stay float32.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["PRECISIONS", "at_precision", "choose_precision", "native_bfloat16"]
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+_NATIVE_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bfloat16() -> bool:
+    """The CPU computes bfloat16 natively (AMX or AVX-512 BF16; read on Linux only)."""
+    return any(flag in _cpu_flags() for flag in _NATIVE_FLAGS)
+
+
+def choose_precision(requested: str = "auto") -> str:
+    """``"float32"`` or ``"bfloat16"``: ``requested`` as it is, or for ``"auto"``
+    ``$LIVERSEG_PRECISION`` when set, else bfloat16 exactly when the backend is
+    TensorFlow, no GPU is in use and the CPU has native bfloat16 (:func:`native_bfloat16`).
+    """
+    if requested == "auto" and os.environ.get("LIVERSEG_PRECISION", "").strip():
+        requested = os.environ["LIVERSEG_PRECISION"].strip().lower()
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    import keras
+
+    from keras_liverseg.inference.device import gpu_count
+
+    if keras.backend.backend() != "tensorflow" or gpu_count():
+        return "float32"
+    return "bfloat16" if native_bfloat16() else "float32"
+
+
+def at_precision(model: Any, precision: str) -> Any:
+    """``model`` (a functional Keras model) in ``precision``: itself for float32, else a
+    copy rebuilt from its config under ``"mixed_bfloat16"`` with the same weights (see the
+    module docstring for the layers kept float32)."""
+    if precision == "float32":
+        return model
+    if precision != "bfloat16":
+        raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
+    import keras
+
+    from keras_liverseg.layers import HUWindow
+
+    keep = {layer.name for layer in model.layers if isinstance(layer, HUWindow)}
+    keep |= {tensor._keras_history.operation.name for tensor in model.outputs}
+    policy = keras.dtype_policies.serialize(keras.dtype_policies.DTypePolicy("mixed_bfloat16"))
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] != "InputLayer" and layer["config"]["name"] not in keep:
+            layer["config"]["dtype"] = policy
+    twin = keras.Model.from_config(config)
+    twin.set_weights(model.get_weights())
+    return twin

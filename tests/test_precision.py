@@ -1,0 +1,71 @@
+"""bfloat16 inference: chosen only on a CPU that computes it natively, and close to float32."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from keras_liverseg import models
+from keras_liverseg.inference import device, precision
+from keras_liverseg.inference.loading import at_input_size, load_model
+from keras_liverseg.layers import HUWindow
+
+SMALL = {"input_shape": (32, 32, 3), "filters": (4, 8, 16, 32, 64), "num_classes": 3}
+
+
+@pytest.fixture
+def auto(monkeypatch):
+    """``choose_precision("auto")`` as a host would see it: no override, no GPU."""
+    monkeypatch.delenv("LIVERSEG_PRECISION", raising=False)
+    monkeypatch.setattr(device, "gpu_count", lambda: 0)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"avx2", "avx512f", "amx_bf16", "amx_tile"}, "bfloat16"),
+    ({"avx2", "avx512f", "avx512_bf16"}, "bfloat16"),
+    ({"avx2", "avx512f"}, "float32"),
+    (set(), "float32"),
+])
+def test_auto_takes_bfloat16_only_on_a_cpu_with_native_bfloat16(auto, flags, expected):
+    auto.setattr(precision, "_cpu_flags", lambda: flags)
+    assert precision.choose_precision("auto") == expected
+
+
+def test_auto_keeps_float32_with_a_gpu_and_follows_the_environment(auto):
+    auto.setattr(precision, "_cpu_flags", lambda: {"amx_bf16"})
+    auto.setattr(device, "gpu_count", lambda: 1)
+    assert precision.choose_precision("auto") == "float32"
+    auto.setenv("LIVERSEG_PRECISION", "bfloat16")
+    assert precision.choose_precision("auto") == "bfloat16"
+    assert precision.choose_precision("float32") == "float32"  # asked for: as asked
+    auto.setenv("LIVERSEG_PRECISION", "float16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.choose_precision("auto")
+
+
+def test_a_bfloat16_model_computes_in_bfloat16_and_stays_close_to_float32():
+    model = models.inference_model(models.build("unet_sharp", **SMALL))
+    half = precision.at_precision(model, "bfloat16")
+    assert precision.at_precision(model, "float32") is model
+    for layer in half.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.name != "mask":
+            assert layer.dtype_policy.name == "mixed_bfloat16", layer.name
+        if isinstance(layer, HUWindow):
+            assert layer.dtype_policy.name == "float32"
+    x = np.random.default_rng(0).uniform(-300, 400, (2, 32, 32, 3)).astype("float32")
+    full, low = np.asarray(model.predict_on_batch(x)), half.predict_on_batch(x)
+    assert str(low.dtype) == "float32"  # the probabilities come out in float32
+    np.testing.assert_allclose(np.asarray(low), full, atol=0.05)
+    assert not np.array_equal(np.asarray(low), full)  # it did compute in bfloat16
+    bigger = at_input_size(half, (48, 48))  # the predictor's canvas keeps the precision
+    conv = next(layer.name for layer in half.layers if isinstance(layer, keras.layers.Conv2D))
+    assert bigger.get_layer(conv).dtype_policy.name == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        precision.at_precision(model, "int8")
+
+
+def test_load_model_reports_its_precision():
+    assert load_model("unet_sharp", precision="bfloat16").describe()["precision"] == "bfloat16"
+    assert load_model("unet_sharp").describe()["precision"] == "float32"  # conftest's
