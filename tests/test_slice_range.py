@@ -153,3 +153,13 @@ def test_predict_volume_gives_the_labels_of_every_slice_and_says_what_it_read(
                                everything.probabilities.astype(np.float32), atol=1e-3)
     if tumor is not None:
         assert surveyed.report["lesions"] == everything.report["lesions"]
+
+
+def test_three_class_labels_are_argmax_ties_included():
+    from keras_liverseg.inference.predictor import _labels_of
+
+    rng = np.random.default_rng(0)
+    for classes in (1, 2, 3, 4):
+        probs = rng.integers(0, 4, (3, 17, 19, classes)).astype(np.float32) / 3  # many ties
+        expected = (probs[..., 0] > 0.5) if classes == 1 else np.argmax(probs, axis=-1)
+        np.testing.assert_array_equal(_labels_of(probs), expected.astype(np.uint8))
