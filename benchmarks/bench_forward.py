@@ -8,8 +8,10 @@ In one process on one host, prints:
   weight use of every convolution and dense layer, from the layers' output shapes: the
   element-wise ops, a few per cent, are not counted);
 * the model's forward time per slice (``predict_on_batch``, best of ``--repeats``) at each
-  batch size, with BatchNormalization as Keras runs it and folded into the convolutions
-  (:func:`keras_liverseg.models.fold_batch_norm`), and so its GFLOP/s and share of the peak.
+  batch size, with BatchNormalization as Keras runs it, folded into the convolutions
+  (:func:`keras_liverseg.models.fold_batch_norm`), and folded in bfloat16
+  (:func:`keras_liverseg.inference.precision.at_precision`), and so its GFLOP/s and its
+  share of the matmul peak of the same precision.
 
 Usage::
 
@@ -100,19 +102,48 @@ def time_forward(model, batch: int, repeats: int) -> float:
     return best / batch
 
 
+def per_layer(model, batch: int, repeats: int) -> dict[str, float]:
+    """Seconds per slice of each layer type, every layer timed alone on random inputs of
+    its input shapes (so what fuses across layers in the whole graph is not seen)."""
+    import keras
+
+    rng = np.random.default_rng(2)
+    totals: dict[str, float] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
+        symbolic = [keras.Input(t.shape[1:], dtype=t.dtype) for t in inputs]
+        alone = keras.Model(symbolic, layer(symbolic if len(symbolic) > 1 else symbolic[0]))
+        data = [rng.uniform(-1, 1, (batch, *t.shape[1:])).astype("float32") for t in inputs]
+        alone.predict_on_batch(data)
+        best = float("inf")
+        for _ in range(repeats):
+            tick = time.perf_counter()
+            alone.predict_on_batch(data)
+            best = min(best, time.perf_counter() - tick)
+        kind = type(layer).__name__
+        totals[kind] = totals.get(kind, 0.0) + best / batch
+    return totals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="unet_sharp")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--per-layer", action="store_true",
+                        help="also time each layer type of the folded float32 graph alone")
     args = parser.parse_args()
 
     import keras
 
     from keras_liverseg import models, zoo
+    from keras_liverseg.inference.precision import at_precision, native_bfloat16
 
-    facts = {**cpu_facts(), "backend": keras.backend.backend(), "keras": keras.__version__}
+    facts = {**cpu_facts(), "backend": keras.backend.backend(), "keras": keras.__version__,
+             "native_bfloat16": native_bfloat16()}
     print(json.dumps(facts))
     peak = {dtype: matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
     print(f"matmul peak: float32 {peak['float32']:.0f} GFLOP/s, bfloat16 "
@@ -123,15 +154,24 @@ def main() -> None:
     size = "x".join(str(n) for n in plain.inputs[0].shape[1:])
     print(f"{args.model} at {size}: {flops / 1e9:.2f} GFLOP per slice (convolutions)")
     rows = []
+    graphs = (("batch norm", plain, "float32"), ("folded", folded, "float32"),
+              ("folded bf16", at_precision(folded, "bfloat16"), "bfloat16"))
     for batch in args.batch:
-        for name, model in (("batch norm", plain), ("folded", folded)):
+        for name, model, dtype in graphs:
             seconds = time_forward(model, batch, args.repeats)
             rate = flops / seconds / 1e9
             rows.append({"batch": batch, "graph": name, "s_per_slice": round(seconds, 4),
                          "gflops": round(rate, 1),
-                         "share_of_fp32_peak": round(rate / peak["float32"], 3)})
-            print(f"batch {batch:>2} {name:<10} {seconds:.4f} s/slice  {rate:6.1f} GFLOP/s  "
-                  f"{rate / peak['float32']:.0%} of the float32 matmul peak", flush=True)
+                         "share_of_peak": round(rate / peak[dtype], 3), "peak": dtype})
+            print(f"batch {batch:>2} {name:<11} {seconds:.4f} s/slice  {rate:6.1f} GFLOP/s  "
+                  f"{rate / peak[dtype]:.0%} of the {dtype} matmul peak", flush=True)
+    if args.per_layer:
+        batch = max(args.batch)
+        totals = per_layer(folded, batch, args.repeats)
+        whole = sum(totals.values())
+        print(f"per layer type, timed alone at batch {batch} (sum {whole:.4f} s/slice):")
+        for kind, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+            print(f"  {kind:<18} {seconds:.4f} s/slice  {seconds / whole:.0%}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({**facts, "peak_gflops": peak, "model": args.model,
