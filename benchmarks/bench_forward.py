@@ -11,12 +11,15 @@ In one process on one host, prints:
   batch size, with BatchNormalization as Keras runs it, folded into the convolutions
   (:func:`keras_liverseg.models.fold_batch_norm`), and folded in bfloat16
   (:func:`keras_liverseg.inference.precision.at_precision`), and so its GFLOP/s and its
-  share of the matmul peak of the same precision.
+  share of the matmul peak of the same precision;
+* with ``--per-op``, the share of each TensorFlow op type in a traced run of the folded
+  float32 graph (where the time goes besides the convolutions).
 
 Usage::
 
     python benchmarks/bench_forward.py                      # unet_sharp at 192x192
     python benchmarks/bench_forward.py --model unet_sharp_fast --batch 1 4 16
+    python benchmarks/bench_forward.py --batch 4 --per-op
 
 The CPU's name and flags (AVX-512, AMX, native bf16) are printed first: every figure is a
 ratio taken on this host in this run; compare hosts by the ratios only.
@@ -102,28 +105,39 @@ def time_forward(model, batch: int, repeats: int) -> float:
     return best / batch
 
 
-def per_layer(model, batch: int, repeats: int) -> dict[str, float]:
-    """Seconds per slice of each layer type, every layer timed alone on random inputs of
-    its input shapes (so what fuses across layers in the whole graph is not seen)."""
-    import keras
+def per_op(model, batch: int) -> dict[str, float]:
+    """Seconds of each TensorFlow op type in one traced run of the folded float32 graph
+    (frozen, after TensorFlow's graph optimisations: a convolution fused with its bias and
+    ReLU is one node, named after its ReLU). Ops overlap across threads, so the seconds add
+    up to more than the run's wall time; their shares are what to read."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
-    rng = np.random.default_rng(2)
+    spec = tf.TensorSpec((batch, *model.inputs[0].shape[1:]), tf.float32)
+    frozen = convert_variables_to_constants_v2(
+        tf.function(lambda x: model(x, training=False)).get_concrete_function(spec))
+    graph_def = frozen.graph.as_graph_def()
+    kinds = {node.name: node.op for node in graph_def.node}
+    kinds.update({node.name: "Conv2D+BiasAdd+Relu (fused)" for node in graph_def.node
+                  if node.op == "Relu"})  # named after the ReLU it ends in
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    x = np.random.default_rng(1).uniform(-300, 400, spec.shape).astype("float32")
+    feed, fetch = {frozen.inputs[0].name: x}, frozen.outputs[0].name
+    metadata = tf.compat.v1.RunMetadata()
+    with tf.compat.v1.Session(graph=graph) as session:
+        for _ in range(3):
+            session.run(fetch, feed)
+        session.run(fetch, feed, run_metadata=metadata, options=tf.compat.v1.RunOptions(
+            trace_level=tf.compat.v1.RunOptions.FULL_TRACE))
     totals: dict[str, float] = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
-        symbolic = [keras.Input(t.shape[1:], dtype=t.dtype) for t in inputs]
-        alone = keras.Model(symbolic, layer(symbolic if len(symbolic) > 1 else symbolic[0]))
-        data = [rng.uniform(-1, 1, (batch, *t.shape[1:])).astype("float32") for t in inputs]
-        alone.predict_on_batch(data)
-        best = float("inf")
-        for _ in range(repeats):
-            tick = time.perf_counter()
-            alone.predict_on_batch(data)
-            best = min(best, time.perf_counter() - tick)
-        kind = type(layer).__name__
-        totals[kind] = totals.get(kind, 0.0) + best / batch
+    for device in metadata.step_stats.dev_stats:
+        for node in device.node_stats:
+            kind = kinds.get(node.node_name.split(":")[0], "other")
+            totals[kind] = totals.get(kind, 0.0) + node.all_end_rel_micros / 1e6
     return totals
 
 
@@ -133,8 +147,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the figures here")
-    parser.add_argument("--per-layer", action="store_true",
-                        help="also time each layer type of the folded float32 graph alone")
+    parser.add_argument("--per-op", action="store_true",
+                        help="also the share of each TensorFlow op type in the folded float32 "
+                             "graph (TensorFlow backend)")
     args = parser.parse_args()
 
     import keras
@@ -165,13 +180,13 @@ def main() -> None:
                          "share_of_peak": round(rate / peak[dtype], 3), "peak": dtype})
             print(f"batch {batch:>2} {name:<11} {seconds:.4f} s/slice  {rate:6.1f} GFLOP/s  "
                   f"{rate / peak[dtype]:.0%} of the {dtype} matmul peak", flush=True)
-    if args.per_layer:
+    if args.per_op:
         batch = max(args.batch)
-        totals = per_layer(folded, batch, args.repeats)
+        totals = per_op(folded, batch)
         whole = sum(totals.values())
-        print(f"per layer type, timed alone at batch {batch} (sum {whole:.4f} s/slice):")
-        for kind, seconds in sorted(totals.items(), key=lambda item: -item[1]):
-            print(f"  {kind:<18} {seconds:.4f} s/slice  {seconds / whole:.0%}")
+        print(f"op time by type, folded float32 graph, batch {batch}:")
+        for kind, seconds in sorted(totals.items(), key=lambda item: -item[1])[:8]:
+            print(f"  {kind:<30} {seconds / whole:4.0%}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({**facts, "peak_gflops": peak, "model": args.model,
