@@ -20,6 +20,7 @@ Usage::
     python benchmarks/bench_forward.py                      # unet_sharp at 192x192
     python benchmarks/bench_forward.py --model unet_sharp_fast --batch 1 4 16
     python benchmarks/bench_forward.py --batch 4 --per-op
+    python benchmarks/bench_forward.py --batch 4 --threads 2 1     # intra-op, inter-op
 
 The CPU's name and flags (AVX-512, AMX, native bf16) are printed first: every figure is a
 ratio taken on this host in this run; compare hosts by the ratios only.
@@ -150,15 +151,23 @@ def main() -> None:
     parser.add_argument("--per-op", action="store_true",
                         help="also the share of each TensorFlow op type in the folded float32 "
                              "graph (TensorFlow backend)")
+    parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
+                        default=None, help="TensorFlow's intra- and inter-op thread counts "
+                        "(default: TensorFlow's own choice)")
     args = parser.parse_args()
 
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads[1])
     import keras
 
     from keras_liverseg import models, zoo
     from keras_liverseg.inference.precision import at_precision, native_bfloat16
 
     facts = {**cpu_facts(), "backend": keras.backend.backend(), "keras": keras.__version__,
-             "native_bfloat16": native_bfloat16()}
+             "native_bfloat16": native_bfloat16(), "threads": args.threads or "default"}
     print(json.dumps(facts))
     peak = {dtype: matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
     print(f"matmul peak: float32 {peak['float32']:.0f} GFLOP/s, bfloat16 "
