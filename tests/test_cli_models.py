@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,22 @@ def test_models_lists_architectures_and_zoo():
     assert result.returncode == 0, result.stderr
     assert "unet_sharp_fast" in result.stdout and "wp_unet" in result.stdout
     assert result.stderr == ""  # TensorFlow's start-up chatter is silenced
+
+
+def test_the_command_exits_at_once_with_its_code_and_all_its_output(tmp_path):
+    """`liverseg` ends with os._exit after main (no TensorFlow shutdown): the exit code and
+    every line written before it must survive."""
+    assert "keras_liverseg.cli.main:run" in (
+        Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
+    bad = subprocess.run([sys.executable, "-m", "keras_liverseg.cli.main", "predict",
+                          str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path / "s.nii.gz")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: ")
+    listed = subprocess.run([sys.executable, "-c", "from keras_liverseg.cli.main import run; "
+                             "run()", "zoo", "list"], capture_output=True, text=True,
+                            timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.rstrip().splitlines()[-1].startswith("cache: ")
 
 
 def test_export_errors_are_one_line(tmp_path):
