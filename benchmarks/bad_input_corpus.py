@@ -54,6 +54,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from keras_liverseg.metrics.overlap import dice
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "keras_liverseg.cli.main"]
 
@@ -409,11 +411,6 @@ def write_nrrd(path: Path, data: np.ndarray, spacing=(0.75, 0.75, 2.5)) -> Path:
 # --------------------------------------------------------------------------------------
 # Output checks
 # --------------------------------------------------------------------------------------
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def seg_problem(

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import numpy as np
@@ -39,19 +38,11 @@ import numpy as np
 
 def cpu_facts() -> dict:
     """The CPU's model name, core count and the flags that decide its matmul speed."""
-    name, flags = platform.processor() or "?", set()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name") and name in ("?", "x86_64", ""):
-                    name = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    from keras_liverseg.inference.precision import cpu_flags, cpu_name
+
     wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]
-    return {"cpu": name, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
+    flags = cpu_flags()
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
 
 
 def matmul_peak(dtype: str, n: int = 4096, repeats: int = 5) -> float:

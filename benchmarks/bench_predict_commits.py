@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from keras_liverseg.metrics.overlap import dice
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,11 +76,6 @@ def predict(python: Path, scan: Path, work: Path, label: str) -> dict:
     return {"wall_s": wall, "report": json.loads(report.read_text()), "labels": out}
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
-
-
 def scores(labels: Path, scan: Path) -> dict | None:
     import nibabel as nib
 
@@ -104,7 +100,9 @@ def main() -> None:
                           check=True, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
                             "keras_liverseg", "cli"], capture_output=True, text=True).stdout
-    print(json.dumps({"host": platform.processor() or platform.machine(),
+    from keras_liverseg.inference.precision import cpu_name
+
+    print(json.dumps({"host": cpu_name(),
                       "cores": os.cpu_count(), "new": head + (" (modified)" if dirty else ""),
                       "old": args.old}))
     work = Path(tempfile.mkdtemp(prefix="bench_commits_"))

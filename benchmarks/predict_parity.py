@@ -22,10 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+from keras_liverseg.metrics.overlap import dice
 
 
 def truth_of(scan: Path) -> np.ndarray | None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_liverseg.metrics.overlap import dice
 from keras_liverseg.models import inference_model
 
 __all__ = ["FLOAT_TOLERANCE", "FORMATS", "QUANTIZATIONS", "QUANTIZED_MIN_DICE",
@@ -153,13 +154,9 @@ def sample_slices(model: keras.Model, count: int = 4, seed: int = 11) -> np.ndar
     return slice_stack(volume, ks, context, (height, width), nan_fill=-1024.0)
 
 
-def _liver_dice(a: np.ndarray, b: np.ndarray) -> float:
-    def liver(probs):
-        return probs[..., 0] > 0.5 if probs.shape[-1] == 1 else np.argmax(probs, -1) >= 1
-
-    la, lb = liver(a), liver(b)
-    total = int(la.sum()) + int(lb.sum())
-    return 1.0 if total == 0 else 2.0 * int((la & lb).sum()) / total
+def _liver(probs: np.ndarray) -> np.ndarray:
+    """The liver (liver or tumor) of class probabilities."""
+    return probs[..., 0] > 0.5 if probs.shape[-1] == 1 else np.argmax(probs, -1) >= 1
 
 
 def check_export(path: str | os.PathLike, format: str, exported: keras.Model,
@@ -176,7 +173,7 @@ def check_export(path: str | os.PathLike, format: str, exported: keras.Model,
         raise ExportMismatch(f"the exported {format} model gives shape {actual.shape}, "
                              f"Keras {expected.shape}")
     facts = {"max_abs_difference": float(np.abs(actual - expected).max()),
-             "liver_dice": round(_liver_dice(actual, expected), 5)}
+             "liver_dice": round(dice(_liver(actual), _liver(expected)), 5)}
     if quantize is None and facts["max_abs_difference"] > FLOAT_TOLERANCE:
         raise ExportMismatch(f"the exported {format} model differs from Keras by up to "
                              f"{facts['max_abs_difference']:.2g} in probability (allowed "

@@ -29,12 +29,12 @@ def auto(monkeypatch):
     (set(), "float32"),
 ])
 def test_auto_takes_bfloat16_only_on_a_cpu_with_native_bfloat16(auto, flags, expected):
-    auto.setattr(precision, "_cpu_flags", lambda: flags)
+    auto.setattr(precision, "cpu_flags", lambda: flags)
     assert precision.choose_precision("auto") == expected
 
 
 def test_auto_keeps_float32_with_a_gpu_and_follows_the_environment(auto):
-    auto.setattr(precision, "_cpu_flags", lambda: {"amx_bf16"})
+    auto.setattr(precision, "cpu_flags", lambda: {"amx_bf16"})
     auto.setattr(device, "gpu_count", lambda: 1)
     assert precision.choose_precision("auto") == "float32"
     auto.setenv("LIVERSEG_PRECISION", "bfloat16")

@@ -219,7 +219,7 @@ def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = 
     from keras_liverseg import zoo
 
     entry = zoo.get_entry(name)
-    sha256 = None
+    sha256, record = None, None
     if weights is not None and zoo.is_weights_path(weights):
         path = Path(weights)
         if not path.is_file():
@@ -234,11 +234,12 @@ def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = 
                 f"{weights}: weights must be a .keras model file or a .weights.h5 file"
             )
         try:  # the default weights or a release: bundled, cached or downloaded
-            sha256 = zoo.weights_record(name, str(weights)).sha256
+            record = zoo.weights_record(name, str(weights))
         except zoo.WeightsNotAvailable as error:
             raise ModelLoadError(str(error)) from None
+        sha256 = record.sha256
     try:
-        model = zoo.load(name, weights=weights, progress=progress)
+        model = zoo.load(name, weights=record or weights, progress=progress)
     except (zoo.WeightsNotAvailable, zoo.DownloadError, zoo.WeightsMismatch,
             zoo.WeightsDoNotMatch) as error:  # one line each
         raise ModelLoadError(str(error)) from None
@@ -247,7 +248,7 @@ def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = 
         raise ModelLoadError(f"cannot load weights {weights} for {name!r}: {text}") from None
     loaded = _wrap(model, name, None if weights is None else str(weights), sha256, precision)
     loaded.liver_roi = entry.liver_roi
-    loaded.postprocess = zoo.postprocess_for(name, sha256)
+    loaded.postprocess = zoo.postprocess_for(name, sha256, [record] if record else None)
     return loaded
 
 

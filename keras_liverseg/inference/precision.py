@@ -13,28 +13,41 @@ class probabilities) stay float32.
 from __future__ import annotations
 
 import os
+import platform
 from typing import Any
 
-__all__ = ["PRECISIONS", "at_precision", "choose_precision", "native_bfloat16"]
+__all__ = ["PRECISIONS", "at_precision", "choose_precision", "cpu_flags", "cpu_name",
+           "native_bfloat16"]
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 _NATIVE_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-def _cpu_flags() -> set[str]:
+def _cpuinfo(field: str) -> str:
+    """The value of the first ``field`` line of ``/proc/cpuinfo`` ("" off Linux)."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.split(":", 1)[0].strip() == field:
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``avx512f``, ``amx_bf16``, ...; empty off Linux)."""
+    return set(_cpuinfo("flags").split())
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` says."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "?"
 
 
 def native_bfloat16() -> bool:
     """The CPU computes bfloat16 natively (AMX or AVX-512 BF16; read on Linux only)."""
-    return any(flag in _cpu_flags() for flag in _NATIVE_FLAGS)
+    return any(flag in cpu_flags() for flag in _NATIVE_FLAGS)
 
 
 def choose_precision(requested: str = "auto") -> str:

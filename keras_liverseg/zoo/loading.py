@@ -63,12 +63,16 @@ def default_weights(name: str) -> WeightsRecord | None:
     return default_record(name, download.all_records())
 
 
-def postprocess_for(name: str, sha256: str | None) -> PostprocessOptions:
+def postprocess_for(name: str, sha256: str | None,
+                    records: list[WeightsRecord] | None = None) -> PostprocessOptions:
     """The post-processing chosen for the weights file of SHA-256 ``sha256`` of zoo model
     ``name``: the index record's ``postprocess``, else the entry's own for its bundled
-    weights, else the default :class:`PostprocessOptions` (every lesion kept, no growth)."""
+    weights, else the default :class:`PostprocessOptions` (every lesion kept, no growth).
+    ``records``: the index records to look in (default: all of them)."""
     entry = get_entry(name)
-    for record in records_for(name, download.all_records()):
+    if records is None:
+        records = download.all_records()
+    for record in records_for(name, records):
         if record.sha256 == sha256:
             if record.postprocess:
                 return PostprocessOptions(**record.postprocess)
@@ -79,7 +83,7 @@ def postprocess_for(name: str, sha256: str | None) -> PostprocessOptions:
 
 def load(
     name: str,
-    weights: str | os.PathLike | None = "default",
+    weights: str | os.PathLike | WeightsRecord | None = "default",
     *,
     progress: bool = True,
     **config,
@@ -94,7 +98,8 @@ def load(
             (``liverseg zoo list`` shows them) for other released weights; ``None`` for an
             untrained model; a path to a ``.weights.h5`` file (loaded into the zoo
             architecture) or to a ``.keras`` model file (loaded as saved, with Keras safe
-            mode on; ``config`` must then be empty).
+            mode on; ``config`` must then be empty); or a record of the weights index
+            (:func:`weights_record`), as a release name gives.
         progress: show a progress bar on stderr while downloading.
         **config: overrides of the entry's builder configuration, e.g. ``input_shape``.
 
@@ -109,9 +114,12 @@ def load(
     entry = get_entry(name)
     if weights is None:
         return _pruned(entry, models.build(entry.architecture, **{**entry.config, **config}))
-    if is_weights_path(weights):
+    if isinstance(weights, WeightsRecord):
+        record = weights
+    elif is_weights_path(weights):
         return _load_file(entry, _existing(weights), {}, config)
-    record = weights_record(name, str(weights))
+    else:
+        record = weights_record(name, str(weights))
     path = download.resolve(record, progress=progress)
     return _load_file(entry, str(path), record.config, config)
 
