@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--models", nargs="*", default=models.available())
+    parser.add_argument("--models", nargs="*", default=models.available(volumetric=False))
     parser.add_argument("--level", type=int, default=None,
                         help="UNet# pruning level (the shipped unet_sharp is level 3)")
     parser.add_argument("--mixed-precision", action="store_true",

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"backend={keras.backend.backend()} devices={_devices()}")
     failed = []
-    for name in models.available():
+    for name in models.available(volumetric=False):
         start = time.perf_counter()
         channels = 3 if name == "es_unet_pp_encoder" else 1
         model = models.build(name, input_shape=(args.size, args.size, channels),

@@ -197,7 +197,9 @@ def test_bad_input_shapes_are_clear_errors(shape):
 def test_every_registered_architecture_has_a_test_case():
     """A new architecture is one module and its registration: the model tests build every
     case of ``model_cases.CASES``, so it needs one there."""
-    covered = {architecture(case) for case in CASES}
+    from test_vnet import VNETS  # the 3D family has its own tests (volumes, not slices)
+
+    covered = {architecture(case) for case in CASES} | set(VNETS)
     missing = sorted(set(models.available()) - covered)
     assert not missing, f"add a case to tests/model_cases.py for {missing}"
 
@@ -207,8 +209,9 @@ def test_the_registry_carries_each_papers_loss_and_two_stage_training():
     from keras_liverseg.models import registry
 
     assert isinstance(registry.paper_loss("unet_sharp"), losses.MixedLoss)  # UNet#
+    assert isinstance(registry.paper_loss("vnet_sharp"), losses.MixedLoss)  # V-Net#
     assert isinstance(registry.paper_loss("mu_net"), losses.SoftmaxMSELoss)  # mU-Net
-    others = set(models.available()) - {"unet_sharp", "mu_net"}
+    others = set(models.available()) - {"unet_sharp", "vnet_sharp", "mu_net"}
     assert all(type(registry.paper_loss(name)) is losses.SegLoss for name in others)
     assert registry.paper_loss("unet_sharp") is not registry.paper_loss("unet_sharp")  # new
     assert [n for n in models.available() if registry.trains_in_two_stages(n)] == ["es_unet_pp"]

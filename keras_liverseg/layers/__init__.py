@@ -7,6 +7,7 @@ from keras_liverseg.layers.hu_window import HUWindow
 from keras_liverseg.layers.initializers import BilinearUpsampling
 from keras_liverseg.layers.object_dependent_upsample import ObjectDependentUpsample
 from keras_liverseg.layers.squeeze_excite import SqueezeExcite
+from keras_liverseg.layers.trilinear_upsampling import TrilinearUpSampling3D
 from keras_liverseg.layers.weighted_pooling import WeightedPooling2D
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "HUWindow",
     "ObjectDependentUpsample",
     "SqueezeExcite",
+    "TrilinearUpSampling3D",
     "WeightedPooling2D",
     "conv_bn_act",
     "upsample",

@@ -19,6 +19,9 @@ class ClassificationGuide(keras.layers.Layer):
     - ``"light"`` (on the other six branches): concat(global avg pool, global max pool)
       -> flatten -> BN -> Dropout -> Dense(2) -> softmax.
 
+    The input is a 2D feature map ``(batch, H, W, C)`` or, in the 3D networks (V-Net3+,
+    V-Net#), a volume ``(batch, D, H, W, C)``: the global pooling covers every spatial axis.
+
     Returns ``(batch, 2)`` probabilities ``(no organ, organ)``, a real differentiable output
     that is trained with (binary) cross-entropy against "this slice contains the organ".
     The paper's ``argmax`` gate is *not* part of this layer (``argmax`` has no gradient):
@@ -56,8 +59,9 @@ class ClassificationGuide(keras.layers.Layer):
             shape = layer.compute_output_shape(shape)
 
     def call(self, inputs):
+        spatial = tuple(range(1, len(inputs.shape) - 1))  # (H, W) or (D, H, W)
         pooled = ops.concatenate(
-            [ops.mean(inputs, axis=(1, 2)), ops.max(inputs, axis=(1, 2))], axis=-1
+            [ops.mean(inputs, axis=spatial), ops.max(inputs, axis=spatial)], axis=-1
         )
         x = pooled
         for layer in self.stages:
@@ -80,13 +84,15 @@ class ClassificationGate(keras.layers.Layer):
     :class:`ClassificationGuide`; ``d = argmax(cls)``. A one-channel sigmoid mask becomes
     ``d * mask``. For a softmax mask the foreground channels are multiplied by ``d`` and
     the removed probability goes to the background channel, so every pixel still sums to 1.
+    The mask is a 2D map or a 3D volume alike.
     """
 
     def call(self, inputs):
         mask, cls = inputs
         # argmax over two classes, written as a comparison (ties go to "no organ" as argmax
         # does) so that it exports to ONNX, where Keras' argmax lowers to an unsupported op.
-        decision = ops.cast(ops.greater(cls[:, 1], cls[:, 0]), mask.dtype)[:, None, None, None]
+        decision = ops.cast(ops.greater(cls[:, 1], cls[:, 0]), mask.dtype)
+        decision = decision[(slice(None),) + (None,) * (len(mask.shape) - 1)]  # (batch, 1, ..)
         if mask.shape[-1] == 1:
             return mask * decision
         background, foreground = mask[..., :1], mask[..., 1:]

@@ -2,12 +2,37 @@
 
 Notation of MODELS.md: ``f(x)`` = Conv2D 3x3 (with bias) -> BatchNorm -> activation, and
 ``f^2`` = two of them, the "VGG block" of U-Net, UNet++ and UNet#. These are plain functions
-that wire standard Keras layers, so models built with them need no custom objects.
+that wire standard Keras layers, so models built with them need no custom objects (except
+:class:`TrilinearUpSampling3D`, the linear up-sampling of volumes).
+
+Every function follows its input's rank: a 4D tensor ``(batch, H, W, C)`` gets 2D layers,
+a 5D volume ``(batch, D, H, W, C)`` their 3D twins (Conv3D 3x3x3, trilinear up-sampling),
+so the 3D networks (V-Net and its ++ / 3+ / # variants) share these blocks.
 """
 
 from __future__ import annotations
 
 import keras
+
+from keras_liverseg.layers.trilinear_upsampling import TrilinearUpSampling3D
+
+
+def spatial_rank(x) -> int:
+    """2 for ``(batch, H, W, C)``, 3 for ``(batch, D, H, W, C)``; a ``ValueError`` else."""
+    rank = len(x.shape) - 2
+    if rank not in (2, 3):
+        raise ValueError(f"expected a 4D or 5D channels-last tensor, got shape {x.shape}")
+    return rank
+
+
+def conv_class(rank: int):
+    """``Conv2D`` or ``Conv3D``."""
+    return {2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[rank]
+
+
+def max_pooling_class(rank: int):
+    """``MaxPooling2D`` or ``MaxPooling3D``."""
+    return {2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}[rank]
 
 
 def conv_bn_act(
@@ -20,6 +45,7 @@ def conv_bn_act(
     activation: str = "relu",
     separable: bool = False,
     dropout: float = 0.0,
+    strides: int = 1,
 ):
     """``f(x)``: one convolution, optional BatchNorm, activation, optional dropout.
 
@@ -27,18 +53,22 @@ def conv_bn_act(
         x: input tensor.
         filters: output channels.
         name: prefix for the layers' names.
-        kernel_size: square kernel size.
+        kernel_size: square (cubic, for a volume) kernel size.
         batch_norm: insert BatchNormalization after the convolution.
         activation: a Keras activation name, or ``"prelu"`` for a learnable PReLU.
         separable: depthwise-separable convolution (Lei et al. 2022) instead of a full one.
         dropout: dropout rate after the activation (0 disables it).
+        strides: the convolution's stride (V-Net's 2x2x2 stride-2 down-sampling).
     """
-    conv = keras.layers.SeparableConv2D if separable else keras.layers.Conv2D
-    x = conv(filters, kernel_size, padding="same", name=f"{name}_conv")(x)
+    rank = spatial_rank(x)
+    if separable and rank != 2:
+        raise ValueError("separable convolutions are 2D only")
+    conv = keras.layers.SeparableConv2D if separable else conv_class(rank)
+    x = conv(filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv")(x)
     if batch_norm:
         x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     if activation == "prelu":
-        x = keras.layers.PReLU(shared_axes=[1, 2], name=f"{name}_prelu")(x)
+        x = keras.layers.PReLU(shared_axes=list(range(1, rank + 1)), name=f"{name}_prelu")(x)
     else:
         x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
     if dropout:
@@ -53,10 +83,12 @@ def vgg_block(x, filters: int, *, name: str, middle_filters: int | None = None, 
 
 
 def upsample(x, factor: int, *, name: str, interpolation: str = "bilinear"):
-    """Upsample by an integer ``factor`` (bilinear by default); identity for 1."""
+    """Upsample by an integer ``factor`` (bilinear by default, trilinear for a volume);
+    identity for 1."""
     if factor == 1:
         return x
-    return upsampling_layer(factor, name=name, interpolation=interpolation)(x)
+    rank = spatial_rank(x)
+    return upsampling_layer(factor, name=name, interpolation=interpolation, rank=rank)(x)
 
 
 def upsampling_layer(
@@ -65,7 +97,8 @@ def upsampling_layer(
     name: str,
     interpolation: str = "bilinear",
     compute_dtype: str | None = None,
-) -> keras.layers.UpSampling2D:
+    rank: int = 2,
+) -> keras.layers.Layer:
     """An ``UpSampling2D`` that also trains under mixed precision with XLA on TensorFlow.
 
     There the gradient of TensorFlow's bilinear resize comes back in float32 while the
@@ -75,7 +108,18 @@ def upsampling_layer(
     float32 (its input and output are cast). Other backends and float32 models get a
     plain layer. ``compute_dtype``: the dtype the surrounding layers compute in (default:
     the global policy's).
+
+    ``rank=3`` gives the volume's twin: :class:`TrilinearUpSampling3D` for ``"bilinear"``
+    (element-wise ops only, so none of the above applies), ``UpSampling3D`` for
+    ``"nearest"``.
     """
+    if rank == 3:
+        if interpolation == "bilinear":
+            return TrilinearUpSampling3D(factor, name=name)
+        if interpolation == "nearest":
+            return keras.layers.UpSampling3D(factor, name=name)
+        raise ValueError(f"3D up-sampling is 'bilinear' (trilinear) or 'nearest', got "
+                         f"{interpolation!r}")
     compute_dtype = compute_dtype or keras.mixed_precision.global_policy().compute_dtype
     dtype = None
     if (interpolation == "bilinear" and compute_dtype != "float32"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_liverseg.layers.conv_blocks import upsampling_layer
+from keras_liverseg.layers.conv_blocks import conv_class, max_pooling_class, upsampling_layer
 from keras_liverseg.layers.weighted_pooling import WeightedPooling2D
 
 DOWNSAMPLING = ("max", "weighted")
@@ -20,6 +20,11 @@ class FullScaleConcat(keras.layers.Layer):
     (2022) replace the max pooling by :class:`WeightedPooling2D` with window = stride
     (Sec. "Full-scale skip connection based on weighted pooling"). UNet# (Qian et al.)
     concatenates the rescaled maps without the convolution (``filters=None``).
+
+    The layer follows its inputs' rank: 2D maps ``(batch, H, W, C)`` or volumes
+    ``(batch, D, H, W, C)``, whose maps are max-pooled with ``MaxPooling3D``, up-sampled
+    trilinearly (:class:`TrilinearUpSampling3D`) and convolved with ``Conv3D`` (the 3D
+    networks V-Net3+ and V-Net#; weighted pooling is 2D only).
 
     Args:
         scale_steps: one int per input: how many factor-2 steps the input is *finer* than
@@ -50,29 +55,20 @@ class FullScaleConcat(keras.layers.Layer):
         self.downsampling = downsampling
         self.batch_norm = bool(batch_norm)
         self.kernel_size = int(kernel_size)
-        self.resizers = [self._resizer(step, i) for i, step in enumerate(self.scale_steps)]
-        self.convs = []
-        if self.filters is not None:
-            for i in range(len(self.scale_steps)):
-                block = [keras.layers.Conv2D(
-                    self.filters, self.kernel_size, padding="same", name=f"conv{i}"
-                )]
-                if self.batch_norm:
-                    block.append(keras.layers.BatchNormalization(name=f"bn{i}"))
-                block.append(keras.layers.ReLU(name=f"relu{i}"))
-                self.convs.append(block)
         self.concat = keras.layers.Concatenate(axis=-1)
 
-    def _resizer(self, step: int, index: int):
+    def _resizer(self, step: int, index: int, rank: int):
         if step == 0:
             return None
         factor = 2 ** abs(step)
         if step < 0:
-            return upsampling_layer(factor, name=f"up{index}",
+            return upsampling_layer(factor, name=f"up{index}", rank=rank,
                                     compute_dtype=self.dtype_policy.compute_dtype)
         if self.downsampling == "weighted":
+            if rank != 2:
+                raise ValueError("FullScaleConcat: weighted pooling is 2D only")
             return WeightedPooling2D(factor, name=f"wpool{index}")
-        return keras.layers.MaxPooling2D(factor, name=f"pool{index}")
+        return max_pooling_class(rank)(factor, name=f"pool{index}")
 
     def build(self, input_shapes):
         if len(input_shapes) != len(self.scale_steps):
@@ -80,6 +76,22 @@ class FullScaleConcat(keras.layers.Layer):
                 f"FullScaleConcat got {len(input_shapes)} inputs for "
                 f"{len(self.scale_steps)} scale_steps"
             )
+        # The rescaling layers follow the inputs' rank: 2D maps or 3D volumes.
+        rank = len(input_shapes[0]) - 2
+        if rank not in (2, 3) or any(len(shape) - 2 != rank for shape in input_shapes):
+            raise ValueError(f"FullScaleConcat needs 4D or 5D inputs of one rank, got "
+                             f"{[tuple(shape) for shape in input_shapes]}")
+        self.resizers = [self._resizer(step, i, rank) for i, step in enumerate(self.scale_steps)]
+        self.convs = []
+        if self.filters is not None:
+            for i in range(len(self.scale_steps)):
+                block = [conv_class(rank)(
+                    self.filters, self.kernel_size, padding="same", name=f"conv{i}"
+                )]
+                if self.batch_norm:
+                    block.append(keras.layers.BatchNormalization(name=f"bn{i}"))
+                block.append(keras.layers.ReLU(name=f"relu{i}"))
+                self.convs.append(block)
         shapes = []
         for i, shape in enumerate(input_shapes):
             if self.resizers[i] is not None:
@@ -104,12 +116,10 @@ class FullScaleConcat(keras.layers.Layer):
 
     def compute_output_shape(self, input_shapes):
         shapes = []
-        for i, shape in enumerate(input_shapes):
-            if self.resizers[i] is not None:
-                shape = self.resizers[i].compute_output_shape(shape)
-            if self.filters is not None:
-                shape = (*shape[:-1], self.filters)
-            shapes.append(shape)
+        for step, shape in zip(self.scale_steps, input_shapes, strict=True):
+            spatial = [_rescaled(size, step) for size in shape[1:-1]]
+            channels = shape[-1] if self.filters is None else self.filters
+            shapes.append((shape[0], *spatial, channels))
         return self.concat.compute_output_shape(shapes)
 
     def get_config(self):
@@ -122,3 +132,9 @@ class FullScaleConcat(keras.layers.Layer):
             "kernel_size": self.kernel_size,
         }
 
+
+def _rescaled(size, step: int):
+    """A spatial size after ``step`` factor-2 steps down (positive) or up (negative)."""
+    if size is None:
+        return None
+    return size // 2**step if step >= 0 else size * 2 ** (-step)

@@ -12,6 +12,9 @@ class HUWindow(keras.layers.Layer):
 
     ``y = (clip(x, low, high) - low) / (high - low)``
 
+    The layer is element-wise: it reads 2D slices ``(batch, H, W, C)`` and 3D volumes
+    ``(batch, D, H, W, C)`` (the V-Net family) alike.
+
     Every model of the package starts with this layer, so a model takes raw HU slices and
     the window it was trained with travels in its saved config (the seeds use different
     windows: [-200, 250] in Lei et al. 2022, [-250, 250] in mU-Net, [-100, 400] in

@@ -20,6 +20,10 @@ from keras_liverseg.models.unet import unet
 from keras_liverseg.models.unet3p import unet3p
 from keras_liverseg.models.unet_pp import unet_pp
 from keras_liverseg.models.unet_sharp import unet_sharp
+from keras_liverseg.models.vnet import vnet
+from keras_liverseg.models.vnet3p import vnet3p
+from keras_liverseg.models.vnet_pp import vnet_pp
+from keras_liverseg.models.vnet_sharp import vnet_sharp
 from keras_liverseg.models.wp_unet import wp_unet
 
 __all__ = [
@@ -42,5 +46,9 @@ __all__ = [
     "unet3p",
     "unet_pp",
     "unet_sharp",
+    "vnet",
+    "vnet3p",
+    "vnet_pp",
+    "vnet_sharp",
     "wp_unet",
 ]

@@ -15,21 +15,28 @@ from collections.abc import Sequence
 import keras
 
 from keras_liverseg.layers import HUWindow
+from keras_liverseg.layers.conv_blocks import conv_class, spatial_rank
 
 DEFAULT_FILTERS = (32, 64, 128, 256, 512)
 """``nb`` of the UNet# paper's Table 1, used for every model there."""
 
 
-def check_input_shape(input_shape: Sequence[int], multiple: int = 16) -> tuple[int, int, int]:
-    """Validate ``(H, W, C)``: positive ints with H and W divisible by ``multiple``."""
+def check_input_shape(
+    input_shape: Sequence[int], multiple: int = 16, rank: int = 2
+) -> tuple[int, ...]:
+    """Validate ``(H, W, C)`` (``rank=2``) or a volume's ``(D, H, W, C)`` (``rank=3``):
+    positive ints with every spatial size divisible by ``multiple``."""
     shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
-        raise ValueError(f"input_shape must be (H, W, C) of positive ints, got {input_shape!r}")
-    height, width, _ = shape
-    if height % multiple or width % multiple:
+    layout = "(H, W, C)" if rank == 2 else "(D, H, W, C)"
+    if len(shape) != rank + 1 or not all(isinstance(v, int) and v > 0 for v in shape):
+        raise ValueError(f"input_shape must be {layout} of positive ints, got {input_shape!r}")
+    spatial = shape[:-1]
+    if any(size % multiple for size in spatial):
+        names = "H and W" if rank == 2 else "D, H and W"
+        rounded = "x".join(str(_round_up(size, multiple)) for size in spatial)
         raise ValueError(
-            f"input_shape {shape}: H and W must be divisible by {multiple} "
-            f"(four 2x poolings); try {_round_up(height, multiple)}x{_round_up(width, multiple)}"
+            f"input_shape {shape}: {names} must be divisible by {multiple} "
+            f"(four 2x poolings); try {rounded}"
         )
     return shape
 
@@ -48,13 +55,15 @@ def check_num_classes(num_classes: int) -> int:
     return int(num_classes)
 
 
-def stem(input_shape: Sequence[int], hu_window: Sequence[float] | None, multiple: int = 16):
+def stem(input_shape: Sequence[int], hu_window: Sequence[float] | None, multiple: int = 16,
+         rank: int = 2):
     """The model input (raw HU) and its windowed, [0, 1]-scaled version.
 
     ``hu_window=None`` is for networks whose input is not CT (ES-UNet++'s encoding UNet++
-    reads label maps): the input then passes unchanged.
+    reads label maps): the input then passes unchanged. ``rank=3``: the input is a volume
+    ``(D, H, W, C)`` (the V-Net family).
     """
-    inputs = keras.Input(check_input_shape(input_shape, multiple), name="ct")
+    inputs = keras.Input(check_input_shape(input_shape, multiple, rank), name="ct")
     if hu_window is None:
         return inputs, inputs
     return inputs, HUWindow(tuple(hu_window), name="hu_window")(inputs)
@@ -64,9 +73,11 @@ def head(x, num_classes: int, *, name: str, kernel_size: int = 1):
     """A segmentation head: conv to ``num_classes`` then sigmoid (1) or softmax (>= 2).
 
     The activation is its own float32 layer named ``name``, so heads stay stable under
-    mixed precision and the output takes the head's name.
+    mixed precision and the output takes the head's name. A volume ``(batch, D, H, W, C)``
+    gets a ``Conv3D`` head.
     """
-    x = keras.layers.Conv2D(num_classes, kernel_size, padding="same", name=f"{name}_conv")(x)
+    conv = conv_class(spatial_rank(x))
+    x = conv(num_classes, kernel_size, padding="same", name=f"{name}_conv")(x)
     activation = "sigmoid" if num_classes == 1 else "softmax"
     return keras.layers.Activation(activation, dtype="float32", name=name)(x)
 

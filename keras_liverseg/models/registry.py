@@ -29,19 +29,22 @@ class Architecture:
             --loss paper``).
         two_stage: it trains in two stages (ES-UNet++: an encoding UNet++ first, whose
             features then supervise the segmentation network's encoder).
+        volumetric: it reads 3D volumes ``(batch, D, H, W, C)`` (the V-Net family)
+            instead of axial slices ``(batch, H, W, C)``.
     """
 
     name: str
     builder: Callable[..., keras.Model]
     loss: Callable[[], keras.losses.Loss] = SegLoss
     two_stage: bool = False
+    volumetric: bool = False
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
 
 
 def register(name: str, *, loss: Callable[[], keras.losses.Loss] = SegLoss,
-             two_stage: bool = False):
+             two_stage: bool = False, volumetric: bool = False):
     """Decorator: make a builder available as ``build(name, ...)``.
 
     Args:
@@ -49,20 +52,23 @@ def register(name: str, *, loss: Callable[[], keras.losses.Loss] = SegLoss,
         loss: a callable without arguments that makes its paper's loss (a loss class of
             :mod:`keras_liverseg.losses`); default Dice + cross-entropy (``SegLoss``).
         two_stage: it trains in two stages (see :class:`Architecture`).
+        volumetric: it reads 3D volumes (see :class:`Architecture`).
     """
 
     def decorator(builder: Callable[..., keras.Model]):
         if name in _ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is registered twice")
-        _ARCHITECTURES[name] = Architecture(name, builder, loss, two_stage)
+        _ARCHITECTURES[name] = Architecture(name, builder, loss, two_stage, volumetric)
         return builder
 
     return decorator
 
 
-def available() -> list[str]:
-    """Names of the registered architectures, sorted."""
-    return sorted(_ARCHITECTURES)
+def available(volumetric: bool | None = None) -> list[str]:
+    """Names of the registered architectures, sorted: all of them, or only the 3D
+    (``volumetric=True``) or the slice (``False``) ones."""
+    return sorted(name for name, arch in _ARCHITECTURES.items()
+                  if volumetric is None or arch.volumetric == volumetric)
 
 
 def architecture(name: str) -> Architecture:
