@@ -33,6 +33,12 @@ class _Job:
     overlay: Path | None = None
 
 
+CRF_DEFAULTS = {"appearance_weight": 0.01, "appearance_mm": 10.0, "appearance_hu": 10.0,
+                "smoothness_weight": 0.03, "smoothness_mm": 2.0, "iterations": 5}
+"""The defaults of :class:`keras_liverseg.inference.crf.CRFOptions`, for --help without
+importing the inference package (a test keeps the two the same)."""
+
+
 def _is_nifti_name(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
@@ -259,6 +265,32 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "thin neck.",
 )
 @click.option(
+    "--crf",
+    is_flag=True,
+    help="Refine the class probabilities slice by slice with a fully connected CRF "
+    "(ES-UNet++'s post-processing: an appearance kernel over position and HU plus a "
+    "smoothness kernel, mean-field inference) before the argmax and post-processing. Off "
+    "by default: see the model card for what it does to the default weights.",
+)
+@click.option("--crf-appearance-weight", default=CRF_DEFAULTS["appearance_weight"],
+              type=click.FloatRange(min=0), show_default=True,
+              help="With --crf: weight w1 of the appearance kernel.")
+@click.option("--crf-appearance-mm", default=CRF_DEFAULTS["appearance_mm"],
+              type=click.FloatRange(min=0, min_open=True), show_default=True,
+              help="With --crf: its width in position, theta_alpha (mm).")
+@click.option("--crf-appearance-hu", default=CRF_DEFAULTS["appearance_hu"],
+              type=click.FloatRange(min=0, min_open=True), show_default=True,
+              help="With --crf: its width in intensity, theta_beta (HU).")
+@click.option("--crf-smoothness-weight", default=CRF_DEFAULTS["smoothness_weight"],
+              type=click.FloatRange(min=0), show_default=True,
+              help="With --crf: weight w2 of the smoothness kernel.")
+@click.option("--crf-smoothness-mm", default=CRF_DEFAULTS["smoothness_mm"],
+              type=click.FloatRange(min=0, min_open=True), show_default=True,
+              help="With --crf: its width, theta_gamma (mm).")
+@click.option("--crf-iterations", default=CRF_DEFAULTS["iterations"],
+              type=click.IntRange(min=1), show_default=True,
+              help="With --crf: mean-field iterations.")
+@click.option(
     "--force",
     is_flag=True,
     help="Segment inputs that do not look like CT: a DICOM series whose Modality is not "
@@ -305,6 +337,13 @@ def predict(
     lesion_growth_mm: float | None,
     min_lesion_prob: float | None,
     bridge_mm: float | None,
+    crf: bool,
+    crf_appearance_weight: float,
+    crf_appearance_mm: float,
+    crf_appearance_hu: float,
+    crf_smoothness_weight: float,
+    crf_smoothness_mm: float,
+    crf_iterations: int,
     force: bool,
     skip_unreadable: bool,
     overlay: Path | None,
@@ -348,6 +387,13 @@ def predict(
         raise UserError(f"{input_path}: no NIfTI file or DICOM series found")
     if single_stage and second_stage_weights:
         raise UserError("--single-stage and --second-stage-weights exclude each other")
+    crf_settings = {"appearance_weight": crf_appearance_weight,
+                    "appearance_mm": crf_appearance_mm, "appearance_hu": crf_appearance_hu,
+                    "smoothness_weight": crf_smoothness_weight,
+                    "smoothness_mm": crf_smoothness_mm, "iterations": crf_iterations}
+    changed = [name for name, value in crf_settings.items() if value != CRF_DEFAULTS[name]]
+    if changed and not crf:
+        raise UserError(f"--crf-{changed[0].replace('_', '-')} needs --crf")
 
     with outputs.claim(_claims(jobs, report), overwrite):
         _predict(jobs, kind, input_path, output, report, started, model_name=model_name,
@@ -359,7 +405,7 @@ def predict(
                      ("min_lesion_prob", min_lesion_prob), ("bridge_mm", bridge_mm),
                  ) if value is not None},
                  load_options={"force": force, "skip_unreadable": skip_unreadable},
-                 precision=precision,
+                 precision=precision, crf=crf_settings if crf else None,
                  quiet=quiet)
 
 
@@ -378,7 +424,8 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
              fast: bool, tta: bool, all_slices: bool, no_postprocess: bool,
              post_overrides: dict[str, float],
              load_options: dict[str, bool],
-             quiet: bool, precision: str = "auto") -> None:
+             quiet: bool, precision: str = "auto",
+             crf: dict[str, Any] | None = None) -> None:
     """Load the model once, then segment and write every job (the outputs are claimed)."""
     from keras_liverseg.io import InputError, skipped_label_files
 
@@ -430,6 +477,10 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
         batch_size = 16 if gpu_count() else 4
     options = {"batch_size": batch_size, "tta": tta, "postprocess": post,
                "all_slices": all_slices}
+    if crf is not None:
+        from keras_liverseg.inference.crf import CRFOptions
+
+        options["crf"] = CRFOptions(**crf)
     cli_options = {"fast": fast, "device": device or "auto", **load_options}
 
     skipped_labels = [Path(p) for p in skipped_label_files(input_path)] if kind == "batch" else []

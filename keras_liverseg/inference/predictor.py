@@ -19,14 +19,16 @@ Pipeline (see docs of each step's module):
    by slice as in step 3, with the second model; inside the box its class probabilities,
    averaged with the first stage's (weight ``second_stage_share``), give the labels, and
    everything outside it is background;
-5. post-process (:mod:`keras_liverseg.inference.postprocess`);
-6. undo the reorientation: labels of exactly the input's shape and affine.
+5. optionally (``crf``), refine the probabilities slice by slice with a fully connected
+   CRF (:mod:`keras_liverseg.inference.crf`) and take the labels again;
+6. post-process (:mod:`keras_liverseg.inference.postprocess`);
+7. undo the reorientation: labels of exactly the input's shape and affine.
 
 Only a batch of slices is ever resampled at once; the volume-sized arrays are the input,
 the uint8 labels, the float16 tumor probability (for the lesions' confidence:
 post-processing's ``min_lesion_prob`` and the report's mean and max per lesion) and, on
 request or for a cascade that averages its stages, the float16 probabilities of every class
-(the tumor probability is then a view of them).
+(the tumor probability is then a view of them): also with ``crf``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from nibabel.affines import voxel_sizes
 
 from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.inference import slice_range
+from keras_liverseg.inference.crf import CRFOptions, refine_volume
 from keras_liverseg.inference.loading import LoadedModel, as_loaded
 from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
 from keras_liverseg.inference.report import LABELS, ReportFacts, scan_report
@@ -414,6 +417,7 @@ def predict_volume(
     progress: Progress | None = None,
     report_facts: ReportFacts | None = None,
     all_slices: bool = False,
+    crf: CRFOptions | None = None,
 ) -> Segmentation:
     """Segment the liver and liver tumors in a CT volume.
 
@@ -443,6 +447,11 @@ def predict_volume(
             the run of slices that has liver, bounded by liver-free ones
             (:mod:`keras_liverseg.inference.slice_range` says why that gives the same
             post-processed labels); the report's ``slices_read`` says how many it read.
+        crf: refine the class probabilities with this fully connected CRF before the
+            argmax and post-processing (seed 003's section 4.1.4,
+            :mod:`keras_liverseg.inference.crf`); the refined probabilities are also the
+            lesions' confidence. Keeps the float16 probabilities of every class
+            (``2 * num_classes`` bytes per voxel). None (the default): no CRF.
 
     Returns:
         A :class:`Segmentation` with labels of exactly the input's shape and affine.
@@ -472,7 +481,7 @@ def predict_volume(
             f"second_stage_share must be in [0, 1], got {loaded.second_stage_share}"
         )
     averages = loaded.second_stage is not None and loaded.second_stage_share < 1.0
-    keep = return_probabilities or averages
+    keep = return_probabilities or averages or crf is not None
     # the tumor probability before the argmax, for the lesion confidence (post-processing's
     # min_lesion_prob, the report's mean/max per lesion): a view of the kept probabilities,
     # else the one class written aside by predict_slices (2 bytes a voxel)
@@ -500,6 +509,12 @@ def predict_volume(
                       batch_size=batch_size, tta=tta, progress=progress, tumor_c=tumor_c,
                       voxel_spacing=spacing_c[:2])
         timing["predict_second_stage"] = time.perf_counter() - tick
+    if crf is not None:
+        tick = time.perf_counter()
+        for k in refine_volume(probs_c, volume_c, spacing_c[:2], crf,
+                               hu_window=loaded.preprocessing.hu_window):
+            labels_c[:, :, k] = _labels_of(probs_c[:, :, k])
+        timing["crf"] = time.perf_counter() - tick
     if has_tumor and tumor_c is None:
         tumor_c = probs_c[..., 2]
         if not return_probabilities:  # the other classes go
@@ -530,7 +545,8 @@ def predict_volume(
     report = scan_report(scan, reorientation, labels3d, model=loaded.describe(),
                          batch_size=batch_size, tta=tta, postprocess=options, timing=timing,
                          started=started, facts=report_facts, tumor_prob=tumor,
-                         slices_read=slices)
+                         slices_read=slices,
+                         crf=crf.to_dict() if crf is not None else None)
     return Segmentation(
         labels=labels3d.reshape(scan.shape),
         affine=scan.affine.copy(),

@@ -100,6 +100,7 @@ def scan_report(
     facts: ReportFacts | None = None,
     tumor_prob: np.ndarray | None = None,
     slices_read: dict[str, int] | None = None,
+    crf: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole report of one segmented scan.
 
@@ -121,6 +122,9 @@ def scan_report(
         slices_read: the first stage's axial slices read (``read``, of ``total``; with
             ``survey_step`` 1 every slice, else only the liver's run,
             :mod:`keras_liverseg.inference.slice_range`).
+        crf: the fully connected CRF's options
+            (:class:`~keras_liverseg.inference.crf.CRFOptions`) when it refined the
+            probabilities, else None (the report's ``options.crf``).
     """
     tick = time.perf_counter()
     found = lesions(labels, scan.affine, tumor_prob)
@@ -129,7 +133,7 @@ def scan_report(
     timing["report"] = time.perf_counter() - tick
     timing["total"] = time.perf_counter() - started
     options = {"batch_size": batch_size, "tta": tta,
-               "postprocess": dataclasses.asdict(postprocess)}
+               "postprocess": dataclasses.asdict(postprocess), "crf": crf}
     if slices_read is not None:
         options["all_slices"] = slices_read["survey_step"] == 1
     if facts is not None:
