@@ -19,6 +19,9 @@ Pipeline (see docs of each step's module):
    by slice as in step 3, with the second model; inside the box its class probabilities,
    averaged with the first stage's (weight ``second_stage_share``), give the labels, and
    everything outside it is background;
+   A 3D model (the V-Net family) reads the volume instead: resampled to its voxel
+   spacing, window by window (:mod:`keras_liverseg.inference.volumetric`), probabilities
+   resampled back; no survey, test-time augmentation or second stage;
 5. optionally (``crf``), refine the probabilities slice by slice with a fully connected
    CRF (:mod:`keras_liverseg.inference.crf`) and take the labels again;
 6. post-process (:mod:`keras_liverseg.inference.postprocess`);
@@ -49,7 +52,7 @@ from nibabel.affines import voxel_sizes
 from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.inference import slice_range
 from keras_liverseg.inference.crf import CRFOptions, refine_volume
-from keras_liverseg.inference.loading import LoadedModel, as_loaded
+from keras_liverseg.inference.loading import LoadedModel, ModelLoadError, as_loaded
 from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
 from keras_liverseg.inference.report import LABELS, ReportFacts, scan_report
 from keras_liverseg.io.nifti import write_labels
@@ -180,6 +183,9 @@ def prepare_tta(loaded: LoadedModel) -> None:
     Raises:
         keras_liverseg.inference.loading.ModelLoadError: the model cannot be rebuilt.
     """
+    if loaded.preprocessing.volumetric:
+        raise ModelLoadError(f"--tta reads axial slices at a second scale; {loaded.name!r} "
+                             "is a 3D model")
     stage: LoadedModel | None = loaded
     while stage is not None:
         stage.at_input_size(tta_input_size(stage.preprocessing.input_size))
@@ -429,7 +435,7 @@ def predict_volume(
             :class:`keras_liverseg.io.Scan`, or an array of raw HU (3D, or 4D with a
             trailing axis of length 1).
         affine: voxel-to-world (RAS+, mm) affine of an array input; identity if None.
-        batch_size: axial slices per model call.
+        batch_size: axial slices per model call (for a 3D model, patches per call).
         tta: also read the slices at a 7/6 larger input size (:func:`tta_input_size`)
             and average the probabilities (about 2.3 times the prediction time).
         postprocess: True (the default steps, with the model's own smallest lesion and
@@ -442,7 +448,8 @@ def predict_volume(
         report_facts: the caller's facts for the report
             (:class:`~keras_liverseg.inference.report.ReportFacts`: output paths, more
             options, the time it took to read the scan and load the model).
-        all_slices: read every axial slice. By default the model surveys every slice
+        all_slices: read every axial slice (a 3D model always reads the whole volume,
+            :mod:`keras_liverseg.inference.volumetric`). By default the model surveys every slice
             :data:`~keras_liverseg.inference.slice_range.SURVEY_MM` apart and reads only
             the run of slices that has liver, bounded by liver-free ones
             (:mod:`keras_liverseg.inference.slice_range` says why that gives the same
@@ -488,20 +495,32 @@ def predict_volume(
     has_tumor = loaded.preprocessing.num_classes >= 3
     tumor_c = slice_major(volume_c.shape, np.float16) if has_tumor and not keep else None
     depth = volume_c.shape[2]
-    step = 1 if all_slices else slice_range.survey_step(depth, spacing_c[2])
     read = np.zeros(depth, dtype=bool)
-    labels_c, probs_c = predict_slices(
-        loaded,
-        volume_c,
-        batch_size=batch_size,
-        tta=tta,
-        keep_probabilities=keep,
-        progress=progress,
-        tumor_out=tumor_c,
-        voxel_spacing=spacing_c[:2],
-        survey_step=step,
-        read_out=read,
-    )
+    if loaded.preprocessing.volumetric:  # a 3D model: sliding window over the volume
+        if tta:
+            raise ValueError(f"tta reads axial slices at a second scale; {loaded.name!r} is "
+                             "a 3D model")
+        from keras_liverseg.inference.volumetric import predict_volumetric
+
+        step = 1
+        labels_c, probs_c = predict_volumetric(
+            loaded, volume_c, spacing_c, batch_size=batch_size, keep_probabilities=keep,
+            tumor_out=tumor_c, progress=progress)
+        read[:] = True
+    else:
+        step = 1 if all_slices else slice_range.survey_step(depth, spacing_c[2])
+        labels_c, probs_c = predict_slices(
+            loaded,
+            volume_c,
+            batch_size=batch_size,
+            tta=tta,
+            keep_probabilities=keep,
+            progress=progress,
+            tumor_out=tumor_c,
+            voxel_spacing=spacing_c[:2],
+            survey_step=step,
+            read_out=read,
+        )
     timing["predict"] = time.perf_counter() - tick
     if loaded.second_stage is not None:
         tick = time.perf_counter()

@@ -28,15 +28,22 @@ class HUWindow(keras.layers.Layer):
     slice is resized to the input size whatever its field of view
     (:mod:`keras_liverseg.io.slices`). The layer's output does not depend on it.
 
+    A 3D model (the V-Net family) also carries ``slice_spacing``: inference resamples the
+    volume to ``pixel_spacing`` in-plane and ``slice_spacing`` along the axial axis before
+    its sliding window reads it (:mod:`keras_liverseg.inference.volumetric`).
+
     Args:
         window: ``(low, high)`` in HU, ``low < high``.
         pixel_spacing: in-plane spacing (mm) of the slices the model reads, or ``None``.
+        slice_spacing: for a 3D model, the spacing (mm) between the axial slices of the
+            volumes it reads, or ``None``.
     """
 
     def __init__(
         self,
         window: tuple[float, float] = (-200.0, 250.0),
         pixel_spacing: float | None = None,
+        slice_spacing: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -45,6 +52,7 @@ class HUWindow(keras.layers.Layer):
             raise ValueError(f"HUWindow needs low < high, got window={window!r}")
         self.window = (low, high)
         self.pixel_spacing = check_pixel_spacing(pixel_spacing)
+        self.slice_spacing = check_pixel_spacing(slice_spacing, "slice_spacing")
 
     def call(self, inputs):
         low, high = self.window
@@ -55,16 +63,19 @@ class HUWindow(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "window": list(self.window),
-                "pixel_spacing": self.pixel_spacing}
+        config = {**super().get_config(), "window": list(self.window),
+                  "pixel_spacing": self.pixel_spacing}
+        if self.slice_spacing is not None:  # (2D models' configs stay as they were)
+            config["slice_spacing"] = self.slice_spacing
+        return config
 
 
-def check_pixel_spacing(value: float | None) -> float | None:
-    """``value`` as a float, or None; a ``ValueError`` unless it is a finite spacing in
-    (0, 20] mm."""
+def check_pixel_spacing(value: float | None, name: str = "pixel_spacing") -> float | None:
+    """``value`` as a float, or None; a ``ValueError`` (naming ``name``) unless it is a
+    finite spacing in (0, 20] mm."""
     if value is None:
         return None
     spacing = float(value)
     if not 0.0 < spacing <= 20.0:
-        raise ValueError(f"pixel_spacing must be in (0, 20] mm or None, got {value!r}")
+        raise ValueError(f"{name} must be in (0, 20] mm or None, got {value!r}")
     return spacing

@@ -16,24 +16,29 @@ class Preprocessing:
 
     Attributes:
         hu_window: ``(low, high)`` HU window of the model's :class:`HUWindow` layer.
-        input_size: ``(H, W)`` of the axial slices the model reads.
-        context_slices: neighbouring slices fed as channels (1 = 2D).
+        input_size: ``(H, W)`` of the axial slices the model reads; for a 3D model, the
+            ``(D, H, W)`` of the patches its sliding window reads.
+        context_slices: neighbouring slices fed as channels (1 = 2D; 1 for a 3D model).
         num_classes: channels of the ``"mask"`` output.
         classes: names of those channels.
         pixel_spacing: in-plane spacing (mm) slices are resampled to before the model reads
             them on a canvas of at least ``input_size``; ``None``: each slice is resized to
             ``input_size`` whatever it covers (see :class:`HUWindow`).
+        slice_spacing: for a 3D model, the axial spacing (mm) volumes are resampled to.
+        volumetric: the model reads 3D patches ``(D, H, W)`` instead of axial slices.
     """
 
     hu_window: tuple[float, float]
-    input_size: tuple[int, int]
+    input_size: tuple[int, ...]
     context_slices: int
     num_classes: int
     classes: tuple[str, ...]
     pixel_spacing: float | None = None
+    slice_spacing: float | None = None
+    volumetric: bool = False
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "hu_window": list(self.hu_window),
             "input_size": list(self.input_size),
             "pixel_spacing": self.pixel_spacing,
@@ -41,6 +46,9 @@ class Preprocessing:
             "num_classes": self.num_classes,
             "classes": list(self.classes),
         }
+        if self.volumetric:
+            out.update(slice_spacing=self.slice_spacing, volumetric=True)
+        return out
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:
@@ -74,15 +82,17 @@ def hu_window_of(model: keras.Model) -> HUWindow:
 def preprocessing_of(model: keras.Model) -> Preprocessing:
     """Read a model's :class:`Preprocessing` (window, input size, context, classes)."""
     window = hu_window_of(model)
-    _, height, width, channels = model.inputs[0].shape
+    *size, channels = model.inputs[0].shape[1:]
     num_classes = int(_mask_output(model).shape[-1])
     return Preprocessing(
         hu_window=tuple(window.window),
-        input_size=(int(height), int(width)),
+        input_size=tuple(int(v) for v in size),
         context_slices=int(channels),
         num_classes=num_classes,
         classes=class_names(num_classes),
         pixel_spacing=window.pixel_spacing,
+        slice_spacing=getattr(window, "slice_spacing", None),
+        volumetric=len(size) == 3,
     )
 
 

@@ -96,14 +96,22 @@ def trains_in_two_stages(name: str) -> bool:
     return architecture(name).two_stage
 
 
-def build(name: str, *, pixel_spacing: float | None = None, **config) -> keras.Model:
+def build(name: str, *, pixel_spacing: float | None = None,
+          slice_spacing: float | None = None, **config) -> keras.Model:
     """Build the architecture ``name`` with the builder's keyword arguments ``config``.
 
     ``pixel_spacing`` (mm) is the in-plane spacing the model reads slices at; it is stored
     on the model's :class:`~keras_liverseg.layers.HUWindow` (the preprocessing that travels
-    with the model), for every architecture alike.
+    with the model), for every architecture alike. ``slice_spacing`` (mm), for a 3D
+    architecture only, is the spacing between the axial slices of the volumes it reads,
+    stored there too.
     """
     model = get_builder(name)(**config)
     if pixel_spacing is not None:
         hu_window_of(model).pixel_spacing = check_pixel_spacing(pixel_spacing)
+    if slice_spacing is not None:
+        if not architecture(name).volumetric:
+            raise ValueError(f"slice_spacing is for 3D architectures; {name!r} reads slices")
+        hu_window_of(model).slice_spacing = check_pixel_spacing(slice_spacing,
+                                                                "slice_spacing")
     return model
