@@ -1,9 +1,9 @@
 """Export a model as ONNX, a TensorFlow SavedModel or TFLite, and check what was written.
 
-TensorFlow backend only. A model is exported at its fixed input size (``H x W x C``; the
-batch size stays dynamic) as the single-output, BatchNormalization-folded
-:func:`keras_liverseg.models.inference_model`, so every format returns the (gated) class
-probabilities ``liverseg predict`` uses, from raw HU slices.
+TensorFlow backend only. A model is exported at its fixed input size (``H x W x C``, or a
+3D model's patch ``D x H x W x 1``; the batch size stays dynamic) as the single-output,
+BatchNormalization-folded :func:`keras_liverseg.models.inference_model`, so every format
+returns the (gated) class probabilities ``liverseg predict`` uses, from raw HU.
 
 * ``onnx``: Keras' tf2onnx exporter (the ``export`` extra: tf2onnx, onnxruntime);
 * ``saved_model``: ``model.export(format="tf_saved_model")``, a folder with a ``serve``
@@ -80,6 +80,10 @@ def export_model(model: keras.Model, path: str | os.PathLike, format: str = "onn
     if quantize is not None and (format != "tflite" or quantize not in QUANTIZATIONS):
         raise ValueError(f"quantize is float16 or int8, for tflite only (got {quantize!r} "
                          f"for {format})")
+    if format == "tflite" and len(model.inputs[0].shape) == 5:
+        raise ExportMismatch("TFLite takes the slice models only: its PReLU, which the 3D "
+                             "models' V-Net encoder uses, is at most 4-D; export a 3D model "
+                             "as onnx or saved_model")
     if format == "onnx":
         return export_onnx(model, path)
     _require_tensorflow(format)
@@ -139,18 +143,24 @@ def run_export(path: str | os.PathLike, format: str, x: np.ndarray) -> np.ndarra
 
 def sample_slices(model: keras.Model, count: int = 4, seed: int = 11) -> np.ndarray:
     """``count`` neighbouring-slice stacks of a synthetic abdomen through its liver, resized
-    to ``model``'s input: what an export is checked on."""
+    to ``model``'s input: what an export is checked on. For a 3D model, one patch
+    ``(1, D, H, W, 1)``: ``D`` slices through the liver, each resized to ``H x W``."""
     from keras_liverseg.io.orientation import to_canonical
     from keras_liverseg.io.slices import slice_stack
     from keras_liverseg.phantom import generate_case
 
-    height, width, context = (int(n) for n in model.inputs[0].shape[1:])
-    case = generate_case(seed, (256, 256, 24))
+    shape = tuple(int(n) for n in model.inputs[0].shape[1:])
+    depth = shape[0] if len(shape) == 4 else count  # a 3D model's patch depth
+    case = generate_case(seed, (256, 256, max(24, depth)))
     volume, _, _ = to_canonical(case.volume, case.affine)
     labels, _, _ = to_canonical(case.labels, case.affine)
     with_liver = np.flatnonzero((labels > 0).any(axis=(0, 1)))
     middle = int(with_liver[len(with_liver) // 2]) if with_liver.size else volume.shape[2] // 2
-    ks = np.clip(np.arange(count) - count // 2 + middle, 0, volume.shape[2] - 1)
+    ks = np.clip(np.arange(depth) - depth // 2 + middle, 0, volume.shape[2] - 1)
+    if len(shape) == 4:  # (D, H, W, 1): the slices stacked along D
+        _, height, width, _ = shape
+        return slice_stack(volume, ks, 1, (height, width), nan_fill=-1024.0)[None]
+    height, width, context = shape
     return slice_stack(volume, ks, context, (height, width), nan_fill=-1024.0)
 
 

@@ -106,3 +106,37 @@ def test_bad_export_options_are_one_line(tmp_path, monkeypatch, args, expected):
     assert result.exit_code == 2 and expected in result.output, result.output
     assert result.output.count("\n") == 1
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def tiny_v_net_file(tmp_path_factory):
+    """A tiny V-Net# (with deep supervision and the voxel spacing) saved as .keras."""
+    model = models.build("vnet_sharp", input_shape=(16, 32, 32, 1), num_classes=3,
+                         filters=(2, 4, 8, 16, 32), deep_supervision=True,
+                         pixel_spacing=3.0, slice_spacing=3.0)
+    path = tmp_path_factory.mktemp("vnet") / "vnet_sharp.keras"
+    model.save(path)
+    return path, models.inference_model(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, fmt", [("v.onnx", "onnx"), ("v_sm", "saved_model")])
+def test_a_3d_model_exports_at_its_patch_size(tmp_path, tiny_v_net_file, name, fmt):
+    pytest.importorskip("tf2onnx") if fmt == "onnx" else None
+    path, model = tiny_v_net_file
+    out = tmp_path / name
+    result = run("--weights", path, "-o", out)
+    assert result.exit_code == 0, result.output
+    x = sample_slices(model)
+    assert x.shape == (1, 16, 32, 32, 1)
+    np.testing.assert_allclose(run_export(out, fmt, x), model.predict(x, verbose=0),
+                               atol=1e-4)
+
+
+def test_a_3d_model_to_tflite_is_one_line(tmp_path, tiny_v_net_file):
+    from cli_checks import assert_user_error
+
+    out = tmp_path / "v.tflite"
+    result = run("--weights", tiny_v_net_file[0], "-o", out)
+    assert_user_error(result, "onnx or saved_model", "nothing was written")
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))

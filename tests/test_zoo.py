@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_liverseg import models, zoo
+from keras_liverseg.models import registry
 from keras_liverseg.zoo import download, index
 
 SMALL = {"input_shape": (32, 32, 3), "filters": (4, 8, 16, 32, 64)}
@@ -21,10 +22,16 @@ def x_batch():
 
 def test_every_entry_builds_untrained_with_its_preprocessing():
     for entry in zoo.entries():
-        model = zoo.load(entry.name, weights=None, **SMALL)
+        volumetric = registry.architecture(entry.architecture).volumetric
+        small = {**SMALL, "input_shape": (16, 32, 32, 1)} if volumetric else SMALL
+        model = zoo.load(entry.name, weights=None, **small)
         pre = models.preprocessing_of(model)
         assert pre.num_classes == entry.config["num_classes"]
-        assert pre.input_size == (32, 32)
+        assert pre.volumetric == volumetric
+        assert pre.input_size == ((16, 32, 32) if volumetric else (32, 32))
+        if volumetric:  # the voxel spacing travels with the model
+            assert (pre.pixel_spacing, pre.slice_spacing) == (
+                entry.config["pixel_spacing"], entry.config["slice_spacing"])
 
 
 def test_weights_not_released_is_a_clear_error():

@@ -102,6 +102,19 @@ DEFAULT_POSTPROCESS = PostprocessOptions(min_lesion_mm3=MIN_LESION_MM3,
                                          lesion_growth_mm=LESION_GROWTH_MM,
                                          min_lesion_prob=MIN_LESION_PROB)
 
+# The 3D family (V-Net encoder, UNet# paper Table 1) at a size a CPU trains: a quarter of
+# the paper's widths, patches of 32 x 128 x 128 voxels (D, H, W) of 3 mm, as
+# TotalSegmentator's fast (3 mm) models read CT, so one patch spans 96 x 384 x 384 mm, a
+# whole abdominal slab. No weights are released for them yet.
+VNET_CPU = {
+    "input_shape": (32, 128, 128, 1),
+    "num_classes": 3,
+    "filters": (8, 16, 32, 64, 128),
+    "hu_window": (-200.0, 300.0),
+    "pixel_spacing": 3.0,
+    "slice_spacing": 3.0,
+}
+
 _ENTRIES = [
     ZooEntry(
         "unet_sharp", "unet_sharp", DEFAULT_UNET_SHARP,
@@ -138,6 +151,16 @@ _ENTRIES = [
              "U-Net with improved skip connections", "Di et al. (seed 002)"),
     ZooEntry("es_unet_pp", "es_unet_pp", dict(_REFERENCE),
              "ES-UNet++ segmentation network", "Cui et al. (seed 003)"),
+    ZooEntry("vnet", "vnet", dict(VNET_CPU),
+             "3D V-Net, 8..128, 32x128x128 patches of 3 mm", "Qian et al., UNet# (seed 004), "
+             "Table 1; Milletari et al. 2016"),
+    ZooEntry("vnet_pp", "vnet_pp", {**VNET_CPU, "deep_supervision": True},
+             "3D V-Net2+ (nested skips), deep supervision", "Qian et al., UNet# (seed 004)"),
+    ZooEntry("vnet3p", "vnet3p", dict(VNET_CPU),
+             "3D V-Net3+ (full-scale skips)", "Qian et al., UNet# (seed 004)"),
+    ZooEntry("vnet_sharp", "vnet_sharp", {**VNET_CPU, "deep_supervision": True},
+             "3D V-Net# (dense + full-scale skips), deep supervision",
+             "Qian et al., UNet# (seed 004)"),
 ]
 _BY_NAME = {entry.name: entry for entry in _ENTRIES}
 
