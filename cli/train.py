@@ -24,9 +24,10 @@ from keras_liverseg.cli.signals import Terminated, raise_pending
 @click.option("--phantoms", type=int, metavar="N",
               help="Instead of --data: draw phantom cases volume-0 .. volume-N-1 (those "
                    "`liverseg sample-data --cases N --seed S` writes) in worker processes, "
-                   "resized once to the model input; --split-file and the validation split "
-                   "apply to their ids (cases a split file does not name are training cases "
-                   "too, so a split made on fewer phantoms keeps its validation cases).")
+                   "resized once to the model input (a 3D model: to its voxel spacing); "
+                   "--split-file and the validation split apply to their ids (cases a split "
+                   "file does not name are training cases too, so a split made on fewer "
+                   "phantoms keeps its validation cases).")
 @click.option("--phantom-seed", type=int, metavar="S",
               help="Dataset seed of --phantoms [0].")
 @click.option("--phantom-size", type=int, nargs=3, metavar="X Y Z",
@@ -42,8 +43,8 @@ from keras_liverseg.cli.signals import Terminated, raise_pending
                    '\'{"filters": [16, 32, 64, 128, 256]}\' (replaces the --config file\'s '
                    'model_config).')
 @click.option("--input-size", type=int, metavar="N",
-              help="Train the zoo model rebuilt for N x N slices (a multiple of 16) "
-                   "[the entry's own].")
+              help="Train the zoo model rebuilt for N x N slices (a multiple of 16; a 3D "
+                   "model: patches of its depth and N x N in-plane) [the entry's own].")
 @click.option("--pixel-spacing", type=float, metavar="MM",
               help="Train the model to read axial slices resampled to MM mm pixels, centred "
                    "on a canvas of at least its input size (any field of view gives organs "
@@ -59,8 +60,10 @@ from keras_liverseg.cli.signals import Terminated, raise_pending
                    "follows the share of the time spent.")
 @click.option("--steps-per-epoch", type=int,
               help="Batches per epoch [one pass over the training slices: ceil(training "
-                   "slices / batch size)].")
-@click.option("--batch-size", type=int, help="Slices per batch, all replicas together [8].")
+                   "slices / batch size); a 3D model: over the training voxels, ceil(patches "
+                   "that tile the training volumes / batch size)].")
+@click.option("--batch-size", type=int, help="Slices (a 3D model: patches) per batch, all "
+              "replicas together [8; a 3D model: 2].")
 @click.option("--lr", "learning_rate", type=float,
               help="Peak learning rate [1e-3]: Adam; after the --warmup (a linear rise from 5 % "
                    "of it), a cosine to 5 % at the end of the run.")

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from keras_liverseg import models
 from keras_liverseg.inference import predict_volume
-from keras_liverseg.inference.volumetric import model_grid
+from keras_liverseg.io.slices import voxel_grid
 from keras_liverseg.layers import HUWindow
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
@@ -77,7 +77,7 @@ def test_resampled_to_the_models_spacing_and_back_onto_the_scans_grid(pixel_spac
     np.testing.assert_allclose(seg.affine, AFFINE)
     assert_within_a_voxel_of_the_truth(seg.labels, truth)
     np.testing.assert_allclose(seg.probabilities.sum(-1), 1.0, atol=2e-2)
-    assert model_grid(volume.shape, (0.8, 0.8, 2.5), 1.6, 3.0) == (22, 19, 19)
+    assert voxel_grid(volume.shape, (0.8, 0.8, 2.5), 1.6, 3.0) == (22, 19, 19)
 
 
 def test_a_real_v_net_segments_a_volume_smaller_than_its_patch():

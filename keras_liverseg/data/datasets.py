@@ -165,6 +165,7 @@ def draw_phantoms(
     roi=None,
     processes: int = 1,
     pixel_spacing: float | None = None,
+    slice_spacing: float | None = None,
 ) -> list:
     """The phantoms ``cases`` (ids ``volume-N``) of dataset ``seed`` as training volumes.
 
@@ -175,7 +176,9 @@ def draw_phantoms(
     ``input_size``, resized in-plane once with the resizing the sampler and inference use, so
     that the sampler's own resize is a no-op and a drawn set of 512 x 512 phantoms fits in
     memory; with ``pixel_spacing`` (a model that reads slices at that spacing,
-    :mod:`keras_liverseg.io.slices`) they are resampled in-plane to it instead.
+    :mod:`keras_liverseg.io.slices`) they are resampled in-plane to it instead; with
+    ``slice_spacing`` too (a 3D model's voxel spacing) they are resampled in 3D to both
+    (:func:`keras_liverseg.data.resample.to_voxel_spacing`), as the patch sampler reads them.
     ``processes > 1`` draws them in that many worker processes.
 
     Returns:
@@ -185,7 +188,7 @@ def draw_phantoms(
 
     jobs = [(_phantom_index(case.case_id), int(seed), tuple(int(v) for v in shape),
              None if input_size is None else tuple(int(v) for v in input_size), crop, roi,
-             pixel_spacing) for case in cases]
+             pixel_spacing, slice_spacing) for case in cases]
     if processes > 1 and len(jobs) > 1:
         import multiprocessing
 
@@ -206,25 +209,31 @@ def _phantom_index(case_id: str) -> int:
     return int(match.group(1))
 
 
-def _draw_phantom(job: tuple) -> tuple[str, np.ndarray, np.ndarray, tuple[float, float]]:
+def _draw_phantom(job: tuple) -> tuple[str, np.ndarray, np.ndarray, tuple[float, float], float]:
     """One phantom of :func:`draw_phantoms`: ``(case_id, image int16, labels uint8,
-    in-plane spacing mm)``."""
+    in-plane spacing mm, slice spacing mm)``."""
     from nibabel.affines import voxel_sizes
 
+    from keras_liverseg.data.resample import to_voxel_spacing
     from keras_liverseg.data.volumes import crop_to_liver, volume_from_arrays
     from keras_liverseg.io import to_canonical
     from keras_liverseg.io.slices import resize_axes, resize_labels, spacing_grid
     from keras_liverseg.phantom import case_seed, generate_case
 
-    index, seed, shape, size, crop, roi, pixel_spacing = job
+    index, seed, shape, size, crop, roi, pixel_spacing, slice_spacing = job
     case = generate_case(case_seed(seed, index), shape)
     image, affine_c, _ = to_canonical(case.volume, case.affine)
     labels, _, _ = to_canonical(case.labels, case.affine)
-    spacing = tuple(voxel_sizes(affine_c)[:2])
-    volume = volume_from_arrays(f"volume-{index}", image, np.asarray(labels, np.uint8), spacing)
+    sizes = voxel_sizes(affine_c)
+    volume = volume_from_arrays(f"volume-{index}", image, np.asarray(labels, np.uint8),
+                                sizes[:2], sizes[2])
     if crop:
         volume = crop_to_liver(volume, roi)
-    image, labels = volume.image, volume.labels
+    if slice_spacing is not None:  # a 3D model: its voxel spacing, in 3D
+        volume = to_voxel_spacing(volume, pixel_spacing, slice_spacing)
+        return (volume.case_id, np.ascontiguousarray(volume.image),
+                np.ascontiguousarray(volume.labels), volume.spacing, volume.slice_spacing)
+    image, labels, spacing = volume.image, volume.labels, volume.spacing
     if pixel_spacing is not None:
         size = spacing_grid(image.shape, spacing, pixel_spacing)
     if size is not None and tuple(image.shape[:2]) != tuple(size):
@@ -232,4 +241,4 @@ def _draw_phantom(job: tuple) -> tuple[str, np.ndarray, np.ndarray, tuple[float,
         image = np.rint(resize_axes(image, size, axes=(0, 1))).astype(np.int16)
         labels = resize_labels(labels, size)
     return (volume.case_id, np.ascontiguousarray(image), np.ascontiguousarray(labels),
-            tuple(float(v) for v in spacing))
+            tuple(float(v) for v in spacing), volume.slice_spacing)

@@ -8,7 +8,7 @@ import signal
 
 import keras
 
-from keras_liverseg.data.sampler import SliceSampler, one_hot
+from keras_liverseg.data.sampler import Sampler, one_hot
 from keras_liverseg.losses import deep_supervision_targets
 
 
@@ -25,7 +25,9 @@ def sampler_threads(limit: int = 8) -> int:
 
 
 class SliceBatches(keras.utils.PyDataset):
-    """``steps`` batches of ``(x, {head: target})`` per epoch from a :class:`SliceSampler`.
+    """``steps`` batches of ``(x, {head: target})`` per epoch from a
+    :class:`~keras_liverseg.data.sampler.SliceSampler` (or, for a 3D model, a
+    :class:`~keras_liverseg.data.patches.PatchSampler`).
 
     Epoch ``e`` serves slices ``start + (e * steps + i) * batch_size ...``: the same stream
     as :func:`keras_liverseg.data.tfdata.slice_dataset`, so both backends train on
@@ -36,7 +38,7 @@ class SliceBatches(keras.utils.PyDataset):
     of workers serves the same stream.
     """
 
-    def __init__(self, sampler: SliceSampler, heads: dict[str, tuple], batch_size: int,
+    def __init__(self, sampler: Sampler, heads: dict[str, tuple], batch_size: int,
                  steps: int, start: int = 0, label_inputs: int | None = None,
                  extra_targets=None, **kwargs):
         super().__init__(**kwargs)

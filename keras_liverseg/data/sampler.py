@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
@@ -97,22 +98,35 @@ def augment(x: np.ndarray, y: np.ndarray, aug: Augmentation, rng: np.random.Gene
     if rng.random() < aug.clahe:
         for c in range(x.shape[2]):
             x[..., c] = clahe(x[..., c])
+    return augment_intensity(x, aug, rng), np.ascontiguousarray(y)
+
+
+def augment_intensity(x: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
+    """The HU part of :func:`augment` on a float32 array of any shape: a contrast change
+    around 40 HU, an offset and Gaussian noise (``hu_scale``, ``hu_shift``, ``noise_hu``)."""
     contrast = 1.0 + rng.uniform(-aug.hu_scale, aug.hu_scale)
     x = (x - 40.0) * contrast + 40.0 + rng.uniform(-aug.hu_shift, aug.hu_shift)
     if aug.noise_hu > 0:
         x += rng.normal(0.0, rng.uniform(0, aug.noise_hu), x.shape).astype(np.float32)
-    return x, np.ascontiguousarray(y)
+    return x
 
 
-def _random_affine(x, y, aug: Augmentation, rng):
-    height, width = y.shape
+def random_affine(height: int, width: int, aug: Augmentation, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A random in-plane affine of :class:`Augmentation` (rotation about the centre,
+    isotropic scale, shift) as the ``(matrix, offset)`` that ``scipy.ndimage
+    .affine_transform`` takes, mapping output pixels to input pixels."""
     angle = np.deg2rad(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
     scale = rng.uniform(*aug.scale)
     shift = rng.uniform(-aug.shift, aug.shift, 2) * (height, width)
     cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
     matrix = np.array([[cos, -sin], [sin, cos]])
     centre = np.array([(height - 1) / 2, (width - 1) / 2])
-    offset = centre - matrix @ (centre + shift)
+    return matrix, centre - matrix @ (centre + shift)
+
+
+def _random_affine(x, y, aug: Augmentation, rng):
+    matrix, offset = random_affine(*y.shape, aug, rng)
     out = np.empty_like(x, dtype=np.float32)
     for c in range(x.shape[2]):
         out[..., c] = ndimage.affine_transform(x[..., c].astype(np.float32), matrix, offset,
@@ -131,6 +145,29 @@ def check_fractions(liver_fraction: float, tumor_fraction: float) -> None:
     if min(liver_fraction, tumor_fraction) < 0 or liver_fraction + tumor_fraction > 1:
         raise ValueError("liver_fraction and tumor_fraction must be >= 0 with a sum <= 1, "
                          f"got {liver_fraction!r} and {tumor_fraction!r}")
+
+
+class Sampler(Protocol):
+    """What the epoch loop (:mod:`keras_liverseg.data.tfdata`,
+    :mod:`keras_liverseg.data.pydataset`) reads: sample ``i`` of a seed, deterministically.
+    :class:`SliceSampler` draws axial slices for 2D models,
+    :class:`~keras_liverseg.data.patches.PatchSampler` patches for 3D ones."""
+
+    input_size: tuple[int, ...]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one model input: ``(H, W, C)`` or ``(D, H, W, C)``."""
+        ...
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``index``: float32 HU of :attr:`sample_shape`, uint8 task labels of its
+        spatial shape."""
+        ...
+
+    def batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Samples ``indices`` stacked along a new first axis."""
+        ...
 
 
 class SliceSampler:
@@ -185,6 +222,11 @@ class SliceSampler:
         self.task = task
         self.pixel_spacing = None if pixel_spacing is None else float(pixel_spacing)
         self._liver_boxes: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of one slice as the model reads it."""
+        return (*self.input_size, self.context_slices)
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Slice ``index``: ``x`` (H, W, C) float32 HU and ``y`` (H, W) uint8 labels."""

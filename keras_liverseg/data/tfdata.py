@@ -1,7 +1,8 @@
 """The ``tf.data`` training pipeline (TensorFlow only).
 
 Indices ``0, 1, 2, ...`` are batched and mapped to slices by
-:class:`~keras_liverseg.data.sampler.SliceSampler` in parallel threads
+:class:`~keras_liverseg.data.sampler.SliceSampler` (to patches by
+:class:`~keras_liverseg.data.patches.PatchSampler` for a 3D model) in parallel threads
 (``num_parallel_calls=AUTOTUNE``; NumPy/SciPy release the GIL for the heavy parts), then
 prefetched. The decoded volumes come from the ``.npy`` cache, so NIfTI is read once.
 With ``workers``, the batches come instead from the same stream's
@@ -14,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_liverseg.data.sampler import SliceSampler, one_hot
+from keras_liverseg.data.sampler import Sampler, one_hot
 from keras_liverseg.losses import deep_supervision_targets
 
 
 def slice_dataset(
-    sampler: SliceSampler,
+    sampler: Sampler,
     heads: dict[str, tuple],
     batch_size: int,
     start: int = 0,
@@ -27,10 +28,10 @@ def slice_dataset(
     label_inputs: int | None = None,
     workers: int = 0,
 ) -> tf.data.Dataset:
-    """Batches ``(x, {head: target})`` of training slices.
+    """Batches ``(x, {head: target})`` of training slices (or patches of a 3D model).
 
     Args:
-        sampler: draws slice ``i`` deterministically.
+        sampler: draws slice (patch) ``i`` deterministically.
         heads: output name -> output shape of the model, for the heads that get a loss
             (targets from :func:`keras_liverseg.losses.deep_supervision_targets`).
         batch_size: slices per batch.
@@ -45,8 +46,8 @@ def slice_dataset(
         return _process_dataset(sampler, heads, batch_size, start, count, label_inputs,
                                 workers)
     names = [n for n in heads if not n.startswith("enc_")]
-    height, width = sampler.input_size
-    channels = label_inputs or sampler.context_slices
+    *spatial, channels = sampler.sample_shape
+    channels = label_inputs or channels
 
     def make_batch(first):
         indices = range(int(first), int(first) + batch_size)
@@ -59,10 +60,10 @@ def slice_dataset(
     def to_tensors(first):
         dtypes = [tf.float32] + [tf.float32 if n.startswith("cls_") else tf.uint8 for n in names]
         values = tf.numpy_function(make_batch, [first], dtypes, stateful=False)
-        x = tf.ensure_shape(values[0], (batch_size, height, width, channels))
+        x = tf.ensure_shape(values[0], (batch_size, *spatial, channels))
         targets = {}
         for name, value in zip(names, values[1:], strict=True):
-            shape = (batch_size, 2) if name.startswith("cls_") else (batch_size, *heads[name][:2])
+            shape = (batch_size, 2) if name.startswith("cls_") else (batch_size, *heads[name][:-1])
             targets[name] = tf.ensure_shape(value, shape)
         return x, targets
 

@@ -35,6 +35,8 @@ class Volume:
         tumor_slices: indices ``k`` of slices containing tumor.
         spacing: in-plane voxel sizes (mm) of the rows and columns of ``image``, for models
             that read slices at a physical spacing.
+        slice_spacing: the distance (mm) between the axial slices ``image[:, :, k]``, for
+            3D models that read volumes at a physical voxel spacing.
     """
 
     case_id: str
@@ -43,6 +45,7 @@ class Volume:
     liver_slices: np.ndarray
     tumor_slices: np.ndarray
     spacing: tuple[float, float] = (1.0, 1.0)
+    slice_spacing: float = 1.0
 
     @property
     def depth(self) -> int:
@@ -63,13 +66,14 @@ def load_volume(case: Case, cache_dir: str | os.PathLike | None = None) -> Volum
         image, labels = _decode(case)
         if cached:
             _write_cache(cached, image, labels)
-    return volume_from_arrays(case.case_id, image, labels, _spacing(case))
+    spacing = _spacing(case)
+    return volume_from_arrays(case.case_id, image, labels, spacing[:2], spacing[2])
 
 
-def _spacing(case: Case) -> tuple[float, float]:
-    """In-plane canonical voxel sizes of a case, from its NIfTI header alone."""
+def _spacing(case: Case) -> tuple[float, float, float]:
+    """Canonical voxel sizes of a case (rows, columns, slices), from its NIfTI header alone."""
     try:
-        return canonical_spacing(open_nifti(case.image).affine)[:2]
+        return canonical_spacing(open_nifti(case.image).affine)
     except InputError as error:
         raise DatasetError(f"case {case.case_id}: {error}") from None
 
@@ -89,9 +93,10 @@ def volume_from_arrays(
     image: np.ndarray,
     labels: np.ndarray,
     spacing: tuple[float, float] = (1.0, 1.0),
+    slice_spacing: float = 1.0,
 ) -> Volume:
     """A :class:`Volume` of canonical ``image`` and ``labels`` arrays held in memory, with
-    in-plane voxel sizes ``spacing`` (mm)."""
+    in-plane voxel sizes ``spacing`` and ``slice_spacing`` between slices (mm)."""
     per_slice = labels.reshape(-1, labels.shape[2])
     return Volume(
         case_id=case_id,
@@ -100,6 +105,7 @@ def volume_from_arrays(
         liver_slices=np.flatnonzero(per_slice.max(axis=0) >= 1),
         tumor_slices=np.flatnonzero((per_slice == 2).any(axis=0)),
         spacing=(float(spacing[0]), float(spacing[1])),
+        slice_spacing=float(slice_spacing),
     )
 
 
@@ -144,7 +150,7 @@ def crop_to_liver(volume: Volume, roi: LiverROI | None = None) -> Volume:
     if box is None:
         return volume
     return volume_from_arrays(volume.case_id, volume.image[box], volume.labels[box],
-                              volume.spacing)
+                              volume.spacing, volume.slice_spacing)
 
 
 def _decode(case: Case) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@
    :class:`~keras_liverseg.layers.HUWindow` (a spacing the model does not set keeps the
    scan's own). The grid keeps the scan's extent: ``n`` voxels of ``s`` mm become
    ``round(n * s / t)`` voxels of about ``t`` mm, with the half-voxel convention of
-   :func:`keras_liverseg.io.slices.resize_axes`.
+   :func:`keras_liverseg.io.slices.resize_axes` (:func:`keras_liverseg.io.slices.voxel_grid`).
 2. :func:`~keras_liverseg.inference.sliding_window.sliding_window_probabilities` reads it
    window by window (Gaussian-weighted overlapping patches, as nnU-Net).
 3. The class probabilities are resampled back to the scan's grid (linearly, as the 2D
@@ -24,33 +24,11 @@ from collections.abc import Callable
 import numpy as np
 
 from keras_liverseg.inference.sliding_window import sliding_window_probabilities
-from keras_liverseg.io.slices import resize_axes
+from keras_liverseg.io.slices import SLAB_SLICES, resize_axes, resize_in_plane, voxel_grid
 
-__all__ = ["SLAB_SLICES", "model_grid", "predict_volumetric"]
+__all__ = ["predict_volumetric"]
 
-SLAB_SLICES = 32
-"""Slices resampled at once (in-plane, both ways)."""
 NAN_FILL_HU = -1024.0
-
-
-def model_grid(shape: tuple[int, int, int], spacing: tuple[float, float, float],
-               pixel_spacing: float | None, slice_spacing: float | None
-               ) -> tuple[int, int, int]:
-    """The volume's shape on the model's voxel spacing (same extent)."""
-    targets = (pixel_spacing, pixel_spacing, slice_spacing)
-    return tuple(
-        n if t is None else max(1, int(round(n * float(s) / float(t))))
-        for n, s, t in zip(shape, spacing, targets, strict=True)
-    )
-
-
-def _resample_in_plane(volume: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``volume`` (X, Y, Z, ...) resized to ``size`` in its first two axes, slab by slab."""
-    out = np.empty((*size, *volume.shape[2:]), np.float32)
-    for start in range(0, volume.shape[2], SLAB_SLICES):
-        part = slice(start, start + SLAB_SLICES)
-        out[:, :, part] = resize_axes(volume[:, :, part], size, axes=(0, 1))
-    return out
 
 
 def predict_volumetric(
@@ -87,7 +65,7 @@ def predict_volumetric(
     pre = loaded.preprocessing
     classes = pre.num_classes
     rows, cols, depth = volume_c.shape
-    grid = model_grid(volume_c.shape, spacing, pre.pixel_spacing, pre.slice_spacing)
+    grid = voxel_grid(volume_c.shape, spacing, pre.pixel_spacing, pre.slice_spacing)
     if grid == volume_c.shape:  # already on the model's spacing
         labels = slice_major(volume_c.shape, np.uint8)
         return sliding_window_probabilities(
@@ -95,7 +73,7 @@ def predict_volumetric(
             overlap=overlap, batch_size=batch_size, keep_probabilities=keep_probabilities,
             labels_out=labels, tumor_out=tumor_out, progress=progress)
 
-    resampled = _resample_in_plane(volume_c, grid[:2])
+    resampled = resize_in_plane(volume_c, grid[:2])
     resampled = resize_axes(resampled, (grid[2],), axes=(2,))
     np.nan_to_num(resampled, copy=False, nan=NAN_FILL_HU, posinf=NAN_FILL_HU,
                   neginf=NAN_FILL_HU)

@@ -31,13 +31,20 @@ __all__ = [
     "canvas_size",
     "context_indices",
     "linear_weights",
+    "nearest_indices",
     "place",
     "resize_axes",
+    "resize_in_plane",
     "resize_labels",
     "slice_stack",
     "spacing_grid",
     "unplace",
+    "voxel_grid",
 ]
+
+SLAB_SLICES = 32
+"""Slices :func:`resize_in_plane` resizes at once (a memory-mapped scan is read a slab at a
+time, and the float32 copy of the whole scan is never made)."""
 
 
 def linear_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,6 +85,17 @@ def resize_axes(array: np.ndarray, size: Sequence[int], axes: Sequence[int]) -> 
     return out
 
 
+def resize_in_plane(volume: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """``volume`` (X, Y, Z, ...) resized linearly to ``size`` in its first two axes, a slab
+    of :data:`SLAB_SLICES` slices at a time, as float32."""
+    size = tuple(int(n) for n in size)
+    out = np.empty((*size, *volume.shape[2:]), np.float32)
+    for start in range(0, volume.shape[2], SLAB_SLICES):
+        part = slice(start, start + SLAB_SLICES)
+        out[:, :, part] = resize_axes(volume[:, :, part], size, axes=(0, 1))
+    return out
+
+
 def context_indices(k: np.ndarray | int, context: int, depth: int) -> np.ndarray:
     """Slice indices of the ``context`` neighbours centred on ``k`` (edge slices repeated)."""
     offsets = np.arange(context) - context // 2
@@ -112,13 +130,15 @@ def slice_stack(
 
 def resize_labels(labels: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Nearest-neighbour resize of ``(H, W)`` labels on the grid of :func:`resize_axes`."""
-    rows = _nearest(labels.shape[0], size[0])
-    cols = _nearest(labels.shape[1], size[1])
+    rows = nearest_indices(labels.shape[0], size[0])
+    cols = nearest_indices(labels.shape[1], size[1])
     return labels[np.ix_(rows, cols)]
 
 
-def _nearest(n_in: int, n_out: int) -> np.ndarray:
-    i0, i1, w = linear_weights(n_in, n_out)
+def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """The input index nearest to each of ``n_out`` output samples on the grid of
+    :func:`resize_axes` (a nearest-neighbour resize of labels)."""
+    i0, i1, w = linear_weights(int(n_in), int(n_out))
     return np.where(w < 0.5, i0, i1)
 
 
@@ -131,6 +151,23 @@ def spacing_grid(
         raise ValueError(f"pixel_spacing must be > 0, got {pixel_spacing}")
     return tuple(max(1, int(round(int(n) * abs(float(v)) / pixel_spacing)))
                  for n, v in zip(shape[:2], voxel[:2], strict=True))
+
+
+def voxel_grid(
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    pixel_spacing: float | None,
+    slice_spacing: float | None,
+) -> tuple[int, int, int]:
+    """The ``(X, Y, Z)`` shape of a canonical volume of voxel sizes ``spacing`` (mm) once
+    resampled to ``pixel_spacing`` in-plane and ``slice_spacing`` between slices, keeping
+    its extent: ``n`` voxels of ``s`` mm become ``round(n * s / t)`` voxels (at least one);
+    a spacing that is ``None`` keeps the volume's own along its axes (a 3D model's grid)."""
+    targets = (pixel_spacing, pixel_spacing, slice_spacing)
+    return tuple(
+        int(n) if t is None else max(1, int(round(int(n) * abs(float(s)) / float(t))))
+        for n, s, t in zip(shape, spacing, targets, strict=True)
+    )
 
 
 def canvas_size(

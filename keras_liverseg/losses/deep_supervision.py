@@ -136,32 +136,61 @@ def presence_targets(labels: np.ndarray, foreground_labels: Iterable[int] = (1, 
     return np.stack([~present, present], axis=-1).astype(np.float32)
 
 
-def pooled_labels(labels: np.ndarray, factor: int) -> np.ndarray:
-    """Label maps ``(N, H, W[, 1])`` max-pooled by ``factor`` (the targets of ``de_i_j``).
+def _spatial_dims(labels: np.ndarray) -> int:
+    """2 for slices ``(N, H, W[, 1])``, 3 for patches ``(N, D, H, W[, 1])``."""
+    if labels.ndim == 3 or (labels.ndim == 4 and labels.shape[-1] == 1):
+        return 2
+    if labels.ndim in (4, 5):
+        return 3
+    raise ValueError(f"label maps must be (N, H, W[, 1]) or (N, D, H, W[, 1]), got shape "
+                     f"{labels.shape}")
 
-    Max pooling keeps a class wherever it covers any pixel of the window, tumor (2) over
-    liver (1) over background (0), as UNet#'s ``MaxPool2d`` down-scaling of the ground truth.
+
+def pooled_labels(labels: np.ndarray, factor: int, spatial_dims: int | None = None) -> np.ndarray:
+    """Label maps max-pooled by ``factor`` along every spatial axis (the targets of
+    ``de_i_j``): ``(N, H, W[, 1])`` slices along H and W, ``(N, D, H, W[, 1])`` patches of a
+    3D model along D, H and W.
+
+    Max pooling keeps a class wherever it covers any voxel of the window, tumor (2) over
+    liver (1) over background (0), as UNet#'s ``MaxPool2d`` down-scaling of the ground truth
+    (``MaxPool3d`` for V-Net#).
+
+    Args:
+        labels: integer label maps, the batch first, optionally a trailing channel of 1.
+        factor: the pooling window and stride along each spatial axis.
+        spatial_dims: 2 or 3; ``None`` reads it from the shape: 3 axes are 2D, 5 axes
+            3D, and 4 axes 2D with a channel if the last one is 1, else 3D (a patch is
+            never 1 voxel wide).
     """
     labels = np.asarray(labels)
     if factor == 1:
         return labels
-    n, h, w = labels.shape[:3]
-    if h % factor or w % factor:
-        raise ValueError(f"label maps {h}x{w} are not divisible by the pooling factor {factor}")
-    blocks = labels.reshape(n, h // factor, factor, w // factor, factor, *labels.shape[3:])
-    return blocks.max(axis=(2, 4))
+    spatial_dims = _spatial_dims(labels) if spatial_dims is None else int(spatial_dims)
+    n, *spatial = labels.shape[: 1 + spatial_dims]
+    if any(size % factor for size in spatial):
+        size = "x".join(str(s) for s in spatial)
+        raise ValueError(f"label maps {size} are not divisible by the pooling factor {factor}")
+    blocks = [n]
+    for size in spatial:
+        blocks += [size // factor, factor]
+    blocks = labels.reshape(*blocks, *labels.shape[1 + spatial_dims:])
+    return blocks.max(axis=tuple(2 + 2 * i for i in range(spatial_dims)))
 
 
 def deep_supervision_targets(
     model: keras.Model | Iterable[str],
     labels: np.ndarray,
     foreground_labels: Iterable[int] = (1, 2),
+    spatial_dims: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """The ``y`` dict for ``model.fit`` from a batch of label maps ``(N, H, W[, 1])``.
+    """The ``y`` dict for ``model.fit`` from a batch of label maps ``(N, H, W[, 1])``, or
+    ``(N, D, H, W[, 1])`` for a 3D model.
 
-    ``mask`` and ``ds_*`` get ``labels``; ``de_i_j`` the labels max-pooled by ``2**i``;
+    ``mask`` and ``ds_*`` get ``labels``; ``de_i_j`` the labels max-pooled by ``2**i``
+    along every spatial axis (:func:`pooled_labels`);
     ``cls_*`` :func:`presence_targets`. ``enc_*`` outputs are left out: their targets are
-    the frozen encoding network's features, which the caller adds.
+    the frozen encoding network's features, which the caller adds. ``spatial_dims`` as for
+    :func:`pooled_labels`.
     """
     labels = np.asarray(labels)
     targets: dict[str, np.ndarray] = {}
@@ -171,5 +200,5 @@ def deep_supervision_targets(
             targets[name] = presence_targets(labels, foreground_labels)
         elif kind == SEGMENTATION:
             factor = 2 ** int(name.split("_")[1]) if name.startswith("de_") else 1
-            targets[name] = pooled_labels(labels, factor)
+            targets[name] = pooled_labels(labels, factor, spatial_dims)
     return targets

@@ -2,6 +2,8 @@
 
 - :mod:`.config`: the run's settings (saved in the run folder and the model card).
 - :mod:`.steps`: the train step under a ``tf.distribute`` strategy (TensorFlow only).
+- :mod:`.inputs`: what the model reads, axial slices (2D) or patches (3D): volumes,
+  sampler, the length of one pass.
 - :mod:`.validation`: Dice per case on whole validation volumes.
 - :mod:`.run`: the run folder, checkpoints, history, resume.
 """

@@ -12,6 +12,12 @@ from keras_liverseg.data.sampler import TASKS, check_fractions
 
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 LOSSES = ("paper", "dice_ce")
+DEFAULT_BATCH_SLICES = 8
+"""Slices per batch of a 2D model unless the run says otherwise."""
+DEFAULT_BATCH_PATCHES = 2
+"""Patches per batch of a 3D model unless the run says otherwise, nnU-Net's 3D default: one
+32 x 128 x 128 patch of the zoo's V-Net# costs 130 GFLOP forward, as much as 14 slices of
+the default 2D model (``benchmarks/bench_forward.py``'s count)."""
 
 
 class ConfigError(ValueError):
@@ -33,7 +39,11 @@ class TrainConfig:
         epochs, steps_per_epoch, batch_size, learning_rate: the schedule (Adam, a linear
             warm-up over the first ``warmup`` of the run, then a cosine to 5 %).
             ``steps_per_epoch=None``: one pass over the training slices,
-            ``ceil(training slices / batch_size)`` steps.
+            ``ceil(training slices / batch_size)`` steps; for a 3D model one pass over the
+            training voxels in patches, ``ceil(patches / batch_size)`` steps, where each
+            volume counts the patches that tile it without overlap (on the model's voxel
+            spacing). ``batch_size`` counts patches for a 3D model; ``None``:
+            :data:`DEFAULT_BATCH_SLICES`, or :data:`DEFAULT_BATCH_PATCHES` for a 3D model.
         steps, minutes: a budget instead of ``epochs``: this many steps in all, or this much
             wall time after the first (compiling) step; epochs are then passes of
             ``steps_per_epoch`` steps (the last one cut short) and the warm-up and cosine
@@ -47,7 +57,8 @@ class TrainConfig:
             (:func:`keras_liverseg.phantom.generate_case`, as ``liverseg sample-data
             --seed`` writes them) at ``phantom_size`` ``(X, Y, Z)`` voxels, in worker
             processes; with a ``split_file``, the cases it does not name are training cases.
-        input_size: train the zoo model rebuilt for ``input_size x input_size`` slices.
+        input_size: train the zoo model rebuilt for ``input_size x input_size`` slices (a 3D
+            model: patches of its own depth and ``input_size x input_size`` in-plane).
         pixel_spacing: train the zoo model to read slices resampled to this in-plane
             spacing (mm), stored in the model (:class:`~keras_liverseg.layers.HUWindow`);
             ``None``: the entry's own (resize each slice to the input, if it has none).
@@ -81,7 +92,7 @@ class TrainConfig:
     task: str = "both"
     epochs: int = 10
     steps_per_epoch: int | None = None
-    batch_size: int = 8
+    batch_size: int | None = None
     learning_rate: float = 1e-3
     strategy: str = "auto"
     mixed_precision: bool = False
@@ -118,6 +129,8 @@ class TrainConfig:
         if (self.data is None) == (self.phantoms is None):
             raise ValueError("give exactly one of data (a dataset folder) and phantoms "
                              "(a number of phantoms to draw)")
+        if self.batch_size is None:
+            self.batch_size = DEFAULT_BATCH_PATCHES if self.volumetric else DEFAULT_BATCH_SLICES
         for name in ("epochs", "steps_per_epoch", "batch_size", "steps", "phantoms"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
@@ -171,21 +184,31 @@ class TrainConfig:
         return self.task == "tumor" or get_entry(self.model).liver_roi is not None
 
     @property
+    def volumetric(self) -> bool:
+        """The model reads 3D patches (the V-Net family) rather than axial slices."""
+        from keras_liverseg.models import registry
+        from keras_liverseg.zoo.catalog import get_entry
+
+        return registry.architecture(get_entry(self.model).architecture).volumetric
+
+    @property
     def num_classes(self) -> int:
         return 3 if self.task == "both" else 2
 
     def model_overrides(self) -> dict:
         """The zoo entry's builder overrides: the classes, ``model_config``, and with
-        ``input_size`` the input shape rebuilt for ``input_size x input_size`` slices, and
-        ``pixel_spacing``."""
+        ``input_size`` the input shape rebuilt for ``input_size x input_size`` slices (a 3D
+        model keeps its depth), and ``pixel_spacing``."""
         overrides = {"num_classes": self.num_classes, **self.model_config}
         if self.pixel_spacing is not None:
             overrides["pixel_spacing"] = float(self.pixel_spacing)
         if self.input_size is not None:
             from keras_liverseg.zoo.catalog import get_entry
 
-            shape = {**get_entry(self.model).config, **overrides}["input_shape"]
-            overrides["input_shape"] = (self.input_size, self.input_size, *shape[2:])
+            shape = tuple({**get_entry(self.model).config, **overrides}["input_shape"])
+            depth = shape[:1] if self.volumetric else ()
+            overrides["input_shape"] = (*depth, self.input_size, self.input_size,
+                                        *shape[len(depth) + 2:])
         return overrides
 
     def _model_config(self) -> dict:
@@ -195,13 +218,18 @@ class TrainConfig:
         return {**get_entry(self.model).config, **self.model_overrides()}
 
     def input_shape(self) -> tuple[int, ...] | None:
-        """The model's ``(H, W, C)`` as configured (``None`` if the entry does not say)."""
+        """The model's ``(H, W, C)`` (a 3D model's ``(D, H, W, C)``) as configured
+        (``None`` if the entry does not say)."""
         shape = self._model_config().get("input_shape")
         return None if shape is None else tuple(int(v) for v in shape)
 
     def model_pixel_spacing(self) -> float | None:
         """The in-plane spacing (mm) the model will read slices at, or ``None``."""
         return self._model_config().get("pixel_spacing")
+
+    def model_slice_spacing(self) -> float | None:
+        """A 3D model's spacing (mm) between the axial slices it reads, or ``None``."""
+        return self._model_config().get("slice_spacing")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import keras
 
-from keras_liverseg.data.sampler import SliceSampler
+from keras_liverseg.data.sampler import Sampler
 
 
 def strategy_scope(strategy):
@@ -35,7 +35,7 @@ def make_epoch_runner(
     head_losses: dict,
     head_weights: dict,
     strategy,
-    sampler: SliceSampler,
+    sampler: Sampler,
     heads: dict[str, tuple],
     steps: int,
     batch_size: int,
@@ -44,7 +44,7 @@ def make_epoch_runner(
     workers: int = 0,
 ) -> Callable[..., float]:
     """Build the epoch function of a model: ``run_epoch(first, steps=steps) -> mean loss``
-    trains ``steps`` batches from sampler slice ``first`` on.
+    trains ``steps`` batches from sampler slice (3D: patch) ``first`` on.
 
     Args:
         model, optimizer, head_losses, head_weights: what to train and how.

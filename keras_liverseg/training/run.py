@@ -16,7 +16,13 @@ The run folder holds::
 
 The length of the run and its learning rate are a :class:`~keras_liverseg.training.epochs.
 Budget`: ``epochs`` of ``steps_per_epoch`` steps (one pass over the training slices unless
-given), or ``steps`` steps, or ``minutes`` of wall time.
+given; for a 3D model, over the training voxels in patches), or ``steps`` steps, or
+``minutes`` of wall time.
+
+A 2D model trains on axial slices, a 3D model (the V-Net family) on patches of volumes
+resampled once to its voxel spacing: :mod:`keras_liverseg.training.inputs` is where the two
+part; everything else (run folder, budgets, strategies, losses per head, validation scores)
+is shared.
 
 Under ``--strategy multi-worker`` only the chief writes the run folder; the other workers
 read it (resume) and write the same files into a scratch folder of their own, removed at the
@@ -46,13 +52,18 @@ from keras_liverseg.data.datasets import (
     split_cases,
     write_split,
 )
-from keras_liverseg.data.sampler import Augmentation, SliceSampler
 from keras_liverseg.data.volumes import crop_to_liver, load_volume
 from keras_liverseg.io.atomic import atomic_paths, uninterrupted
 from keras_liverseg.models import registry
 from keras_liverseg.training.config import TrainConfig
 from keras_liverseg.training.epochs import Budget, make_epoch_runner, strategy_scope
 from keras_liverseg.training.es_unet_pp import FEATURES, encoding_stage, supervised_features
+from keras_liverseg.training.inputs import (
+    make_sampler,
+    on_model_grid,
+    phantom_geometry,
+    samples_per_pass,
+)
 from keras_liverseg.training.validation import describe, validate
 from keras_liverseg.training.workers import write_folder
 
@@ -97,11 +108,11 @@ def _train(config: TrainConfig, resume: bool, log, own: Path) -> Path:
     cache = own / "cache"
     train_volumes, val_volumes = _volumes(config, train_cases,
                                           val_cases[: config.validation_cases_max], cache, log)
-    slices = sum(v.depth for v in train_volumes)
-    log(f"data: {len(train_cases)} training and {len(val_cases)} validation cases "
-        f"({slices} training slices)")
-    # an epoch is one pass over the training slices unless --steps-per-epoch says otherwise
-    steps_per_epoch = config.steps_per_epoch or math.ceil(slices / config.batch_size)
+    samples, what = samples_per_pass(config, train_volumes)
+    log(f"data: {len(train_cases)} training and {len(val_cases)} validation cases ({what})")
+    # an epoch is one pass over the training slices (3D: over the training voxels in
+    # patches) unless --steps-per-epoch says otherwise
+    steps_per_epoch = config.steps_per_epoch or math.ceil(samples / config.batch_size)
     budget = Budget(config, steps_per_epoch, state.get("steps", state["epoch"] * steps_per_epoch),
                     state.get("seconds", 0.0))
 
@@ -114,11 +125,7 @@ def _train(config: TrainConfig, resume: bool, log, own: Path) -> Path:
         _restore(run, model, optimizer)
         log(f"resuming after epoch {state['epoch']}")
 
-    pre = models.preprocessing_of(model)
-    augmentation = Augmentation(clahe=config.clahe) if config.augment else None
-    sampler = SliceSampler(train_volumes, pre.input_size, pre.context_slices,
-                           config.liver_fraction, config.tumor_fraction, augmentation,
-                           config.seed, config.task, pixel_spacing=pre.pixel_spacing)
+    sampler = make_sampler(config, models.preprocessing_of(model), train_volumes)
     heads = {name: tuple(out.shape[1:]) for name, out in zip(model.output_names, model.outputs,
                                                             strict=True)}
     heads = {name: shape for name, shape in heads.items() if name in head_losses}
@@ -179,16 +186,14 @@ def _not_finite(config: TrainConfig, epoch: int, loss: float) -> str:
 def _volumes(config: TrainConfig, train_cases, val_cases, cache: Path, log) -> tuple[list, list]:
     """The training and validation volumes: read from ``config.data`` (through the ``.npy``
     cache) or drawn as phantoms in worker processes; cut to the liver's region for the
-    second stage of a cascade."""
+    second stage of a cascade; for a 3D model, resampled to its voxel spacing."""
     roi = zoo.get_entry(config.model).liver_roi if config.crops_to_liver else None
     if config.phantoms:
         started = time.perf_counter()
-        shape = config.input_shape()
         processes = config.workers or os.cpu_count() or 1
         drawn = draw_phantoms([*train_cases, *val_cases], config.phantom_seed,
-                              config.phantom_size, None if shape is None else shape[:2],
-                              crop=config.crops_to_liver, roi=roi, processes=processes,
-                              pixel_spacing=config.model_pixel_spacing())
+                              config.phantom_size, crop=config.crops_to_liver, roi=roi,
+                              processes=processes, **phantom_geometry(config))
         log(f"drew {len(drawn)} phantoms of seed {config.phantom_seed} in "
             f"{time.perf_counter() - started:.0f} s")
         return drawn[:len(train_cases)], drawn[len(train_cases):]
@@ -197,7 +202,7 @@ def _volumes(config: TrainConfig, train_cases, val_cases, cache: Path, log) -> t
     if config.crops_to_liver:  # the second stage of a cascade
         train_volumes = [crop_to_liver(v, roi) for v in train_volumes]
         val_volumes = [crop_to_liver(v, roi) for v in val_volumes]
-    return train_volumes, val_volumes
+    return on_model_grid(config, train_volumes), on_model_grid(config, val_volumes)
 
 
 def _start(run: Path, config: TrainConfig, resume: bool, out: Path | None = None) -> dict:
