@@ -119,7 +119,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slices", type=int, nargs="+", default=[100, 600])
     parser.add_argument("--model", default="oracle", help="'oracle' or 'zoo:NAME'")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: liverseg predict's (4 slices; one patch for a 3D model)")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--single-stage", action="store_true", help="a cascade's first stage only")
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
@@ -170,13 +171,13 @@ def main() -> None:
             "--report",
             str(report),
             "--overwrite",
-            "--batch-size",
-            str(args.batch_size),
             "--quiet",
             "--device",
             "cpu",
         ]
         command += postprocess_args
+        if args.batch_size is not None:
+            command += ["--batch-size", str(args.batch_size)]
         if args.tta:
             command.append("--tta")
         if second_weights is not None:

@@ -189,8 +189,8 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     "--batch-size",
     default=None,
     type=click.IntRange(min=1),
-    help="Axial slices per model call. Default: 4 on the CPU (fastest there, least memory), "
-    "16 on a GPU.",
+    help="Axial slices per model call (a 3D model: patches). Default: 4 slices on the CPU "
+    "(fastest there, least memory), 16 on a GPU; one patch for a 3D model.",
 )
 @click.option(
     "--device",
@@ -471,10 +471,10 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
     post = replace(loaded.postprocess_options(), **post_overrides)
     if no_postprocess:
         post = PostprocessOptions.off()
-    if batch_size is None:
+    if batch_size is None and not loaded.preprocessing.volumetric:
         from keras_liverseg.inference.device import gpu_count
 
-        batch_size = 16 if gpu_count() else 4
+        batch_size = 16 if gpu_count() else None  # None: predict_volume's CPU default
     options = {"batch_size": batch_size, "tta": tta, "postprocess": post,
                "all_slices": all_slices}
     if crf is not None:

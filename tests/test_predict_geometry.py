@@ -214,6 +214,7 @@ def test_tta_keeps_labels_in_place(oracle_model):
     assert np.mean(seg.labels == expected) > 0.97
     assert abs(int((seg.labels > 0).sum()) - int((expected > 0).sum())) < 0.1 * (expected > 0).sum()
     assert seg.report["options"]["tta"] is True
+    assert seg.report["options"]["batch_size"] == 4  # a 2D model's default: 4 slices a call
 
 
 def test_probabilities_and_4d_input(oracle_model):

@@ -65,6 +65,7 @@ def test_on_the_scans_own_spacing_the_labels_are_the_oracles_exactly():
     np.testing.assert_array_equal(seg.labels, truth)
     assert seg.report["slices_read"] == {"read": 23, "total": 23, "survey_step": 1}
     assert seg.report["model"]["volumetric"] is True
+    assert seg.report["options"]["batch_size"] == 1  # one patch per call unless told
 
 
 @pytest.mark.parametrize("pixel_spacing, slice_spacing", [(1.6, 3.0), (0.4, 1.25), (0.8, 5.0)])
@@ -136,6 +137,7 @@ def test_cli_predicts_with_a_3d_model_file(tmp_path, oracle_3d_file):
     assert_within_a_voxel_of_the_truth(np.asarray(written.dataobj), truth)
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["model"]["slice_spacing"] == 3.0
+    assert report["options"]["batch_size"] == 1
 
 
 def test_cli_tta_with_a_3d_model_is_one_line(tmp_path, oracle_3d_file):

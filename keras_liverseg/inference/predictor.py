@@ -192,6 +192,12 @@ def prepare_tta(loaded: LoadedModel) -> None:
         stage = stage.second_stage
 
 
+# The CPU defaults, chosen with benchmarks/bench_predict.py (README, "Other benchmarks"):
+# 4 slices of a 2D model per call, one 3D patch per call (as nnU-Net predicts; two patches
+# were 1.2 times slower and took 1.5 times the memory for V-Net# on a 2-core host).
+PREDICT_BATCH_SLICES = 4
+PREDICT_BATCH_PATCHES = 1
+
 FLOAT16_TINY = float(np.finfo(np.float16).tiny)
 
 
@@ -416,7 +422,7 @@ def predict_volume(
     path_or_array: str | os.PathLike | np.ndarray | Scan,
     affine: np.ndarray | None = None,
     *,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     tta: bool = False,
     postprocess: bool | PostprocessOptions = True,
     return_probabilities: bool = False,
@@ -436,6 +442,8 @@ def predict_volume(
             trailing axis of length 1).
         affine: voxel-to-world (RAS+, mm) affine of an array input; identity if None.
         batch_size: axial slices per model call (for a 3D model, patches per call).
+            None: :data:`PREDICT_BATCH_SLICES` for a 2D model,
+            :data:`PREDICT_BATCH_PATCHES` for a 3D one.
         tta: also read the slices at a 7/6 larger input size (:func:`tta_input_size`)
             and average the probabilities (about 2.3 times the prediction time).
         postprocess: True (the default steps, with the model's own smallest lesion and
@@ -496,6 +504,9 @@ def predict_volume(
     tumor_c = slice_major(volume_c.shape, np.float16) if has_tumor and not keep else None
     depth = volume_c.shape[2]
     read = np.zeros(depth, dtype=bool)
+    if batch_size is None:
+        volumetric = loaded.preprocessing.volumetric
+        batch_size = PREDICT_BATCH_PATCHES if volumetric else PREDICT_BATCH_SLICES
     if loaded.preprocessing.volumetric:  # a 3D model: sliding window over the volume
         if tta:
             raise ValueError(f"tta reads axial slices at a second scale; {loaded.name!r} is "
