@@ -21,7 +21,9 @@ Usage::
     python benchmarks/bench_predict.py --slices 100 --model zoo:unet_sharp --input-size 224
 
 ``--input-size N`` rebuilds a zoo model for N x N slices (same weights): what a first stage
-trained at a finer input would cost.
+trained at a finer input would cost. ``--runtime onnx`` / ``--precision float32`` are passed
+to ``liverseg predict``; ``--repeat 2`` runs each size twice (with ``--runtime onnx`` the
+first run exports the graph into ``$LIVERSEG_HOME/onnx``, the second reads it from there).
 """
 
 from __future__ import annotations
@@ -126,6 +128,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
     parser.add_argument("--input-size", type=int, default=None,
                         help="a zoo model rebuilt for N x N slices (first stage only)")
+    parser.add_argument("--runtime", choices=["keras", "onnx"], default=None,
+                        help="liverseg predict --runtime (default: its own, keras)")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+                        help="liverseg predict --precision (default: its own, auto)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each size")
     args = parser.parse_args()
     if args.input_size is not None and not args.model.startswith("zoo:"):
         parser.error("--input-size needs --model zoo:NAME")
@@ -148,7 +155,7 @@ def main() -> None:
     import nibabel as nib
 
     rows = []
-    for depth in args.slices:
+    for depth in [depth for depth in args.slices for _ in range(args.repeat)]:
         source = work / f"ct_{depth}.nii"
         if not source.exists():
             affine = np.diag([-0.75, -0.75, 1.0, 1.0])
@@ -180,17 +187,23 @@ def main() -> None:
             command += ["--batch-size", str(args.batch_size)]
         if args.tta:
             command.append("--tta")
+        for option in ("runtime", "precision"):
+            if getattr(args, option) is not None:
+                command += [f"--{option}", getattr(args, option)]
         if second_weights is not None:
             command += ["--second-stage-weights", str(second_weights)]
         started = time.perf_counter()
         subprocess.run(command, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         measured = json.loads(stats.read_text())
-        timing = json.loads(report.read_text())["timing_s"]
+        facts = json.loads(report.read_text())
+        timing = facts["timing_s"]
         rows.append(
             {
                 "shape": f"512x512x{depth}",
                 "model": args.model,
                 "input_size": args.input_size,
+                "runtime": facts["model"].get("runtime"),
+                "precision": facts["model"].get("precision"),
                 "process_wall_s": round(time.perf_counter() - started, 1),
                 "predict_s": timing["predict"],
                 "predict_second_stage_s": timing.get("predict_second_stage"),

@@ -98,6 +98,7 @@ def _summary(output: Path, report: dict[str, Any]) -> str:
 
 def _segment(scan, loaded, label: str, options: dict[str, Any], quiet: bool):
     from keras_liverseg.inference import predict_volume
+    from keras_liverseg.inference.loading import ModelLoadError
 
     with warnings.catch_warnings(), contextlib.ExitStack() as stack:
         warnings.simplefilter("ignore")
@@ -113,7 +114,10 @@ def _segment(scan, loaded, label: str, options: dict[str, Any], quiet: bool):
             bars[0].length = total  # a cascade's second stage adds its slices
             bars[0].update(done - bars[0].pos)
 
-        return predict_volume(loaded, scan, progress=progress, **options)
+        try:
+            return predict_volume(loaded, scan, progress=progress, **options)
+        except ModelLoadError as error:  # e.g. --runtime onnx: this slice size's export
+            raise UserError(str(error)) from None
 
 
 def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict | None) -> None:
@@ -217,6 +221,15 @@ def _write(job: _Job, scan, segmentation, report_path: Path | None, report: dict
     help="What the model computes in. auto: bfloat16 on a CPU that computes it natively "
     "(AMX or AVX-512 BF16; about 1.5 times faster), else float32; LIVERSEG_PRECISION "
     "overrides auto. The report's model.precision says which ran.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["keras", "onnx"]),
+    default="keras",
+    show_default=True,
+    help="What runs the model. onnx: ONNX Runtime on the float32 graph (the export extra; "
+    "TensorFlow backend; slice models), exported once per slice size and cached in "
+    "LIVERSEG_HOME/onnx; faster than keras in float32 on a CPU without native bfloat16.",
 )
 @click.option(
     "--all-slices",
@@ -331,6 +344,7 @@ def predict(
     fast: bool,
     tta: bool,
     precision: str,
+    runtime: str,
     all_slices: bool,
     no_postprocess: bool,
     min_lesion_mm3: float | None,
@@ -405,7 +419,7 @@ def predict(
                      ("min_lesion_prob", min_lesion_prob), ("bridge_mm", bridge_mm),
                  ) if value is not None},
                  load_options={"force": force, "skip_unreadable": skip_unreadable},
-                 precision=precision, crf=crf_settings if crf else None,
+                 precision=precision, runtime=runtime, crf=crf_settings if crf else None,
                  quiet=quiet)
 
 
@@ -424,7 +438,7 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
              fast: bool, tta: bool, all_slices: bool, no_postprocess: bool,
              post_overrides: dict[str, float],
              load_options: dict[str, bool],
-             quiet: bool, precision: str = "auto",
+             quiet: bool, precision: str = "auto", runtime: str = "keras",
              crf: dict[str, Any] | None = None) -> None:
     """Load the model once, then segment and write every job (the outputs are claimed)."""
     from keras_liverseg.io import InputError, skipped_label_files
@@ -460,7 +474,7 @@ def _predict(jobs: list[_Job], kind: str, input_path: Path, output: Path,
     try:
         loaded = load_model(model_name, weights if weights else "default", fast=fast,
                             second_stage_weights=second_stage, progress=not quiet,
-                            precision=precision)
+                            precision=precision, runtime=runtime)
         if tta:
             prepare_tta(loaded)
     except ModelLoadError as error:

@@ -52,6 +52,9 @@ class LoadedModel:
             :class:`PostprocessOptions` (every lesion kept, no growth).
         precision: what :attr:`model` computes in, ``"float32"`` or ``"bfloat16"``
             (:mod:`keras_liverseg.inference.precision`).
+        runtime: what runs the model: ``"keras"`` (the Keras backend) or ``"onnx"`` (ONNX
+            Runtime on the exported float32 graph,
+            :mod:`keras_liverseg.inference.onnx_runtime`).
     """
 
     model: Any
@@ -64,7 +67,9 @@ class LoadedModel:
     second_stage_share: float = 1.0
     postprocess: PostprocessOptions = PostprocessOptions()
     precision: str = "float32"
+    runtime: str = "keras"
     _resized: dict = field(default_factory=dict, repr=False, compare=False)
+    _runners: dict = field(default_factory=dict, repr=False, compare=False)
 
     def at_input_size(self, size: tuple[int, int]) -> Any:
         """:attr:`model` rebuilt for ``(H, W)`` input slices, same weights (cached)."""
@@ -74,6 +79,24 @@ class LoadedModel:
         if size not in self._resized:
             self._resized[size] = at_input_size(self.model, size, self.name)
         return self._resized[size]
+
+    def runner_at(self, size: tuple[int, int]) -> Any:
+        """What predicts ``(H, W)`` slices (its ``predict_on_batch``): the Keras model of
+        :meth:`at_input_size`, or for the ``onnx`` runtime an ONNX Runtime session of it
+        (exported and cached the first time a size is needed)."""
+        model = self.at_input_size(size)
+        if self.runtime == "keras":
+            return model
+        size = (int(size[0]), int(size[1]))
+        if size not in self._runners:
+            from keras_liverseg.export import ExportMismatch
+            from keras_liverseg.inference.onnx_runtime import onnx_runner
+
+            try:
+                self._runners[size] = onnx_runner(model)
+            except (RuntimeError, ExportMismatch) as error:
+                raise ModelLoadError(one_line(error, limit=300)) from None
+        return self._runners[size]
 
     def postprocess_options(self) -> PostprocessOptions:
         """The default post-processing steps for these weights (:attr:`postprocess`)."""
@@ -87,6 +110,7 @@ class LoadedModel:
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
             "precision": self.precision,
+            "runtime": self.runtime,
             **self.preprocessing.to_dict(),
         }
         if self.liver_roi is not None:
@@ -154,6 +178,7 @@ def load_model(
     second_stage_weights: str | os.PathLike | None = "auto",
     progress: bool = True,
     precision: str = "auto",
+    runtime: str = "keras",
 ) -> LoadedModel:
     """Load a zoo model for prediction, with its second stage when it has one.
 
@@ -175,6 +200,10 @@ def load_model(
         precision: ``"auto"`` (bfloat16 on a CPU that computes it natively, else float32;
             ``$LIVERSEG_PRECISION`` overrides it), ``"float32"`` or ``"bfloat16"``
             (:mod:`keras_liverseg.inference.precision`); both stages get it.
+        runtime: ``"keras"`` or ``"onnx"``: ONNX Runtime on the float32 graph, exported
+            per slice size and cached (:mod:`keras_liverseg.inference.onnx_runtime`; slice
+            models only, TensorFlow backend and the ``export`` extra); ``precision`` is
+            then float32.
 
     Raises:
         ModelLoadError: unknown name, missing or unreadable weights, no released weights
@@ -194,13 +223,11 @@ def load_model(
         second_stage_weights = "default" if weights == "default" and released else None
     if second_stage_weights is not None and entry.second_stage is None:
         raise ModelLoadError(f"{name!r} has no second stage to load weights into")
-    from keras_liverseg.inference.precision import choose_precision
-
-    try:
-        chosen = choose_precision(precision)
-    except ValueError as error:
-        raise ModelLoadError(str(error)) from None
+    chosen = _precision_for(runtime, precision)
     loaded = _load_single(name, weights, progress, chosen)
+    if runtime == "onnx" and loaded.preprocessing.volumetric:
+        raise ModelLoadError(f"--runtime onnx runs slice models; {name!r} is a 3D model")
+    loaded.runtime = runtime
     if second_stage_weights is not None:
         second = _load_single(entry.second_stage, second_stage_weights, progress, chosen)
         if second.preprocessing.num_classes != loaded.preprocessing.num_classes:
@@ -208,9 +235,33 @@ def load_model(
                 f"second stage {entry.second_stage!r} has {second.preprocessing.num_classes}"
                 f" classes, {name!r} has {loaded.preprocessing.num_classes}"
             )
+        second.runtime = runtime
         loaded.second_stage = second
         loaded.second_stage_share = entry.second_stage_share
     return loaded
+
+
+def _precision_for(runtime: str, precision: str) -> str:
+    """The precision ``load_model`` builds in: ``precision`` chosen for the Keras runtime,
+    float32 for ONNX Runtime (which needs the ``export`` extra and TensorFlow)."""
+    from keras_liverseg.inference.onnx_runtime import RUNTIMES, check_onnx_runtime
+    from keras_liverseg.inference.precision import choose_precision
+
+    if runtime not in RUNTIMES:
+        raise ModelLoadError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnx":
+        if precision == "bfloat16":
+            raise ModelLoadError("--runtime onnx computes in float32; drop --precision "
+                                 "bfloat16 or use --runtime keras")
+        try:
+            check_onnx_runtime()
+        except RuntimeError as error:
+            raise ModelLoadError(str(error)) from None
+        return "float32"
+    try:
+        return choose_precision(precision)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
 
 
 def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = True,

@@ -188,7 +188,7 @@ def prepare_tta(loaded: LoadedModel) -> None:
                              "is a 3D model")
     stage: LoadedModel | None = loaded
     while stage is not None:
-        stage.at_input_size(tta_input_size(stage.preprocessing.input_size))
+        stage.runner_at(tta_input_size(stage.preprocessing.input_size))
         stage = stage.second_stage
 
 
@@ -267,7 +267,7 @@ def readings(
         else:
             grid = spacing_grid(shape, voxel_spacing, pre.pixel_spacing / float(scale))
             canvas = canvas_size(grid, size)
-        out.append(Reading(loaded.at_input_size(canvas), grid, canvas))
+        out.append(Reading(loaded.runner_at(canvas), grid, canvas))
     return out
 
 

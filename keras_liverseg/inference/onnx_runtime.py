@@ -1,0 +1,147 @@
+"""Run a slice model's folded float32 graph with ONNX Runtime (``liverseg predict --runtime onnx``).
+
+On a CPU without native bfloat16, ONNX Runtime runs the BatchNormalization-folded graph of
+the default model in 0.83-0.89 times TensorFlow's float32 time (``benchmarks/bench_export.py``,
+README "Export formats"); where the CPU has AMX or AVX-512 BF16, TensorFlow's bfloat16 is
+faster still, so ``keras`` stays the default runtime.
+
+ONNX fixes a graph's slice size, and a model with a ``pixel_spacing`` reads each scan on a
+canvas of its own size, so one ONNX file is written per canvas size, the first time it is
+needed, with Keras' tf2onnx exporter (TensorFlow backend; the ``export`` extra), checked
+against Keras on phantom slices (:func:`keras_liverseg.export.check_export`: probabilities
+within 1e-4) and cached under ``$LIVERSEG_HOME/onnx`` by the SHA-256 of the graph's config
+and weights, so a later prediction at that size starts at once. A file is written to a
+temporary name beside its place and renamed into it only after it passed the check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RUNTIMES", "OnnxRunner", "check_onnx_runtime", "graph_sha256", "onnx_cache",
+           "onnx_runner"]
+
+RUNTIMES = ("keras", "onnx")
+
+
+class OnnxRunner:
+    """An ONNX Runtime session that answers ``predict_on_batch`` as a Keras model does.
+
+    Attributes:
+        path: the ONNX file the session runs.
+        input_shape: ``(None, H, W, C)``, the graph's input.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import onnxruntime
+
+        self.path = Path(path)
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        self.session = onnxruntime.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"])
+        (inp,) = self.session.get_inputs()
+        self._input = inp.name
+        self.input_shape = (None, *inp.shape[1:])
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities of the HU batch ``(b, H, W, C)``."""
+        (out,) = self.session.run(None, {self._input: np.asarray(batch, dtype=np.float32)})
+        return out
+
+
+def check_onnx_runtime() -> None:
+    """Raise ``RuntimeError`` (one line) unless this environment can export and run ONNX:
+    the TensorFlow backend, tf2onnx and onnxruntime (the ``export`` extra)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError("--runtime onnx exports the model with TensorFlow: run it with "
+                           "KERAS_BACKEND=tensorflow")
+    missing = [module for module in ("onnxruntime", "tf2onnx", "onnx")
+               if not _importable(module)]
+    if missing:
+        raise RuntimeError(f"--runtime onnx needs {', '.join(missing)}: pip install "
+                           "'keras_liverseg[export]'")
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def graph_sha256(model: Any) -> str:
+    """SHA-256 of a Keras model's config and weights: the ONNX cache key (the same graph
+    and weights give the same file, whatever the weights file was called)."""
+    digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True,
+                                       default=str).encode())
+    for array in model.get_weights():
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def onnx_cache() -> Path:
+    """Where exported graphs are kept: ``$LIVERSEG_HOME/onnx`` (see
+    :func:`keras_liverseg.zoo.download.liverseg_home`)."""
+    from keras_liverseg.zoo.download import liverseg_home
+
+    return liverseg_home() / "onnx"
+
+
+def onnx_runner(model: Any, cache: str | os.PathLike | None = None) -> OnnxRunner:
+    """An :class:`OnnxRunner` of the float32 slice ``model`` (a functional Keras model at
+    a fixed input size): its cached ONNX file, else one exported, checked and cached now.
+
+    Raises:
+        RuntimeError: no TensorFlow backend or no ``export`` extra
+            (:func:`check_onnx_runtime`); a model that is not a float32 slice model; the
+            cache folder cannot be written (one line each).
+        keras_liverseg.export.ExportMismatch: the export does not compute what Keras does.
+    """
+    check_onnx_runtime()
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or None in shape:
+        raise RuntimeError("--runtime onnx runs slice models at a fixed size; "
+                           f"this one reads {shape}")
+    if any(getattr(layer, "compute_dtype", "float32") != "float32" for layer in model.layers):
+        raise RuntimeError("--runtime onnx runs float32 graphs (use --precision float32)")
+    folder = Path(cache) if cache is not None else onnx_cache()
+    height, width, channels = shape
+    path = folder / f"{model.name}-{graph_sha256(model)[:20]}-{height}x{width}x{channels}.onnx"
+    if not path.is_file():
+        _export_checked(model, path)
+    return OnnxRunner(path)
+
+
+def _export_checked(model: Any, path: Path) -> None:
+    from keras_liverseg.export import check_export, export_onnx
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(suffix=".onnx.partial", dir=path.parent)
+        os.close(handle)
+    except OSError as error:
+        raise RuntimeError(f"cannot write the ONNX cache {path.parent} "
+                           f"({error.strerror or error}): set LIVERSEG_HOME to a writable "
+                           "folder") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exported = export_onnx(model, temporary)
+        check_export(temporary, "onnx", exported)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would keep the cache to this user
+        os.replace(temporary, path)  # atomic; a concurrent writer's file is an equal one
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)

@@ -1,0 +1,140 @@
+"""``--runtime onnx``: ONNX Runtime on the exported float32 graph gives Keras' probabilities,
+exports each slice size once, and refuses what it cannot run in one line."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from cli_checks import assert_user_error
+from click.testing import CliRunner
+
+from keras_liverseg import models
+from keras_liverseg.inference import predict_volume
+from keras_liverseg.inference.loading import ModelLoadError, as_loaded, load_model
+from keras_liverseg.phantom import generate_case
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="the ONNX export needs TensorFlow")
+
+SMALL = {"input_shape": (64, 64, 3), "filters": (4, 8, 16, 32, 64), "num_classes": 3}
+
+
+@pytest.fixture(scope="module")
+def case():
+    return generate_case(3, (160, 160, 8))
+
+
+def small_loaded(runtime: str):
+    keras.utils.set_random_seed(4)
+    model = models.build("unet", **SMALL)
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):  # far from 0 / 1: a wrong
+            gamma, beta, mean, var = layer.get_weights()       # fold would show
+            layer.set_weights([gamma * 1.5, beta + 0.2, mean - 0.2, var * 2.0])
+        elif isinstance(layer, keras.layers.Conv2D):  # large kernels: outputs that vary
+            kernel, *rest = layer.get_weights()
+            scale = 1.0 / np.sqrt(np.prod(kernel.shape[:-1]))
+            layer.set_weights([rng.normal(0.0, scale, kernel.shape), *rest])
+    loaded = as_loaded(models.inference_model(model))
+    loaded.runtime = runtime
+    return loaded
+
+
+def test_default_model_on_onnx_gives_keras_probabilities(case, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVERSEG_HOME", str(tmp_path))
+    runs = {runtime: predict_volume(load_model("unet_sharp", precision="float32",
+                                               runtime=runtime, progress=False),
+                                    case.volume, affine=case.affine, all_slices=True,
+                                    return_probabilities=True, postprocess=False)
+            for runtime in ("keras", "onnx")}
+    probs = {runtime: run.probabilities.astype("float32") for runtime, run in runs.items()}
+    # the predictor keeps float16 probabilities: their rounding (2**-11 near 1) is what
+    # this can resolve; the graphs themselves agree within 1e-4 (the export's own check,
+    # and test_the_cached_file_is_run_again below)
+    assert np.abs(probs["onnx"] - probs["keras"]).max() <= 1e-3
+    assert (runs["onnx"].labels == runs["keras"].labels).all()
+    assert (runs["onnx"].labels == 1).sum() > 1000  # a liver was found: not a trivial match
+    assert runs["onnx"].report["model"]["runtime"] == "onnx"
+    assert runs["keras"].report["model"]["runtime"] == "keras"
+    files = sorted((tmp_path / "onnx").glob("*.onnx"))
+    assert len(files) == 1 and files[0].name.endswith("x3.onnx")  # the scan's canvas
+    assert not list((tmp_path / "onnx").glob("*.partial"))
+
+
+def test_the_cached_file_is_run_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVERSEG_HOME", str(tmp_path))
+    first = small_loaded("onnx").runner_at((64, 64))
+    files = sorted((tmp_path / "onnx").glob("*.onnx"))
+    assert [first.path] == files and "64x64x3" in files[0].name
+
+    # a second model with the same graph and weights runs the cached file: no export
+    import keras_liverseg.export as export
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(export, "export_onnx", no_export)
+    again = small_loaded("onnx")
+    runner = again.runner_at((64, 64))
+    assert runner.path == files[0]
+    x = np.random.default_rng(0).uniform(-300, 400, (2, 64, 64, 3)).astype("float32")
+    expected = np.asarray(again.model.predict_on_batch(x))
+    assert np.abs(runner.predict_on_batch(x) - expected).max() <= 1e-4
+    assert expected.std() > 0.01  # outputs that vary: not a comparison of constants
+
+
+def test_other_weights_get_their_own_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVERSEG_HOME", str(tmp_path))
+    first = small_loaded("onnx")
+    second = small_loaded("onnx")
+    second.model.set_weights([w * 1.01 for w in second.model.get_weights()])
+    assert first.runner_at((64, 64)).path != second.runner_at((64, 64)).path
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
+
+
+def test_a_mismatching_export_is_refused_and_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVERSEG_HOME", str(tmp_path))
+    import keras_liverseg.export as export
+
+    real_run = export.run_export
+    monkeypatch.setattr(export, "run_export",
+                        lambda path, format, x: real_run(path, format, x) + 0.01)
+    with pytest.raises(ModelLoadError, match="differs from Keras"):
+        small_loaded("onnx").runner_at((64, 64))
+    assert not list((tmp_path / "onnx").iterdir())  # neither the file nor a temporary
+
+
+def test_unwritable_cache_is_one_line(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LIVERSEG_HOME", str(blocker))
+    with pytest.raises(ModelLoadError, match="cannot write the ONNX cache"):
+        small_loaded("onnx").runner_at((64, 64))
+
+
+def test_refusals():
+    with pytest.raises(ModelLoadError, match="computes in float32"):
+        load_model("unet_sharp", precision="bfloat16", runtime="onnx")
+    with pytest.raises(ModelLoadError, match="3D model"):
+        load_model("vnet", weights=None, runtime="onnx")
+    with pytest.raises(ModelLoadError, match="runtime must be one of"):
+        load_model("unet_sharp", runtime="tensorrt")
+
+
+def test_cli_refuses_bfloat16_with_onnx_in_one_line(tmp_path):
+    import nibabel as nib
+
+    from keras_liverseg.cli.predict import predict
+
+    scan = tmp_path / "scan.nii.gz"
+    case = generate_case(1, (64, 64, 6))
+    nib.save(nib.Nifti1Image(case.volume, case.affine), scan)
+    out = tmp_path / "seg.nii.gz"
+    result = CliRunner().invoke(predict, [str(scan), "-o", str(out), "--runtime", "onnx",
+                                          "--precision", "bfloat16"])
+    assert_user_error(result, "--runtime onnx computes in float32")
+    assert not out.exists()
