@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -23,6 +23,10 @@
 #           2.0 (seed 5, never drawn before), reading slices at the entry's 2.1 mm pixel
 #           spacing with field-of-view crops (the zoo entry's config; the sampler's
 #           Augmentation), 8 minutes. Not part of `all`; not yet run.
+# v4cpu:    the same retraining within a CPU session's budget (TensorFlow, bfloat16): 120
+#           phantoms of generator 2.0 (seed 5), batch 16, lr 3e-4, 75 minutes (10 epochs of
+#           150 steps, 24,000 slices on a 2-core AMD EPYC). Run on 2026-12-05 and not shipped:
+#           zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
 # evaluate: 10 held-out phantoms (seed 2, never used in training) -> liverseg predict ->
 #           liverseg evaluate; and predictions on the two real CT examples in ../shared/data.
 #           The held-out set is generator 1.1.0's, drawn from a git worktree of commit
@@ -35,9 +39,9 @@
 #           ones that picked stage 3's checkpoint) into data/val20-* instead. Not part of
 #           `all`.
 # WEIGHTS=FILE overrides the weights that evaluate and validate predict with (default: stage
-# 3's best weights if runs/unet_sharp-gpu holds them, else stage 2's); SPLIT=FILE the split
-# file validate reads (default: research/unet_sharp/splits/phantoms-train-240.json, stage 2's
-# split).
+# 3's best weights if runs/unet_sharp-gpu holds them, else stage 2's, else the shipped ones,
+# keras_liverseg/weights/unet_sharp.weights.h5); SPLIT=FILE the split file validate reads
+# (default: research/unet_sharp/splits/phantoms-train-240.json, stage 2's split).
 # PREDICT_ARGS="--tta" (say) adds options to every liverseg predict of evaluate and validate;
 # TAG=-tta (say) then keeps those predictions and metrics apart (data/...-pred-tta,
 # data/...-metrics-tta.json, data/real-tta).
@@ -52,8 +56,10 @@ if [[ -f $gpu_run/checkpoints/best.weights.h5 ]]; then
   weights=${WEIGHTS:-$gpu_run/checkpoints/best.weights.h5}
 elif [[ -f $gpu_run/best.weights.h5 ]]; then  # a stage 3 of the former scripts/train_on_gpu.py
   weights=${WEIGHTS:-$gpu_run/best.weights.h5}
-else
+elif [[ -f $run/checkpoints/best.weights.h5 ]]; then
   weights=${WEIGHTS:-$run/checkpoints/best.weights.h5}
+else  # no training run here: the shipped weights (their own post-processing, by SHA-256)
+  weights=${WEIGHTS:-keras_liverseg/weights/unet_sharp.weights.h5}
 fi
 read -r -a predict_args <<< "${PREDICT_ARGS:-}"
 tag=${TAG:-}
@@ -99,6 +105,13 @@ if [[ $stage == v4 ]]; then
     -o runs/unet_sharp-v4
 fi
 
+if [[ $stage == v4cpu ]]; then
+  KERAS_BACKEND=tensorflow liverseg train --phantoms 120 --phantom-seed 5 \
+    --phantom-size 512 512 64 --model unet_sharp --init zoo:unet_sharp --loss dice_ce \
+    --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 --minutes 75 --batch-size 16 \
+    --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o runs/unet_sharp-v4cpu
+fi
+
 if [[ $stage == evaluate || $stage == all ]]; then
   if [[ ! -f data/phantoms-test/phantoms.json ]]; then  # generator 1.1.0, as first scored
     git worktree add -f /tmp/liverseg-74a47ee 74a47ee >/dev/null
@@ -111,7 +124,9 @@ write_lits_dataset("data/phantoms-test", 10, 2, (512, 512, 80))
 PY
     git worktree remove --force /tmp/liverseg-74a47ee
   fi
-  liverseg sample-data -o data/phantoms2-test --cases 10 --seed 4 --size 512 512 80 --overwrite
+  if [[ ! -f data/phantoms2-test/phantoms.json ]]; then  # generator 2.0 (deterministic)
+    liverseg sample-data -o data/phantoms2-test --cases 10 --seed 4 --size 512 512 80 --overwrite
+  fi
   for set in phantoms-test phantoms2-test; do
     mkdir -p "data/$set-volumes"
     for f in "data/$set"/volume-*.nii.gz; do
