@@ -87,6 +87,17 @@ def test_the_cached_file_is_run_again(tmp_path, monkeypatch):
     assert expected.std() > 0.01  # outputs that vary: not a comparison of constants
 
 
+def test_a_damaged_cache_file_is_exported_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVERSEG_HOME", str(tmp_path))
+    (path,) = [small_loaded("onnx").runner_at((64, 64)).path]
+    path.write_bytes(path.read_bytes()[:1000])  # truncated
+    again = small_loaded("onnx")
+    runner = again.runner_at((64, 64))
+    assert runner.path == path and path.stat().st_size > 1000
+    x = np.random.default_rng(1).uniform(-300, 400, (1, 64, 64, 3)).astype("float32")
+    assert np.abs(runner.predict_on_batch(x) - again.model.predict_on_batch(x)).max() <= 1e-4
+
+
 def test_other_weights_get_their_own_file(tmp_path, monkeypatch):
     monkeypatch.setenv("LIVERSEG_HOME", str(tmp_path))
     first = small_loaded("onnx")

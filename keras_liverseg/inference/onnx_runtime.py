@@ -11,7 +11,8 @@ needed, with Keras' tf2onnx exporter (TensorFlow backend; the ``export`` extra),
 against Keras on phantom slices (:func:`keras_liverseg.export.check_export`: probabilities
 within 1e-4) and cached under ``$LIVERSEG_HOME/onnx`` by the SHA-256 of the graph's config
 and weights, so a later prediction at that size starts at once. A file is written to a
-temporary name beside its place and renamed into it only after it passed the check.
+temporary name beside its place and renamed into it only after it passed the check; a cached
+file that ONNX Runtime cannot open (truncated, say) is exported again.
 """
 
 from __future__ import annotations
@@ -119,8 +120,12 @@ def onnx_runner(model: Any, cache: str | os.PathLike | None = None) -> OnnxRunne
     folder = Path(cache) if cache is not None else onnx_cache()
     height, width, channels = shape
     path = folder / f"{model.name}-{graph_sha256(model)[:20]}-{height}x{width}x{channels}.onnx"
-    if not path.is_file():
-        _export_checked(model, path)
+    if path.is_file():
+        try:
+            return OnnxRunner(path)
+        except Exception:  # a damaged cache file (truncated, overwritten): export it again
+            path.unlink(missing_ok=True)
+    _export_checked(model, path)
     return OnnxRunner(path)
 
 
