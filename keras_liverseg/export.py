@@ -120,11 +120,9 @@ def run_export(path: str | os.PathLike, format: str, x: np.ndarray) -> np.ndarra
     """The probabilities the exported file at ``path`` gives for the HU batch ``x``."""
     x = np.asarray(x, dtype="float32")
     if format == "onnx":
-        import onnxruntime
+        from keras_liverseg.inference.onnx_runtime import OnnxRunner
 
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        (out,) = session.run(None, {session.get_inputs()[0].name: x})
-        return np.asarray(out)
+        return np.asarray(OnnxRunner(path).predict_on_batch(x))
     if format == "saved_model":
         import tensorflow as tf
 

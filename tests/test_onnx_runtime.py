@@ -116,7 +116,8 @@ def test_a_mismatching_export_is_refused_and_not_cached(tmp_path, monkeypatch):
                         lambda path, format, x: real_run(path, format, x) + 0.01)
     with pytest.raises(ModelLoadError, match="differs from Keras"):
         small_loaded("onnx").runner_at((64, 64))
-    assert not list((tmp_path / "onnx").iterdir())  # neither the file nor a temporary
+    cache = tmp_path / "onnx"  # neither the file nor a temporary nor a lock
+    assert not cache.exists() or not list(cache.iterdir())
 
 
 def test_unwritable_cache_is_one_line(tmp_path, monkeypatch):
@@ -149,3 +150,46 @@ def test_cli_refuses_bfloat16_with_onnx_in_one_line(tmp_path):
                                           "--precision", "bfloat16"])
     assert_user_error(result, "--runtime onnx computes in float32")
     assert not out.exists()
+
+
+def test_a_second_process_waits_for_the_first_export(tmp_path, monkeypatch):
+    """Two predictions needing the same file at once: the one that finds the file claimed
+    waits for it and runs it, exporting nothing itself."""
+    import subprocess
+    import sys
+    import time
+
+    from keras_liverseg.io.atomic import lock_path
+
+    monkeypatch.setenv("LIVERSEG_HOME", str(tmp_path))
+    path = small_loaded("onnx").runner_at((64, 64)).path
+    ready = tmp_path / "ready.onnx"
+    path.rename(ready)
+    other = subprocess.Popen([sys.executable, "-c", (
+        "import shutil, sys, time\n"
+        "from keras_liverseg.io.atomic import claim_paths\n"
+        "with claim_paths([sys.argv[1]], overwrite=True):\n"
+        "    print('claimed', flush=True)\n"
+        "    time.sleep(2)\n"
+        "    shutil.copyfile(sys.argv[2], sys.argv[1])\n"), str(path), str(ready)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "claimed"
+        assert lock_path(path).exists()
+        import keras_liverseg.export as export
+
+        def no_export(*args, **kwargs):
+            raise AssertionError("exported while another process held the claim")
+
+        monkeypatch.setattr(export, "export_onnx", no_export)
+        tick = time.monotonic()
+        runner = small_loaded("onnx").runner_at((64, 64))
+        assert time.monotonic() - tick >= 1.0  # it waited for the other process
+        assert runner.path == path
+        assert other.wait(timeout=60) == 0
+    finally:
+        other.kill()
+    x = np.random.default_rng(2).uniform(-300, 400, (1, 64, 64, 3)).astype("float32")
+    assert np.abs(runner.predict_on_batch(x) - small_loaded("keras").model.predict_on_batch(x)
+                  ).max() <= 1e-4
+    assert not lock_path(path).exists()

@@ -12,7 +12,8 @@ against Keras on phantom slices (:func:`keras_liverseg.export.check_export`: pro
 within 1e-4) and cached under ``$LIVERSEG_HOME/onnx`` by the SHA-256 of the graph's config
 and weights, so a later prediction at that size starts at once. A file is written to a
 temporary name beside its place and renamed into it only after it passed the check; a cached
-file that ONNX Runtime cannot open (truncated, say) is exported again.
+file that ONNX Runtime cannot open (truncated, say) is exported again. Two predictions that
+need the same file at once export it once: the second waits for the first's file.
 """
 
 from __future__ import annotations
@@ -20,17 +21,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from keras_liverseg.io.atomic import OutputBusy, atomic_path
+
 __all__ = ["RUNTIMES", "OnnxRunner", "check_onnx_runtime", "graph_sha256", "onnx_cache",
            "onnx_runner"]
 
 RUNTIMES = ("keras", "onnx")
+
+EXPORT_WAIT_S = 600.0
+"""How long a prediction waits for another process exporting the same graph (its claim on
+the cache file) before it gives up; it then uses that process's file."""
+WAIT_STEP_S = 0.5
 
 
 class OnnxRunner:
@@ -107,7 +115,8 @@ def onnx_runner(model: Any, cache: str | os.PathLike | None = None) -> OnnxRunne
     Raises:
         RuntimeError: no TensorFlow backend or no ``export`` extra
             (:func:`check_onnx_runtime`); a model that is not a float32 slice model; the
-            cache folder cannot be written (one line each).
+            cache folder cannot be written; another process has held the file's claim for
+            :data:`EXPORT_WAIT_S` (one line each).
         keras_liverseg.export.ExportMismatch: the export does not compute what Keras does.
     """
     check_onnx_runtime()
@@ -120,33 +129,51 @@ def onnx_runner(model: Any, cache: str | os.PathLike | None = None) -> OnnxRunne
     folder = Path(cache) if cache is not None else onnx_cache()
     height, width, channels = shape
     path = folder / f"{model.name}-{graph_sha256(model)[:20]}-{height}x{width}x{channels}.onnx"
-    if path.is_file():
+    waited = 0.0
+    while True:
+        runner = _cached(path)
+        if runner is not None:
+            return runner
         try:
+            _export_checked(model, path)
             return OnnxRunner(path)
-        except Exception:  # a damaged cache file (truncated, overwritten): export it again
-            path.unlink(missing_ok=True)
-    _export_checked(model, path)
-    return OnnxRunner(path)
+        except OutputBusy:  # another process is exporting this graph: use its file
+            if waited >= EXPORT_WAIT_S:
+                raise RuntimeError(f"another process has been exporting {path} for "
+                                   f"{EXPORT_WAIT_S:.0f} s: try again when it has finished"
+                                   ) from None
+            time.sleep(WAIT_STEP_S)
+            waited += WAIT_STEP_S
+
+
+def _cached(path: Path) -> OnnxRunner | None:
+    """The runner of the cached file at ``path``; ``None`` when there is none, or when it
+    cannot be opened (truncated, overwritten), in which case it is removed."""
+    if not path.is_file():
+        return None
+    try:
+        return OnnxRunner(path)
+    except Exception:
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _export_checked(model: Any, path: Path) -> None:
+    """Export ``model`` to ``path`` through a temporary file that is renamed into place only
+    after it passed :func:`~keras_liverseg.export.check_export`
+    (:func:`~keras_liverseg.io.atomic.atomic_path`, which also claims ``path`` against a
+    second process exporting it: :class:`OutputBusy`)."""
     from keras_liverseg.export import check_export, export_onnx
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(suffix=".onnx.partial", dir=path.parent)
-        os.close(handle)
+        with atomic_path(path) as temporary:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                exported = export_onnx(model, temporary)
+            check_export(temporary, "onnx", exported)
+    except OutputBusy:
+        raise
     except OSError as error:
         raise RuntimeError(f"cannot write the ONNX cache {path.parent} "
                            f"({error.strerror or error}): set LIVERSEG_HOME to a writable "
                            "folder") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            exported = export_onnx(model, temporary)
-        check_export(temporary, "onnx", exported)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would keep the cache to this user
-        os.replace(temporary, path)  # atomic; a concurrent writer's file is an equal one
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
