@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_liverseg.layers import (
     BilinearUpsampling,
+    BilinearUpSampling2D,
     ClassificationGate,
     ClassificationGuide,
     FullScaleConcat,
@@ -17,6 +18,7 @@ from keras_liverseg.layers import (
     SqueezeExcite,
     WeightedPooling2D,
 )
+from keras_liverseg.layers.bilinear_upsampling import interpolation_matrix
 
 RNG = np.random.default_rng(0)
 
@@ -139,6 +141,52 @@ def test_full_scale_concat_with_convolutions_and_config():
     )
     with pytest.raises(ValueError):
         FullScaleConcat([0], downsampling="average")
+
+
+def test_full_scale_concat_nested_layers_compute_as_it_does():
+    """A bfloat16 FullScaleConcat pools, up-samples, convolves and concatenates in bfloat16
+    (its nested layers used to take the global float32 policy)."""
+    layer = FullScaleConcat([1, 0, -3], filters=4, dtype="mixed_bfloat16")
+    y = layer([np.ones((1, 16, 16, 2), "float32"), np.ones((1, 8, 8, 2), "float32"),
+               np.ones((1, 1, 1, 2), "float32")])
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16" and y.shape == (1, 8, 8, 12)
+    nested = [layer.concat, *(r for r in layer.resizers if r is not None),
+              *(sub for block in layer.convs for sub in block)]
+    assert {sub.dtype_policy.name for sub in nested} == {"mixed_bfloat16"}
+    assert isinstance(layer.resizers[2], BilinearUpSampling2D)
+
+
+# --- BilinearUpSampling2D -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size, factor", [(5, 2), (3, 4), (4, 8), (1, 2)])
+def test_interpolation_matrix_is_the_half_pixel_rule(size, factor):
+    matrix = interpolation_matrix(size, factor)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0)  # weights of each output sum to 1
+    x = RNG.normal(size=size)
+    expected = np.interp((np.arange(size * factor) + 0.5) / factor - 0.5, np.arange(size), x)
+    np.testing.assert_allclose(matrix @ x, expected, atol=1e-12)  # np.interp clamps too
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_bilinear_upsampling_matches_upsampling2d(factor):
+    x = RNG.normal(size=(2, 6, 5, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(
+        keras.layers.UpSampling2D(factor, interpolation="bilinear")(x))
+    same = BilinearUpSampling2D(factor)(x)  # float32: the same resize
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(same), expected)
+    low = BilinearUpSampling2D(factor, dtype="mixed_bfloat16")(x)
+    assert keras.backend.standardize_dtype(low.dtype) == "bfloat16"
+    assert low.shape == (2, 6 * factor, 5 * factor, 3)
+    low = keras.ops.convert_to_numpy(keras.ops.cast(low, "float32"))
+    # two products, each rounded to bfloat16 (8 significant bits): within 2 ** -7 relative,
+    # where a wrong interpolation would be off by a sizeable share of the inputs' spread
+    np.testing.assert_allclose(low, expected, rtol=2**-7, atol=2**-7 * np.abs(x).max())
+    assert np.abs(low - expected).max() > 0  # it did compute in bfloat16
+    clone = roundtrip(BilinearUpSampling2D(factor, dtype="mixed_bfloat16", name="up"))
+    assert (clone.size, clone.name, clone.dtype_policy.name) == (factor, "up", "mixed_bfloat16")
+    with pytest.raises(ValueError, match="positive"):
+        BilinearUpSampling2D(0)
 
 
 # --- ClassificationGuide and its gate -------------------------------------------------------

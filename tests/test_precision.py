@@ -66,6 +66,27 @@ def test_a_bfloat16_model_computes_in_bfloat16_and_stays_close_to_float32():
         precision.at_precision(model, "int8")
 
 
+def test_bfloat16_up_sampling_stays_in_bfloat16():
+    """A plain U-Net's bilinear UpSampling2D (float32 out on TensorFlow) becomes a
+    BilinearUpSampling2D of the same name in the bfloat16 twin: nothing there but the
+    input's window and the output head computes in float32."""
+    from keras_liverseg.layers import BilinearUpSampling2D
+
+    model = models.inference_model(models.build("unet", **SMALL))
+    ups = [layer.name for layer in model.layers
+           if isinstance(layer, keras.layers.UpSampling2D)]
+    assert ups  # the test needs a model with up-sampling layers
+    half = precision.at_precision(model, "bfloat16")
+    for name in ups:
+        layer = half.get_layer(name)
+        assert isinstance(layer, BilinearUpSampling2D), name
+        assert layer.dtype_policy.name == "mixed_bfloat16"
+        assert keras.backend.standardize_dtype(layer.output.dtype) == "bfloat16"
+    x = np.random.default_rng(1).uniform(-300, 400, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(half.predict_on_batch(x)),
+                               np.asarray(model.predict_on_batch(x)), atol=0.05)
+
+
 def test_load_model_reports_its_precision():
     assert load_model("unet_sharp", precision="bfloat16").describe()["precision"] == "bfloat16"
     assert load_model("unet_sharp").describe()["precision"] == "float32"  # conftest's

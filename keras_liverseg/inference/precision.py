@@ -7,7 +7,9 @@ matrices several times faster than float32 (a 2-core AMX host: 1061 against 310 
 float32 everywhere else. A bfloat16 model is the float32 one rebuilt under Keras' mixed
 precision policy ``"mixed_bfloat16"`` (Micikevicius et al. 2018): weights stay float32,
 convolutions compute in bfloat16; its ``HUWindow`` (raw HU in) and its output layers (the
-class probabilities) stay float32.
+class probabilities) stay float32. Its bilinear up-sampling becomes
+:class:`~keras_liverseg.layers.BilinearUpSampling2D`, which stays in bfloat16 where
+TensorFlow's resize would answer in float32.
 """
 
 from __future__ import annotations
@@ -89,6 +91,28 @@ def at_precision(model: Any, precision: str) -> Any:
     for layer in config["layers"]:
         if layer["class_name"] != "InputLayer" and layer["config"]["name"] not in keep:
             layer["config"]["dtype"] = policy
+            _stay_in_bfloat16(layer)
     twin = keras.Model.from_config(config)
     twin.set_weights(model.get_weights())
     return twin
+
+
+def _stay_in_bfloat16(layer: dict) -> None:
+    """Turn the serialised bilinear ``UpSampling2D`` ``layer`` (float32 out on TensorFlow)
+    into a :class:`~keras_liverseg.layers.BilinearUpSampling2D` of the same name and factor,
+    which stays in bfloat16; other layers are left as they are."""
+    import keras
+
+    from keras_liverseg.layers import BilinearUpSampling2D
+
+    config = layer["config"]
+    if (layer["class_name"] != "UpSampling2D" or config.get("interpolation") != "bilinear"
+            or config.get("data_format", "channels_last") != "channels_last"):
+        return
+    height, width = config["size"]
+    if height != width:
+        return
+    twin = BilinearUpSampling2D(height, name=config["name"],
+                                dtype=keras.dtype_policies.deserialize(config["dtype"]))
+    serialised = keras.saving.serialize_keras_object(twin)
+    layer.update({key: value for key, value in serialised.items() if key != "build_config"})

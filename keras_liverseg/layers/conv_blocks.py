@@ -3,7 +3,8 @@
 Notation of MODELS.md: ``f(x)`` = Conv2D 3x3 (with bias) -> BatchNorm -> activation, and
 ``f^2`` = two of them, the "VGG block" of U-Net, UNet++ and UNet#. These are plain functions
 that wire standard Keras layers, so models built with them need no custom objects (except
-:class:`TrilinearUpSampling3D`, the linear up-sampling of volumes).
+:class:`TrilinearUpSampling3D`, the linear up-sampling of volumes, and
+:class:`BilinearUpSampling2D`, bilinear up-sampling in bfloat16 or float16).
 
 Every function follows its input's rank: a 4D tensor ``(batch, H, W, C)`` gets 2D layers,
 a 5D volume ``(batch, D, H, W, C)`` their 3D twins (Conv3D 3x3x3, trilinear up-sampling),
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_liverseg.layers.bilinear_upsampling import BilinearUpSampling2D
 from keras_liverseg.layers.trilinear_upsampling import TrilinearUpSampling3D
 
 
@@ -96,18 +98,18 @@ def upsampling_layer(
     *,
     name: str,
     interpolation: str = "bilinear",
-    compute_dtype: str | None = None,
+    dtype=None,
     rank: int = 2,
 ) -> keras.layers.Layer:
-    """An ``UpSampling2D`` that also trains under mixed precision with XLA on TensorFlow.
+    """The up-sampling layer of the blocks: ``UpSampling2D`` in float32, and
+    :class:`BilinearUpSampling2D` for bilinear up-sampling in a lower precision.
 
-    There the gradient of TensorFlow's bilinear resize comes back in float32 while the
-    layers around it compute in bfloat16/float16, and XLA refuses the graph ("Seen floating
-    point types of different precisions"; keras-team/keras#20931, which ``model.fit`` hits
-    by default on a GPU). The workaround its maintainers give: run that one layer in
-    float32 (its input and output are cast). Other backends and float32 models get a
-    plain layer. ``compute_dtype``: the dtype the surrounding layers compute in (default:
-    the global policy's).
+    ``dtype``: the new layer's dtype policy (default: the global policy), so a layer nested
+    in another computes as its parent does. ``UpSampling2D``'s bilinear resize always
+    answers in float32 on TensorFlow: in a bfloat16 / float16 model its maps would be cast
+    to float32 and back, and its float32 gradient stops XLA under mixed precision
+    (keras-team/keras#20931, which ``model.fit`` hits by default on a GPU);
+    :class:`BilinearUpSampling2D` stays in the compute dtype (the same interpolation).
 
     ``rank=3`` gives the volume's twin: :class:`TrilinearUpSampling3D` for ``"bilinear"``
     (element-wise ops only, so none of the above applies), ``UpSampling3D`` for
@@ -115,14 +117,14 @@ def upsampling_layer(
     """
     if rank == 3:
         if interpolation == "bilinear":
-            return TrilinearUpSampling3D(factor, name=name)
+            return TrilinearUpSampling3D(factor, name=name, dtype=dtype)
         if interpolation == "nearest":
-            return keras.layers.UpSampling3D(factor, name=name)
+            return keras.layers.UpSampling3D(factor, name=name, dtype=dtype)
         raise ValueError(f"3D up-sampling is 'bilinear' (trilinear) or 'nearest', got "
                          f"{interpolation!r}")
-    compute_dtype = compute_dtype or keras.mixed_precision.global_policy().compute_dtype
-    dtype = None
-    if (interpolation == "bilinear" and compute_dtype != "float32"
-            and keras.backend.backend() == "tensorflow"):
-        dtype = "float32"
-    return keras.layers.UpSampling2D(factor, interpolation=interpolation, name=name, dtype=dtype)
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else (
+        keras.mixed_precision.global_policy())
+    if interpolation == "bilinear" and policy.compute_dtype != "float32":
+        return BilinearUpSampling2D(factor, name=name, dtype=policy)
+    return keras.layers.UpSampling2D(factor, interpolation=interpolation, name=name,
+                                     dtype=dtype)

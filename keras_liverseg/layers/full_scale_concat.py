@@ -55,7 +55,9 @@ class FullScaleConcat(keras.layers.Layer):
         self.downsampling = downsampling
         self.batch_norm = bool(batch_norm)
         self.kernel_size = int(kernel_size)
-        self.concat = keras.layers.Concatenate(axis=-1)
+        # nested layers compute as this layer does (a bfloat16 FullScaleConcat must not
+        # concatenate in float32)
+        self.concat = keras.layers.Concatenate(axis=-1, dtype=self.dtype_policy)
 
     def _resizer(self, step: int, index: int, rank: int):
         if step == 0:
@@ -63,12 +65,12 @@ class FullScaleConcat(keras.layers.Layer):
         factor = 2 ** abs(step)
         if step < 0:
             return upsampling_layer(factor, name=f"up{index}", rank=rank,
-                                    compute_dtype=self.dtype_policy.compute_dtype)
+                                    dtype=self.dtype_policy)
         if self.downsampling == "weighted":
             if rank != 2:
                 raise ValueError("FullScaleConcat: weighted pooling is 2D only")
-            return WeightedPooling2D(factor, name=f"wpool{index}")
-        return max_pooling_class(rank)(factor, name=f"pool{index}")
+            return WeightedPooling2D(factor, name=f"wpool{index}", dtype=self.dtype_policy)
+        return max_pooling_class(rank)(factor, name=f"pool{index}", dtype=self.dtype_policy)
 
     def build(self, input_shapes):
         if len(input_shapes) != len(self.scale_steps):
@@ -86,11 +88,13 @@ class FullScaleConcat(keras.layers.Layer):
         if self.filters is not None:
             for i in range(len(self.scale_steps)):
                 block = [conv_class(rank)(
-                    self.filters, self.kernel_size, padding="same", name=f"conv{i}"
+                    self.filters, self.kernel_size, padding="same", name=f"conv{i}",
+                    dtype=self.dtype_policy,
                 )]
                 if self.batch_norm:
-                    block.append(keras.layers.BatchNormalization(name=f"bn{i}"))
-                block.append(keras.layers.ReLU(name=f"relu{i}"))
+                    block.append(keras.layers.BatchNormalization(name=f"bn{i}",
+                                                                 dtype=self.dtype_policy))
+                block.append(keras.layers.ReLU(name=f"relu{i}", dtype=self.dtype_policy))
                 self.convs.append(block)
         shapes = []
         for i, shape in enumerate(input_shapes):
