@@ -278,3 +278,27 @@ def test_sampler_worker_processes_serve_the_sampler_stream_in_order(lits):
         assert x.shape == (3, 32, 32, 3)
         np.testing.assert_array_equal(x, want_x)
         np.testing.assert_array_equal(targets["mask"], want_y)
+
+
+def test_slice_stack_reads_each_slice_once_and_gives_every_input_its_neighbours():
+    """Each input is its slice's neighbours, edges repeated, NaN filled, each slice resized
+    as resize_axes resizes it, whatever runs or gaps ``ks`` has; integer volumes too."""
+    from keras_liverseg.io.slices import resize_axes, slice_stack
+
+    rng = np.random.default_rng(3)
+    volume = rng.normal(0, 200, (40, 30, 9)).astype(np.float32)
+    volume[5, 6, 4] = np.nan
+    volume[7, 8, 8] = np.inf
+    for ks in ([0, 1, 2, 3], [8], [2, 5, 8], [3, 4]):
+        for context in (1, 3, 5):
+            got = slice_stack(volume, ks, context, (24, 20), nan_fill=-1024.0)
+            assert got.shape == (len(ks), 24, 20, context) and got.flags.c_contiguous
+            for b, k in enumerate(ks):
+                for c in range(context):
+                    j = min(max(k + c - context // 2, 0), 8)
+                    plane = np.nan_to_num(volume[:, :, j], nan=-1024.0, posinf=-1024.0)
+                    np.testing.assert_array_equal(got[b, :, :, c],
+                                                  resize_axes(plane, (24, 20), axes=(0, 1)))
+    ints = np.round(np.nan_to_num(volume, posinf=0.0)).astype(np.int16)
+    np.testing.assert_array_equal(slice_stack(ints, [0, 3], 3, (24, 20), nan_fill=-1024.0),
+                                  slice_stack(ints.astype(np.float32), [0, 3], 3, (24, 20)))

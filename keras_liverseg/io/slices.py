@@ -119,12 +119,16 @@ def slice_stack(
         nan_fill: replace NaN and infinities by this HU value (``None`` leaves them).
     """
     ks = np.asarray(ks)
-    index = context_indices(ks, context, volume_c.shape[2])
-    stack = volume_c[:, :, index.ravel()].astype(np.float32)  # (X, Y, b * C)
-    if nan_fill is not None:
-        np.nan_to_num(stack, copy=False, nan=nan_fill, posinf=nan_fill, neginf=nan_fill)
-    stack = stack.reshape(volume_c.shape[0], volume_c.shape[1], len(ks), context)
-    stack = resize_axes(stack, size, axes=(0, 1))  # (H, W, b, C)
+    index = context_indices(ks, context, volume_c.shape[2])  # (b, C)
+    # neighbouring inputs share slices: read and resize each slice once (b + C - 1 of a
+    # run of b, instead of b C)
+    unique, inverse = np.unique(index, return_inverse=True)
+    slices = volume_c[:, :, unique].astype(np.float32)  # (X, Y, u)
+    if (nan_fill is not None and volume_c.dtype.kind not in "biu"
+            and not np.isfinite(slices).all()):
+        np.nan_to_num(slices, copy=False, nan=nan_fill, posinf=nan_fill, neginf=nan_fill)
+    slices = resize_axes(slices, size, axes=(0, 1))  # (H, W, u)
+    stack = slices[:, :, inverse.ravel()].reshape(*slices.shape[:2], len(ks), context)
     return np.ascontiguousarray(stack.transpose(2, 0, 1, 3))
 
 
