@@ -13,7 +13,7 @@ In one process on one host, prints:
   (:func:`keras_liverseg.inference.precision.at_precision`), and so its GFLOP/s and its
   share of the matmul peak of the same precision;
 * with ``--per-op``, the share of each TensorFlow op type in a traced run of the folded
-  float32 graph (where the time goes besides the convolutions).
+  float32 and bfloat16 graphs (where the time goes besides the convolutions).
 
 Usage::
 
@@ -98,7 +98,7 @@ def time_forward(model, batch: int, repeats: int) -> float:
 
 
 def per_op(model, batch: int) -> dict[str, float]:
-    """Seconds of each TensorFlow op type in one traced run of the folded float32 graph
+    """Seconds of each TensorFlow op type in one traced run of ``model``'s graph
     (frozen, after TensorFlow's graph optimisations: a convolution fused with its bias and
     ReLU is one node, named after its ReLU). Ops overlap across threads, so the seconds add
     up to more than the run's wall time; their shares are what to read."""
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--per-op", action="store_true",
                         help="also the share of each TensorFlow op type in the folded float32 "
-                             "graph (TensorFlow backend)")
+                             "and bfloat16 graphs (TensorFlow backend)")
     parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                         default=None, help="TensorFlow's intra- and inter-op thread counts "
                         "(default: TensorFlow's own choice)")
@@ -182,11 +182,12 @@ def main() -> None:
                   f"{rate / peak[dtype]:.0%} of the {dtype} matmul peak", flush=True)
     if args.per_op:
         batch = max(args.batch)
-        totals = per_op(folded, batch)
-        whole = sum(totals.values())
-        print(f"op time by type, folded float32 graph, batch {batch}:")
-        for kind, seconds in sorted(totals.items(), key=lambda item: -item[1])[:8]:
-            print(f"  {kind:<30} {seconds / whole:4.0%}")
+        for name, model, _dtype in graphs[1:]:
+            totals = per_op(model, batch)
+            whole = sum(totals.values())
+            print(f"op time by type, {name} graph, batch {batch}:")
+            for kind, seconds in sorted(totals.items(), key=lambda item: -item[1])[:8]:
+                print(f"  {kind:<30} {seconds / whole:4.0%}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({**facts, "peak_gflops": peak, "model": args.model,
