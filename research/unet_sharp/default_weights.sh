@@ -22,7 +22,8 @@
 #           from the shipped weights (--init zoo:unet_sharp), on 480 phantoms of generator
 #           2.0 (seed 5, never drawn before), reading slices at the entry's 2.1 mm pixel
 #           spacing with field-of-view crops (the zoo entry's config; the sampler's
-#           Augmentation), 8 minutes. Not part of `all`; not yet run.
+#           Augmentation), 8 minutes. Not part of `all`; not yet run. On the device tool's
+#           machine, in one call: research/unet_sharp/device_v4.sh.
 # v4cpu:    the same retraining within a CPU session's budget (TensorFlow, bfloat16): 120
 #           phantoms of generator 2.0 (seed 5), batch 16, lr 3e-4, 75 minutes (10 epochs of
 #           150 steps, 24,000 slices on a 2-core AMD EPYC). Run on 2026-12-05 and not shipped:
@@ -98,11 +99,11 @@ if [[ $stage == gpu ]]; then
     -o "$gpu_run"
 fi
 
-if [[ $stage == v4 ]]; then
-  KERAS_BACKEND=jax liverseg train --phantoms 480 --phantom-seed 5 --phantom-size 512 512 64 \
-    --model unet_sharp --init zoo:unet_sharp --loss dice_ce --liver-fraction 0.4 \
-    --tumor-fraction 0.4 --seed 5 --minutes 8 --batch-size 32 --lr 1e-3 --workers 14 \
-    -o runs/unet_sharp-v4
+if [[ $stage == v4 ]]; then  # V4_PHANTOMS / V4_MINUTES shorten it (a dry run)
+  KERAS_BACKEND=jax liverseg train --phantoms "${V4_PHANTOMS:-480}" --phantom-seed 5 \
+    --phantom-size 512 512 64 --model unet_sharp --init zoo:unet_sharp --loss dice_ce \
+    --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 --minutes "${V4_MINUTES:-8}" \
+    --batch-size 32 --lr 1e-3 --workers 14 -o runs/unet_sharp-v4
 fi
 
 if [[ $stage == v4cpu ]]; then

@@ -39,3 +39,19 @@ def test_default_weights_script_parses_and_names_files_that_exist():
     for path in named:
         assert (FOLDER.parents[1] / path).exists(), path
     assert "scripts/splits" not in text
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_device_script_parses_and_refuses_what_it_cannot_run(tmp_path):
+    """device_v4.sh (issue 22's retraining on a lent GPU in one call) parses, names files
+    that exist, and stops at once, before installing anything, without OUT or a step."""
+    script = FOLDER / "device_v4.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    for path in set(re.findall(r"research/[\w/.-]*\w", script.read_text())):
+        assert (FOLDER.parents[1] / path).exists(), path
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+    no_out = subprocess.run(["bash", str(script), "run"], capture_output=True, text=True,
+                            env=env)
+    assert no_out.returncode != 0 and "OUT must name" in no_out.stderr
