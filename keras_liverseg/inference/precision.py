@@ -103,7 +103,7 @@ def _stay_in_bfloat16(layer: dict) -> None:
     which stays in bfloat16; other layers are left as they are."""
     import keras
 
-    from keras_liverseg.layers import BilinearUpSampling2D
+    from keras_liverseg.layers.conv_blocks import upsampling_layer
 
     config = layer["config"]
     if (layer["class_name"] != "UpSampling2D" or config.get("interpolation") != "bilinear"
@@ -112,7 +112,8 @@ def _stay_in_bfloat16(layer: dict) -> None:
     height, width = config["size"]
     if height != width:
         return
-    twin = BilinearUpSampling2D(height, name=config["name"],
-                                dtype=keras.dtype_policies.deserialize(config["dtype"]))
+    # the blocks' own choice of up-sampling layer for this dtype policy
+    twin = upsampling_layer(height, name=config["name"],
+                            dtype=keras.dtype_policies.deserialize(config["dtype"]))
     serialised = keras.saving.serialize_keras_object(twin)
     layer.update({key: value for key, value in serialised.items() if key != "build_config"})

@@ -15,23 +15,23 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_liverseg.io.slices import linear_weights
+
 
 def interpolation_matrix(size: int, factor: int) -> np.ndarray:
     """``(size * factor, size)``: linear up-sampling along one axis as a matrix.
 
     Output ``o`` reads the input at ``t = (o + 0.5) / factor - 0.5`` (half-pixel centres,
     clamped to ``[0, size - 1]``) with weights ``1 - frac(t)`` and ``frac(t)``: the rule of
-    TensorFlow's and JAX's bilinear resize. The weights are multiples of
-    ``1 / (2 factor)``, exact in bfloat16 for factors up to 64.
+    TensorFlow's and JAX's bilinear resize, and of the predictor's slice resizing
+    (:func:`keras_liverseg.io.slices.linear_weights`, whose indices and weights these are).
+    The weights are multiples of ``1 / (2 factor)``, exact in bfloat16 for factors up to 64.
     """
+    low, high, frac = linear_weights(size, size * factor)
     matrix = np.zeros((size * factor, size))
-    for out in range(size * factor):
-        t = min(max((out + 0.5) / factor - 0.5, 0.0), size - 1.0)
-        low = int(np.floor(t))
-        frac = t - low
-        matrix[out, low] += 1.0 - frac
-        if frac > 0:
-            matrix[out, low + 1] += frac
+    rows = np.arange(size * factor)
+    np.add.at(matrix, (rows, low), 1.0 - frac)
+    np.add.at(matrix, (rows, high), frac)
     return matrix
 
 
