@@ -721,3 +721,26 @@ def test_a_time_budget_starts_its_clock_after_the_first_step(monkeypatch):
     state = {"steps": budget.steps_done, "seconds": budget.seconds()}
     resumed = epochs.Budget(config, 25, state["steps"], state["seconds"])
     assert resumed.finished()  # a resumed run counts the time already spent
+
+
+def test_a_checkpoint_writes_history_and_state_together(tmp_path):
+    """history.csv is renamed into place with the checkpoint, before state.json: a row of an
+    epoch state.json never recorded (a run killed between the two) is replaced when that
+    epoch runs again, and an empty file left by a kill does not lose the header."""
+    import keras
+
+    from keras_liverseg.training.run import _checkpoint, _read_history
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "history.csv").write_text("")  # what a kill mid-write used to leave
+    for epoch, loss in ((1, 0.9), (2, 0.8), (2, 0.7), (3, 0.6)):  # epoch 2 run twice
+        _checkpoint(tmp_path, model, optimizer, {"epoch": epoch},
+                    {"epoch": epoch, "loss": loss})
+    rows = history(tmp_path)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [float(r["loss"]) for r in rows] == [0.9, 0.7, 0.6]
+    assert [r["epoch"] for r in _read_history(tmp_path / "history.csv")] == [1, 2, 3]
+    assert json.loads((tmp_path / "state.json").read_text())["epoch"] == 3

@@ -157,8 +157,7 @@ def _train(config: TrainConfig, resume: bool, log, own: Path) -> Path:
             if score > state["best"]:
                 state["best"], state["best_epoch"] = score, epoch
                 model.save_weights(own / "checkpoints" / "best.weights.h5")
-            _checkpoint(own, model, optimizer, state)
-            _append_history(own / "history.csv", row)
+            _checkpoint(own, model, optimizer, state, row)
             writer(epoch, row)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in row.items()))
@@ -322,15 +321,35 @@ def _jax_distribution(config: TrainConfig, log) -> None:
 
 # --- saving ---------------------------------------------------------------------------------
 
-def _checkpoint(run: Path, model, optimizer, state: dict) -> None:
-    """Write the last checkpoint and ``state.json`` into ``run`` (this worker's folder)."""
+def _checkpoint(run: Path, model, optimizer, state: dict, row: dict) -> None:
+    """Write the last checkpoint, ``history.csv`` with the epoch's ``row`` and, last,
+    ``state.json`` into ``run`` (this worker's folder), as one group of renames: a run killed
+    at any point (SIGKILL too) leaves a history that resume continues. The history is
+    written whole, its rows of earlier epochs and then ``row``, so a row of an epoch that
+    ``state.json`` never recorded is replaced when that epoch is run again."""
     folder = run / "checkpoints"
     values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
+    rows = [old for old in _read_history(run / "history.csv") if old["epoch"] < row["epoch"]]
     with atomic_paths([folder / "last.weights.h5", folder / "last.optimizer.npz",
-                       run / "state.json"]) as (weights, optimizer_state, state_file):
+                       run / "history.csv", run / "state.json"]
+                      ) as (weights, optimizer_state, history, state_file):
         model.save_weights(weights)
         np.savez(optimizer_state, **values)
+        with history.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, HISTORY_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            for kept in [*rows, row]:
+                writer.writerow({k: kept.get(k, "") for k in HISTORY_FIELDS})
         state_file.write_text(json.dumps(state))
+
+
+def _read_history(path: Path) -> list[dict]:
+    """The rows of ``history.csv`` with their epoch as an int (none for a missing file)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [{**row, "epoch": int(row["epoch"])} for row in csv.DictReader(handle)
+                if (row.get("epoch") or "").isdigit()]
 
 
 def _restore(run: Path, model, optimizer) -> None:
@@ -339,15 +358,6 @@ def _restore(run: Path, model, optimizer) -> None:
     saved = np.load(folder / "last.optimizer.npz")
     for i, variable in enumerate(optimizer.variables):
         variable.assign(saved[f"v{i}"])
-
-
-def _append_history(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, HISTORY_FIELDS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
 
 
 def _summary_writer(folder: Path, log=print):
