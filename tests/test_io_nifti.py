@@ -33,6 +33,32 @@ def test_int16_stays_int16_and_scaled_data_become_float32(tmp_path):
     assert np.allclose(scan.volume, data * 2.0 - 1024.0)
 
 
+@pytest.mark.parametrize(("dtype", "slope"), [("<i2", 1.0), (">i2", 1.0), ("<u1", 1.0),
+                                              (">i2", 0.5), ("<f4", 1.0)])
+def test_a_gzipped_file_is_read_as_nibabel_reads_it(tmp_path, dtype, slope):
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 200, size=(7, 5, 3, 1)).astype(dtype)
+    header = nib.Nifti1Header(endianness=dtype[0])  # the byte order on disk
+    header.set_data_dtype(dtype)
+    image = nib.Nifti1Image(data, AFFINE, header)
+    image.header.set_slope_inter(slope, -3.0 if slope != 1.0 else 0.0)
+    nib.save(image, str(tmp_path / "a.nii.gz"))
+    expected = np.asarray(nib.load(str(tmp_path / "a.nii.gz")).dataobj)
+    assert nib.load(str(tmp_path / "a.nii.gz")).header.get_data_dtype() == np.dtype(dtype)
+    volume = load_scan(tmp_path / "a.nii.gz").volume
+    assert volume.shape == (7, 5, 3)
+    np.testing.assert_array_equal(volume, expected[..., 0])
+
+
+def test_a_wrong_gzip_crc_is_an_error(tmp_path):
+    data = np.random.default_rng(2).integers(-1000, 1000, (40, 40, 20)).astype(np.int16)
+    raw = bytearray(_save(tmp_path / "good.nii.gz", data).read_bytes())
+    raw[-8] ^= 0xFF  # the CRC-32 of the uncompressed data: the voxels themselves are intact
+    (tmp_path / "crc.nii.gz").write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="gzip data are truncated or corrupt"):
+        load_scan(tmp_path / "crc.nii.gz")
+
+
 def test_4d_with_singleton_axis_keeps_its_shape(tmp_path):
     scan = load_scan(_save(tmp_path / "a.nii.gz", np.zeros((3, 4, 5, 1), np.int16)))
     assert scan.volume.shape == (3, 4, 5) and scan.shape == (3, 4, 5, 1)

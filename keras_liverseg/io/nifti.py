@@ -139,27 +139,51 @@ def check_nifti_file(path: str | os.PathLike, image: nib.Nifti1Image) -> None:
     The declared data (and their float32 copy, when scaled) must fit in the memory
     available; the file must hold them (a ``.nii.gz`` is decompressed once, streaming, to
     count its bytes and check its CRC: nibabel stops reading before the CRC, so a corrupt
-    stream would otherwise be read as wrong voxel values).
+    stream would otherwise be read as wrong voxel values). :func:`load_nifti` makes the
+    same checks while it reads the data, in one pass.
 
     Raises:
         InputError: one line naming the file and the declared dimensions.
     """
     path = Path(path)
+    shape, dtype, offset = _declared_data(path, image)
+    compressed = _is_gzip(path)
+    size = _gzip_size(path) if compressed else path.stat().st_size
+    if size < offset + math.prod(shape) * dtype.itemsize:
+        raise _truncated(path, shape, dtype, size, compressed)
+
+
+def _declared_data(path: Path, image: nib.Nifti1Image) -> tuple[tuple[int, ...], np.dtype, int]:
+    """The data's shape, dtype and byte offset in the file, once they are known to fit in
+    the memory available (see :func:`check_nifti_file`)."""
     shape, dtype = tuple(int(n) for n in image.shape), image.header.get_data_dtype()
-    nbytes = math.prod(shape) * dtype.itemsize
     proxy = image.dataobj
     scaled = float(getattr(proxy, "slope", 1.0)) != 1.0 or float(getattr(proxy, "inter", 0.0))
     as_float = scaled or dtype.kind not in "iub"
     check_memory(shape, dtype, path, extra_bytes=math.prod(shape) * 4 if as_float else 0)
-    compressed = str(path).lower().endswith(".gz")
-    size = _gzip_size(path) if compressed else path.stat().st_size
-    offset = int(getattr(proxy, "offset", image.header.get_data_offset()))  # the file's
-    if size < offset + nbytes:
-        held = f"{size} bytes uncompressed" if compressed else f"{size} bytes"
-        raise InputError(
-            f"{path}: file is truncated: header declares {describe_array(shape, dtype)} "
-            f"but the file holds {held}"
-        )
+    offset = int(getattr(proxy, "offset", image.header.get_data_offset()))
+    return shape, dtype, offset
+
+
+def _is_gzip(path: Path) -> bool:
+    return str(path).lower().endswith(".gz")
+
+
+def _truncated(path: Path, shape, dtype, size: int, compressed: bool) -> InputError:
+    held = f"{size} bytes uncompressed" if compressed else f"{size} bytes"
+    return InputError(
+        f"{path}: file is truncated: header declares {describe_array(shape, dtype)} "
+        f"but the file holds {held}"
+    )
+
+
+def _gzip_error(path: Path, error: BaseException) -> InputError:
+    return InputError(
+        f"{path}: the gzip data are truncated or corrupt ({one_line(error, limit=160)})"
+    )
+
+
+_CHUNK_BYTES = 1 << 24
 
 
 def _gzip_size(path: Path) -> int:
@@ -167,13 +191,43 @@ def _gzip_size(path: Path) -> int:
     size = 0
     try:
         with gzip.open(path, "rb") as stream:
-            while chunk := stream.read(1 << 24):
+            while chunk := stream.read(_CHUNK_BYTES):
                 size += len(chunk)
     except (OSError, EOFError, zlib.error) as error:
-        raise InputError(
-            f"{path}: the gzip data are truncated or corrupt ({one_line(error, limit=160)})"
-        ) from None
+        raise _gzip_error(path, error) from None
     return size
+
+
+def _read_gzip_unscaled(path: Path, image: nib.Nifti1Image) -> np.ndarray:
+    """The unscaled voxel values of a ``.nii.gz``, decompressed once, straight into the
+    array (Fortran order, as NIfTI stores them), with the checks of
+    :func:`check_nifti_file`: reading on to the end of the stream checks its CRC. Reading
+    the file once instead of twice (count, then read) saves a third of the time
+    ``liverseg predict`` spends reading a scan (issue 24).
+
+    Raises:
+        InputError: too large, truncated or corrupt, as :func:`check_nifti_file`.
+    """
+    shape, dtype, offset = _declared_data(path, image)
+    raw = np.empty(shape[::-1], dtype).T  # a Fortran-ordered array of ``shape``
+    target = memoryview(raw.T.reshape(-1).view(np.uint8))
+    filled = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            before = len(stream.read(offset))  # the header and its extensions
+            while filled < len(target):
+                count = stream.readinto(target[filled : filled + _CHUNK_BYTES])
+                if not count:
+                    break
+                filled += count
+            after = 0
+            while chunk := stream.read(_CHUNK_BYTES):  # to the end: the CRC is checked
+                after += len(chunk)
+    except (OSError, EOFError, zlib.error) as error:
+        raise _gzip_error(path, error) from None
+    if before < offset or filled < len(target):
+        raise _truncated(path, shape, dtype, before + filled + after, compressed=True)
+    return raw
 
 
 def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
@@ -190,9 +244,15 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
     dtype = image.header.get_data_dtype()
     if dtype.names is not None or dtype.kind == "c":
         raise InputError(f"{path}: unsupported voxel type {dtype} (expected a scalar CT image)")
-    check_nifti_file(Path(path), image)
+    path = Path(path)
     try:
-        data = _read_data(image)
+        if _is_gzip(path):  # checked while it is read, in one pass
+            data = _read_data(image, _read_gzip_unscaled(path, image))
+        else:
+            check_nifti_file(path, image)
+            data = _read_data(image)
+    except InputError:
+        raise
     except MemoryError:
         shape, dtype = image.shape, image.header.get_data_dtype()
         raise InputError(
@@ -206,12 +266,14 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
     return data, image
 
 
-def _read_data(image: nib.Nifti1Image) -> np.ndarray:
-    """The voxel values with the header's scaling applied, without a float64 copy."""
+def _read_data(image: nib.Nifti1Image, raw: np.ndarray | None = None) -> np.ndarray:
+    """The voxel values with the header's scaling applied, without a float64 copy;
+    ``raw``: the unscaled values, when they were read already."""
     proxy = image.dataobj  # nibabel moves the header's scaling into the array proxy
     slope = float(getattr(proxy, "slope", 1.0))
     inter = float(getattr(proxy, "inter", 0.0))
-    raw = np.asarray(proxy.get_unscaled())
+    if raw is None:
+        raw = np.asarray(proxy.get_unscaled())
     if slope == 1.0 and inter == 0.0 and raw.dtype.kind in "iub":
         return raw
     data = np.empty(raw.shape, dtype=np.float32)
