@@ -15,10 +15,10 @@ from keras_liverseg import models, predict_volume
 from keras_liverseg.data.sampler import Augmentation, SliceSampler
 from keras_liverseg.data.volumes import volume_from_arrays
 from keras_liverseg.inference.loading import as_loaded
-from keras_liverseg.inference.predictor import readings
+from keras_liverseg.inference.predictor import readings, to_slice_grid
 from keras_liverseg.io.orientation import canonical_spacing, to_canonical
 from keras_liverseg.io.scan import body_width_warnings, scan_from_array
-from keras_liverseg.io.slices import canvas_size, place, spacing_grid, unplace
+from keras_liverseg.io.slices import canvas_size, place, resize_axes, spacing_grid, unplace
 from keras_liverseg.layers import HUWindow
 
 TINY = {"input_shape": (32, 32, 3), "num_classes": 3, "filters": (2, 4, 4, 4, 4), "level": 3,
@@ -37,6 +37,18 @@ def test_grid_canvas_and_placing():
     np.testing.assert_array_equal(unplace(canvas, (5, 3)), stack)
     with pytest.raises(ValueError):
         spacing_grid((4, 4), (1, 1), 0.0)
+
+
+@pytest.mark.parametrize("size", [(512, 400), (30, 41), (22, 64)])  # up, down, mixed
+def test_probabilities_go_back_to_the_slice_grid_by_the_half_pixel_rule(size):
+    rng = np.random.default_rng(0)
+    canvas = rng.random((3, 64, 48, 3), dtype=np.float32)
+    back = to_slice_grid(canvas, (50, 41), size)
+    assert back.shape == (3, *size, 3) and back.dtype == np.float32
+    np.testing.assert_allclose(back, resize_axes(unplace(canvas, (50, 41)), size, (1, 2)),
+                               atol=1e-5)
+    same = to_slice_grid(canvas, (50, 41), (50, 41))
+    np.testing.assert_array_equal(same, unplace(canvas, (50, 41)))
 
 
 def test_canonical_spacing_matches_the_canonical_affine():

@@ -61,7 +61,6 @@ from keras_liverseg.io.scan import Scan, load_scan, scan_from_array
 from keras_liverseg.io.slices import (
     canvas_size,
     place,
-    resize_axes,
     slice_stack,
     spacing_grid,
     unplace,
@@ -167,6 +166,29 @@ def _predict_batch(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
         pad = np.zeros((batch_size - count, *batch.shape[1:]), dtype=batch.dtype)
         batch = np.concatenate([batch, pad])
     return np.asarray(model.predict_on_batch(batch), dtype=np.float32)[:count]
+
+
+def to_slice_grid(
+    probs: np.ndarray, grid: tuple[int, int], size: tuple[int, int]
+) -> np.ndarray:
+    """A batch of the model's probabilities ``(b, H, W, K)`` on its canvas, cut to the
+    slice ``grid`` (:func:`~keras_liverseg.io.slices.unplace`) and resized linearly to the
+    slice's ``size`` (rows, columns), as float32.
+
+    The resize is the backend's (``keras.ops.image.resize``, bilinear, no antialiasing):
+    the half-pixel rule of :func:`~keras_liverseg.io.slices.resize_axes`, equal to it to
+    float rounding (a few 1e-7 on TensorFlow, 1e-6 on JAX), and about four times faster
+    on a batch of four 512 x 512 slices (issue 24): the resize back was a sixth of
+    ``timing_s.predict``.
+    """
+    from keras import ops
+
+    probs = unplace(probs, grid)
+    if tuple(probs.shape[1:3]) == tuple(size):
+        return probs
+    out = ops.image.resize(np.ascontiguousarray(probs), tuple(int(n) for n in size),
+                           interpolation="bilinear", antialias=False)
+    return np.asarray(ops.convert_to_numpy(out), dtype=np.float32)
 
 
 def tta_input_size(input_size: tuple[int, int]) -> tuple[int, int]:
@@ -317,7 +339,7 @@ def predict_slices(
             batch = slice_stack(volume_c, ks, pre.context_slices, reader.grid, NAN_FILL_HU)
             batch = place(batch, reader.canvas, NAN_FILL_HU)
             out = _predict_batch(reader.model, batch, batch_size)  # (b, H, W, K)
-            out = resize_axes(unplace(out, reader.grid), (rows, cols), axes=(1, 2))
+            out = to_slice_grid(out, reader.grid, (rows, cols))
             probs = out if probs is None else probs + out
         if len(readers) > 1:
             probs /= len(readers)
