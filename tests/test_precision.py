@@ -90,3 +90,29 @@ def test_bfloat16_up_sampling_stays_in_bfloat16():
 def test_load_model_reports_its_precision():
     assert load_model("unet_sharp", precision="bfloat16").describe()["precision"] == "bfloat16"
     assert load_model("unet_sharp").describe()["precision"] == "float32"  # conftest's
+
+
+@pytest.mark.parametrize("name", ["unet_sharp", "unet"])
+def test_folding_and_bfloat16_in_one_copy_equal_the_two_copies(name):
+    """``at_precision(..., fold=True)`` (what load_model does) builds the same graph as
+    folding first and changing the precision after: the same layers, dtype policies and
+    outputs to the bit."""
+    from keras_liverseg.models.folding import FoldedBatchNorm
+
+    model = models.build(name, **SMALL)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:  # moving statistics that are not the identity
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, layer.moving_variance.shape))
+    single = models.inference_model(model, fold=False)
+    x = rng.uniform(-300, 400, (2, 32, 32, 3)).astype("float32")
+    for chosen in ("float32", "bfloat16"):
+        once = precision.at_precision(single, chosen, fold=True)
+        twice = precision.at_precision(models.inference_model(model), chosen)
+        assert [type(layer) for layer in once.layers] == [type(layer) for layer in twice.layers]
+        assert any(isinstance(layer, FoldedBatchNorm) for layer in once.layers)
+        for a, b in zip(once.layers, twice.layers, strict=True):
+            assert (a.name, a.dtype_policy.name) == (b.name, b.dtype_policy.name)
+        np.testing.assert_array_equal(np.asarray(once.predict_on_batch(x)),
+                                      np.asarray(twice.predict_on_batch(x)))

@@ -161,13 +161,14 @@ def _wrap(model: Any, name: str, weights: str | None, sha256: str | None,
 
     try:
         preprocessing = preprocessing_of(model)
-        single = inference_model(model)
+        single = inference_model(model, fold=False)
     except (ValueError, KeyError) as error:
         raise ModelLoadError(f"model {name!r} cannot be used for prediction: {error}") from None
     if len(single.inputs) != 1 or len(single.outputs) != 1:
         raise ModelLoadError(f"model {name!r} must have one input and one output")
-    return LoadedModel(at_precision(single, precision), preprocessing, name, weights, sha256,
-                       precision=precision)
+    # folded and in its precision in one copy of the model
+    return LoadedModel(at_precision(single, precision, fold=True), preprocessing, name,
+                       weights, sha256, precision=precision)
 
 
 def load_model(

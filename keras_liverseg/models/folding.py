@@ -11,10 +11,22 @@ every feature map. The folded model computes the same function up to float round
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 
-__all__ = ["FoldedBatchNorm", "fold_batch_norm", "foldable_pairs"]
+__all__ = ["FoldedBatchNorm", "LayerRebuild", "copy_model", "fold_batch_norm", "foldable_pairs"]
+
+LayerRebuild = Callable[[keras.layers.Layer, dict], keras.layers.Layer]
+"""``rebuild(layer, config)``: the copy of ``layer`` built from ``config`` (its own, or
+edited): :func:`fold_batch_norm` and :func:`copy_model` build every layer they copy
+through one, e.g. in another dtype policy
+(:func:`keras_liverseg.inference.precision.at_precision`)."""
+
+
+def _from_config(layer: keras.layers.Layer, config: dict) -> keras.layers.Layer:
+    return layer.__class__.from_config(config)
 
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.Conv3D)
 
@@ -53,23 +65,35 @@ def foldable_pairs(model: keras.Model) -> dict[str, str]:
     return pairs
 
 
-def fold_batch_norm(model: keras.Model) -> keras.Model:
+def fold_batch_norm(model: keras.Model, rebuild: LayerRebuild | None = None) -> keras.Model:
     """A copy of the functional ``model`` with every foldable BatchNormalization
     (:func:`foldable_pairs`) folded into its convolution (which gains a bias) and replaced
-    by a :class:`FoldedBatchNorm` of the same name. Other layers are cloned with their weights.
-    A model with nothing to fold is returned as it is."""
+    by a :class:`FoldedBatchNorm` of the same name. Other layers are copied with their
+    weights, each built by ``rebuild`` (default: from its own config), so that folding and
+    a change of precision make one copy of the model, not two. A model with nothing to
+    fold and no ``rebuild`` is returned as it is."""
     pairs = foldable_pairs(model)
-    if not pairs:
+    if not pairs and rebuild is None:
         return model
+    return _copy(model, pairs, rebuild or _from_config)
+
+
+def copy_model(model: keras.Model, rebuild: LayerRebuild) -> keras.Model:
+    """A copy of the functional ``model`` with its weights, each layer built by
+    ``rebuild`` (which may change its config, or its class for one with the same weights)."""
+    return _copy(model, {}, rebuild)
+
+
+def _copy(model: keras.Model, pairs: dict[str, str], rebuild: LayerRebuild) -> keras.Model:
     convs = set(pairs.values())
 
     def clone(layer):
         if layer.name in pairs:
-            return FoldedBatchNorm(name=layer.name)
+            layer = FoldedBatchNorm(name=layer.name)
         config = layer.get_config()
         if layer.name in convs:
             config["use_bias"] = True
-        return layer.__class__.from_config(config)
+        return rebuild(layer, config)
 
     folded = keras.models.clone_model(model, clone_function=clone)
     for layer in model.layers:
