@@ -713,3 +713,40 @@ def test_a_signal_that_c_code_turned_into_another_error_still_exits_143(monkeypa
     monkeypatch.setattr(main_module.cli, "main", plain_bug)
     with pytest.raises(SystemError, match="a bug"):  # not hidden as a signal
         main_module.main(["predict"])
+
+
+_START_UP = """
+import json, sys
+from keras_liverseg.cli.quiet import import_backend
+import_backend()
+seen = {name: name in sys.modules for name in ("jax", "IPython")}
+import importlib.util
+print(json.dumps({"seen": seen, "importable": importlib.util.find_spec("jax") is not None}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_the_backend_starts_without_the_packages_no_command_uses(tmp_path, backend):
+    """TensorFlow imports JAX (for TFLite's converter of JAX functions) and Keras imports
+    IPython (for notebooks) when they are installed: the CLI keeps them out of start-up,
+    JAX only under TensorFlow, and they stay importable afterwards."""
+    pytest.importorskip("jax")
+    env = {**__import__("os").environ, "KERAS_BACKEND": backend}
+    completed = subprocess.run([sys.executable, "-c", _START_UP], capture_output=True,
+                               text=True, timeout=300, env=env)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["seen"] == {"jax": backend == "jax", "IPython": False}
+    assert result["importable"]
+
+
+def test_the_configured_backend_is_read_as_keras_reads_it(tmp_path, monkeypatch):
+    from keras_liverseg.cli.quiet import configured_backend
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert configured_backend() == "tensorflow"
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    assert configured_backend() == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert configured_backend() == "torch"
