@@ -347,12 +347,13 @@ def predict_slices(
         # a run of slices is written as a slice of the last axis (twice as fast as a list)
         where = slice(ks[0], ks[-1] + 1) if ks[-1] - ks[0] == len(ks) - 1 else ks
         labels[:, :, where] = found.transpose(1, 2, 0)
-        if probabilities is not None or tumor_out is not None:
-            probs = _flush_subnormal(probs)
+        # only the classes kept are flushed (in place): the tumor's alone, by default
         if probabilities is not None:
-            probabilities[:, :, where] = probs.transpose(1, 2, 0, 3)
+            probabilities[:, :, where] = _flush_subnormal(probs).transpose(1, 2, 0, 3)
         if tumor_out is not None:
-            tumor_out[:, :, where] = probs[..., 2].transpose(1, 2, 0)
+            tumor = probs[..., 2] if probabilities is not None else _flush_subnormal(
+                probs[..., 2])
+            tumor_out[:, :, where] = tumor.transpose(1, 2, 0)
         return found.reshape(len(ks), -1).any(axis=1)
 
     done = slice_range.read_liver_slices(depth, survey_step, read, batch_size, progress)
@@ -583,7 +584,10 @@ def predict_volume(
                                       tumor_prob=tumor_c)
     timing["postprocess"] = time.perf_counter() - tick
 
-    labels3d = np.ascontiguousarray(from_canonical(labels_c, reorientation))
+    # a view: the slice-major labels' memory holds the file's axial slices one after the
+    # other, which a NIfTI writer copies ten times faster than a C-ordered copy's (whose
+    # making costs as much again)
+    labels3d = from_canonical(labels_c, reorientation)
     del labels_c
     probabilities = tumor = None
     if probs_c is not None:
