@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -28,6 +28,13 @@
 #           phantoms of generator 2.0 (seed 5), batch 16, lr 3e-4, 75 minutes (10 epochs of
 #           150 steps, 24,000 slices on a 2-core AMD EPYC). Run on 2026-12-05 and not shipped:
 #           zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
+# v4mix:    v4cpu with replay of what the shipped weights learnt from: the same 120
+#           phantoms of generator 2.0 (seed 5, written to data/phantoms2-train120) plus 60
+#           phantoms of generator 1.1.0 (the first 60 training cases of stage 2's split,
+#           seed 1, drawn from a worktree of commit 74a47ee into data/phantoms11-replay60
+#           as volume-1000 and up), in one --data folder of links (data/v4mix), 70 minutes
+#           (V4MIX_MINUTES). Answers v4cpu's loss of generator-1.1 tumor Dice. Run on
+#           2026-12-06: zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
 # evaluate: 10 held-out phantoms (seed 2, never used in training) -> liverseg predict ->
 #           liverseg evaluate; and predictions on the two real CT examples in ../shared/data.
 #           The held-out set is generator 1.1.0's, drawn from a git worktree of commit
@@ -111,6 +118,36 @@ if [[ $stage == v4cpu ]]; then
     --phantom-size 512 512 64 --model unet_sharp --init zoo:unet_sharp --loss dice_ce \
     --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 --minutes 75 --batch-size 16 \
     --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o runs/unet_sharp-v4cpu
+fi
+
+if [[ $stage == v4mix ]]; then
+  [[ -f data/phantoms2-train120/phantoms.json ]] ||
+    liverseg sample-data -o data/phantoms2-train120 --cases 120 --seed 5 --size 512 512 64
+  if [[ ! -f data/phantoms11-replay60/done ]]; then
+    git worktree add -f /tmp/liverseg-74a47ee 74a47ee >/dev/null
+    python - research/unet_sharp/splits/phantoms-train-240.json <<'PY'
+import json, sys
+sys.path.insert(0, "/tmp/liverseg-74a47ee")
+from pathlib import Path
+from keras_liverseg.phantom import GENERATOR_VERSION, case_seed, generate_case
+from keras_liverseg.phantom.dataset import write_case
+assert GENERATOR_VERSION == "1.1.0", GENERATOR_VERSION
+out = Path("data/phantoms11-replay60")
+ids = [int(c.removeprefix("volume-")) for c in json.load(open(sys.argv[1]))["train"][:60]]
+for n in ids:
+    write_case(generate_case(case_seed(1, n), (512, 512, 64)), out, 1000 + n)
+(out / "done").write_text(" ".join(map(str, ids)) + "\n")
+PY
+    git worktree remove --force /tmp/liverseg-74a47ee
+  fi
+  rm -rf data/v4mix && mkdir -p data/v4mix
+  for set in phantoms2-train120 phantoms11-replay60; do
+    for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" data/v4mix/; done
+  done
+  KERAS_BACKEND=tensorflow liverseg train --data data/v4mix --model unet_sharp \
+    --init zoo:unet_sharp --loss dice_ce --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 \
+    --minutes "${V4MIX_MINUTES:-70}" --batch-size 16 --lr 3e-4 --steps-per-epoch 150 \
+    --mixed-precision --workers 2 -o runs/unet_sharp-v4mix
 fi
 
 if [[ $stage == evaluate || $stage == all ]]; then
