@@ -121,25 +121,44 @@ if [[ $stage == v4cpu ]]; then
 fi
 
 if [[ $stage == v4mix ]]; then
-  [[ -f data/phantoms2-train120/phantoms.json ]] ||
-    liverseg sample-data -o data/phantoms2-train120 --cases 120 --seed 5 --size 512 512 64
-  if [[ ! -f data/phantoms11-replay60/done ]]; then
-    git worktree add -f /tmp/liverseg-74a47ee 74a47ee >/dev/null
-    python - research/unet_sharp/splits/phantoms-train-240.json <<'PY'
-import json, sys
-sys.path.insert(0, "/tmp/liverseg-74a47ee")
+  # draw CASES of generator-module path ROOT ("" = this checkout) with SEED into OUT as
+  # volume-(OFFSET + i), two processes at a time (what `liverseg sample-data --seed SEED`
+  # writes for case i: it depends on the seed and i alone)
+  draw() {
+    python - "$@" <<'PY'
+import sys
+root, out, seed, offset, *cases = sys.argv[1:]
+if root:
+    sys.path.insert(0, root)
+from multiprocessing import Pool
 from pathlib import Path
+
 from keras_liverseg.phantom import GENERATOR_VERSION, case_seed, generate_case
-from keras_liverseg.phantom.dataset import write_case
-assert GENERATOR_VERSION == "1.1.0", GENERATOR_VERSION
-out = Path("data/phantoms11-replay60")
-ids = [int(c.removeprefix("volume-")) for c in json.load(open(sys.argv[1]))["train"][:60]]
-for n in ids:
-    write_case(generate_case(case_seed(1, n), (512, 512, 64)), out, 1000 + n)
-(out / "done").write_text(" ".join(map(str, ids)) + "\n")
+from keras_liverseg.phantom.dataset import case_paths, write_case
+
+assert not root or GENERATOR_VERSION == "1.1.0", GENERATOR_VERSION  # the worktree's, not ours
+
+def one(n: int) -> None:
+    if not all(path.exists() for path in case_paths(out, int(offset) + n)):
+        write_case(generate_case(case_seed(int(seed), n), (512, 512, 64)), out, int(offset) + n)
+
+
+Path(out).mkdir(parents=True, exist_ok=True)
+with Pool(2) as pool:
+    pool.map(one, [int(n) for n in cases], chunksize=1)
+(Path(out) / "generator.txt").write_text(GENERATOR_VERSION + "\n")
+print(f"{out}: {len(cases)} cases of generator {GENERATOR_VERSION}")
 PY
-    git worktree remove --force /tmp/liverseg-74a47ee
-  fi
+  }
+  draw "" data/phantoms2-train120 5 0 $(seq 0 119)
+  read -r -a replay < <(python - research/unet_sharp/splits/phantoms-train-240.json <<'PY'
+import json, sys
+print(*(c.removeprefix("volume-") for c in json.load(open(sys.argv[1]))["train"][:60]))
+PY
+)
+  git worktree add -f /tmp/liverseg-74a47ee 74a47ee >/dev/null
+  draw /tmp/liverseg-74a47ee data/phantoms11-replay60 1 1000 "${replay[@]}"
+  git worktree remove --force /tmp/liverseg-74a47ee
   rm -rf data/v4mix && mkdir -p data/v4mix
   for set in phantoms2-train120 phantoms11-replay60; do
     for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" data/v4mix/; done
