@@ -57,6 +57,12 @@ def test_a_wrong_gzip_crc_is_an_error(tmp_path):
     (tmp_path / "crc.nii.gz").write_bytes(bytes(raw))
     with pytest.raises(InputError, match="gzip data are truncated or corrupt"):
         load_scan(tmp_path / "crc.nii.gz")
+    from keras_liverseg.io.labels import LabelError, read_labels
+
+    with pytest.raises(LabelError, match="cannot be read .*gzip data are truncated or corrupt"):
+        read_labels(tmp_path / "crc.nii.gz", lits=False)  # label maps: the same one pass
+    np.testing.assert_array_equal(read_labels(tmp_path / "good.nii.gz", lits=False).labels,
+                                  data)
 
 
 def test_4d_with_singleton_axis_keeps_its_shape(tmp_path):

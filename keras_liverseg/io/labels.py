@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from keras_liverseg.io.errors import InputError, one_line
-from keras_liverseg.io.nifti import _read_data, check_nifti_file, open_nifti
+from keras_liverseg.io.nifti import _read_data, check_nifti_file, open_nifti, read_unscaled
 
 __all__ = [
     "LABELS",
@@ -80,14 +80,22 @@ def open_grid(path: str | os.PathLike) -> tuple[nib.Nifti1Image, tuple[int, int,
     try:  # a truncated, corrupt or too large file fails before its data are read
         check_nifti_file(path, image)
     except InputError as error:
-        reason = one_line(error).removeprefix(f"{path}: ")
-        raise LabelError(path, f"cannot be read ({reason})") from None
+        raise _unreadable(path, error) from None
+    return image, _grid_shape(path, image)
+
+
+def _unreadable(path: Path, error: InputError) -> LabelError:
+    return LabelError(path, f"cannot be read ({one_line(error).removeprefix(f'{path}: ')})")
+
+
+def _grid_shape(path: Path, image: nib.Nifti1Image) -> tuple[int, int, int]:
+    """The 3-D shape of a label volume (a trailing 4th axis of length 1 dropped)."""
     shape = tuple(int(n) for n in image.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3:
         raise LabelError(path, f"has shape {shape}; a 3-D label volume is needed")
-    return image, shape
+    return shape
 
 
 def read_labels(path: str | os.PathLike, lits: bool = True) -> LabelMap:
@@ -103,12 +111,14 @@ def read_labels(path: str | os.PathLike, lits: bool = True) -> LabelMap:
         LabelValuesError: (``lits``) labels outside {0, 1, 2}.
     """
     path = Path(path)
-    image, shape = open_grid(path)
-    try:
-        data = _read_data(image)
+    image = open_nifti(path)
+    try:  # checked as it is read: a .nii.gz is decompressed once, not twice
+        data = _read_data(image, read_unscaled(path, image))
+    except InputError as error:
+        raise _unreadable(path, error) from None
     except Exception as error:
         raise LabelError(path, f"cannot be read ({one_line(error)})") from None
-    data = data.reshape(shape)
+    data = data.reshape(_grid_shape(path, image))
     if not np.issubdtype(data.dtype, np.integer) and data.dtype != np.bool_:
         if not np.issubdtype(data.dtype, np.floating):
             raise LabelError(path, f"holds {data.dtype} data, not labels")

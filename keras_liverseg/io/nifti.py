@@ -29,6 +29,7 @@ __all__ = [
     "last_integer",
     "load_nifti",
     "open_nifti",
+    "read_unscaled",
     "unsupported_format",
     "write_labels",
 ]
@@ -230,6 +231,21 @@ def _read_gzip_unscaled(path: Path, image: nib.Nifti1Image) -> np.ndarray:
     return raw
 
 
+def read_unscaled(path: str | os.PathLike, image: nib.Nifti1Image) -> np.ndarray:
+    """The unscaled voxel values of ``image`` (opened from ``path``), once
+    :func:`check_nifti_file`'s checks pass: for a ``.nii.gz`` made while it is read, in one
+    pass (:func:`_read_gzip_unscaled`), else before nibabel reads it.
+
+    Raises:
+        InputError: too large, truncated or corrupt, as :func:`check_nifti_file`.
+    """
+    path = Path(path)
+    if _is_gzip(path):
+        return _read_gzip_unscaled(path, image)
+    check_nifti_file(path, image)
+    return np.asarray(image.dataobj.get_unscaled())
+
+
 def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
     """Read a NIfTI-1/2 file: its data (scaled to real values, file shape kept) and image.
 
@@ -246,11 +262,7 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
         raise InputError(f"{path}: unsupported voxel type {dtype} (expected a scalar CT image)")
     path = Path(path)
     try:
-        if _is_gzip(path):  # checked while it is read, in one pass
-            data = _read_data(image, _read_gzip_unscaled(path, image))
-        else:
-            check_nifti_file(path, image)
-            data = _read_data(image)
+        data = _read_data(image, read_unscaled(path, image))
     except InputError:
         raise
     except MemoryError:
