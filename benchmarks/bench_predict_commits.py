@@ -11,6 +11,10 @@ report's ``timing_s`` (``predict``, ``postprocess``, ``total``), the slices read
 precision, and, when the scan is a phantom with its ``segmentation-<i>.nii.gz`` beside it,
 liver and tumor Dice against that truth (LiTS: liver = liver + tumor).
 
+``--new-args`` passes more options to the current checkout's runs (``--new-args="--runtime
+onnx"``), ``--old-args`` to the older commit's; ``--warm-up`` runs each commit once per scan
+before the timed runs (so that an ONNX graph is exported and cached first).
+
 Usage::
 
     liverseg sample-data -o data/parity --cases 4 --seed 2 --size 512 512 100
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -63,11 +68,11 @@ def install_commit(rev: str, folder: Path) -> Path:
     return python
 
 
-def predict(python: Path, scan: Path, work: Path, label: str) -> dict:
-    """One ``liverseg predict`` process; its wall time and report."""
+def predict(python: Path, scan: Path, work: Path, label: str, extra: list[str]) -> dict:
+    """One ``liverseg predict`` process (``extra``: more options); its wall time and report."""
     out, report = work / f"{label}.nii.gz", work / f"{label}.json"
     command = [str(python), "-m", "keras_liverseg.cli.main", "predict", str(scan), "-o",
-               str(out), "--report", str(report), "--overwrite", "--quiet"]
+               str(out), "--report", str(report), "--overwrite", "--quiet", *extra]
     tick = time.perf_counter()
     # run outside the checkout: python -m puts the working folder first on sys.path
     subprocess.run(command, check=True, cwd=work,
@@ -94,7 +99,12 @@ def main() -> None:
     parser.add_argument("--old", required=True, help="the older commit (any git revision)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--new-args", default="", help="more predict options for this checkout")
+    parser.add_argument("--old-args", default="", help="more predict options for --old")
+    parser.add_argument("--warm-up", action="store_true",
+                        help="run each commit once per scan before timing it")
     args = parser.parse_args()
+    extra = {"old": shlex.split(args.old_args), "new": shlex.split(args.new_args)}
 
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                           check=True, capture_output=True, text=True).stdout.strip()
@@ -104,7 +114,7 @@ def main() -> None:
 
     print(json.dumps({"host": cpu_name(),
                       "cores": os.cpu_count(), "new": head + (" (modified)" if dirty else ""),
-                      "old": args.old}))
+                      "old": args.old, "new_args": args.new_args, "old_args": args.old_args}))
     work = Path(tempfile.mkdtemp(prefix="bench_commits_"))
     pythons = {"old": install_commit(args.old, work / "old"), "new": Path(sys.executable)}
     # pip compiled the old commit's modules; compile the checkout's too (an editable install
@@ -115,9 +125,12 @@ def main() -> None:
     rows = []
     for scan in args.scans:
         best: dict[str, dict] = {}
+        if args.warm_up:
+            for which, python in pythons.items():
+                predict(python, scan, work, f"{which}-warm-up", extra[which])
         for repeat in range(args.repeats):
             for which, python in pythons.items():
-                run = predict(python, scan, work, f"{which}-{repeat}")
+                run = predict(python, scan, work, f"{which}-{repeat}", extra[which])
                 if which not in best or run["wall_s"] < best[which]["wall_s"]:
                     best[which] = run
         for which, run in best.items():
@@ -127,6 +140,8 @@ def main() -> None:
                                 ("load", "model_load", "predict", "postprocess", "total")},
                    "slices_read": report.get("slices_read"),
                    "precision": report["model"].get("precision", "float32"),
+                   "runtime": report["model"].get("runtime", "keras"),
+                   "keras_backend": report.get("versions", {}).get("keras_backend"),
                    "truth": scores(run["labels"], scan)}
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -193,3 +193,112 @@ def test_a_second_process_waits_for_the_first_export(tmp_path, monkeypatch):
     assert np.abs(runner.predict_on_batch(x) - small_loaded("keras").model.predict_on_batch(x)
                   ).max() <= 1e-4
     assert not lock_path(path).exists()
+
+
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory):
+    """A LIVERSEG_HOME whose ONNX cache holds the default model's facts and the graph for
+    one phantom's canvas, written by a first prediction; the phantom and its labels."""
+    import os
+
+    import nibabel as nib
+
+    home = tmp_path_factory.mktemp("home")
+    scan = home / "scan.nii.gz"
+    case = generate_case(5, (200, 200, 12))
+    nib.save(nib.Nifti1Image(case.volume, case.affine), scan)
+    before = os.environ.get("LIVERSEG_HOME")
+    os.environ["LIVERSEG_HOME"] = str(home)
+    try:
+        loaded = load_model("unet_sharp", runtime="onnx", progress=False)
+        labels = predict_volume(loaded, scan).labels
+    finally:
+        if before is None:
+            del os.environ["LIVERSEG_HOME"]
+        else:
+            os.environ["LIVERSEG_HOME"] = before
+    return home, scan, labels
+
+
+def test_a_cached_zoo_model_predicts_without_keras(warm_cache, tmp_path):
+    """From a warm cache, `liverseg predict --runtime onnx` starts neither Keras nor
+    TensorFlow (the report's keras_backend is None: no Keras module was imported), says
+    nothing on stderr, and writes the labels the first, exporting, run found."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import nibabel as nib
+
+    home, scan, labels = warm_cache
+    out, report = tmp_path / "seg.nii.gz", tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "keras_liverseg.cli.main", "predict", str(scan), "-o",
+         str(out), "--runtime", "onnx", "--report", str(report), "--quiet"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "LIVERSEG_HOME": str(home)})
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    facts = json.loads(report.read_text())
+    assert facts["versions"]["keras_backend"] is None
+    assert facts["model"]["runtime"] == "onnx"
+    assert facts["model"]["keras_name"] == "unet_sharp_inference"
+    assert facts["model"]["pixel_spacing"] == 2.1  # the facts kept beside the graph
+    written = np.asarray(nib.load(out).dataobj)
+    assert (written == labels).all() and (written == 1).sum() > 1000
+
+
+def test_a_new_slice_size_starts_keras_once(warm_cache, monkeypatch):
+    """With the facts cached, the Keras model is built only for a size without a graph:
+    the backend starts once, through the caller's hook, and the new graph is cached."""
+    home, _, _ = warm_cache
+    monkeypatch.setenv("LIVERSEG_HOME", str(home))
+    started = []
+    loaded = load_model("unet_sharp", runtime="onnx", progress=False,
+                        start_backend=lambda: started.append(1))
+    assert loaded.model is None and started == []
+    assert loaded.describe()["keras_name"] == "unet_sharp_inference"
+    cached = sorted((home / "onnx").glob("*.onnx"))
+    loaded.runner_at(tuple(int(n) for n in cached[0].stem.split("-")[-1].split("x")[:2]))
+    assert loaded.model is None and started == []  # a cached size: still no Keras
+    runner = loaded.runner_at((208, 224))
+    assert started == [1] and loaded.model is not None
+    assert runner.path.name.endswith("-208x224x3.onnx") and runner.path.is_file()
+    loaded.runner_at((224, 224))
+    assert started == [1]  # built once
+    x = np.random.default_rng(3).uniform(-300, 400, (2, 208, 224, 3)).astype("float32")
+    expected = np.asarray(loaded.at_input_size((208, 224)).predict_on_batch(x))
+    assert np.abs(runner.predict_on_batch(x) - expected).max() <= 1e-4
+
+
+def test_other_weights_of_a_zoo_model_are_cached_apart(warm_cache, tmp_path, monkeypatch):
+    """The cache is keyed by the weights file's SHA-256: a fine-tuned copy of the default
+    weights is not served the default's graphs."""
+    from keras_liverseg import zoo
+
+    home, _, _ = warm_cache
+    monkeypatch.setenv("LIVERSEG_HOME", str(home))
+    model = zoo.load("unet_sharp", progress=False)
+    model.set_weights([w * 1.01 for w in model.get_weights()])
+    path = tmp_path / "tuned.weights.h5"
+    model.save_weights(path)
+    tuned = load_model("unet_sharp", weights=path, runtime="onnx", progress=False)
+    default = load_model("unet_sharp", runtime="onnx", progress=False)
+    assert tuned.onnx_stem != default.onnx_stem
+    assert tuned.model is not None and default.model is None  # no facts yet / cached
+
+
+def test_cli_refuses_onnx_on_the_gpu_in_one_line(tmp_path):
+    from keras_liverseg.cli.predict import predict
+
+    scan = tmp_path / "scan.nii.gz"
+    import nibabel as nib
+
+    case = generate_case(1, (64, 64, 6))
+    nib.save(nib.Nifti1Image(case.volume, case.affine), scan)
+    out = tmp_path / "seg.nii.gz"
+    result = CliRunner().invoke(predict, [str(scan), "-o", str(out), "--runtime", "onnx",
+                                          "--device", "gpu"])
+    assert_user_error(result, "--runtime onnx runs on the CPU")
+    assert not out.exists()

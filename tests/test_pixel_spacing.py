@@ -6,6 +6,7 @@ is reported."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -16,6 +17,7 @@ from keras_liverseg.data.sampler import Augmentation, SliceSampler
 from keras_liverseg.data.volumes import volume_from_arrays
 from keras_liverseg.inference.loading import as_loaded
 from keras_liverseg.inference.predictor import readings, to_slice_grid
+from keras_liverseg.inference.preprocessing import Preprocessing
 from keras_liverseg.io.orientation import canonical_spacing, to_canonical
 from keras_liverseg.io.scan import body_width_warnings, scan_from_array
 from keras_liverseg.io.slices import canvas_size, place, resize_axes, spacing_grid, unplace
@@ -39,7 +41,8 @@ def test_grid_canvas_and_placing():
         spacing_grid((4, 4), (1, 1), 0.0)
 
 
-@pytest.mark.parametrize("size", [(512, 400), (30, 41), (22, 64)])  # up, down, mixed
+# up, down, mixed, columns only, rows only
+@pytest.mark.parametrize("size", [(512, 400), (30, 41), (22, 64), (50, 90), (77, 41)])
 def test_probabilities_go_back_to_the_slice_grid_by_the_half_pixel_rule(size):
     rng = np.random.default_rng(0)
     canvas = rng.random((3, 64, 48, 3), dtype=np.float32)
@@ -62,6 +65,8 @@ def test_the_spacing_travels_in_the_model(tmp_path):
     model = models.build("unet_sharp", pixel_spacing=2.5, **TINY)
     assert models.preprocessing_of(model).pixel_spacing == 2.5
     assert models.preprocessing_of(model).to_dict()["pixel_spacing"] == 2.5
+    facts = models.preprocessing_of(model)  # as the ONNX cache keeps it, read back
+    assert Preprocessing.from_dict(json.loads(json.dumps(facts.to_dict()))) == facts
     path = tmp_path / "m.keras"
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ class LoadedModel:
     """A single-output inference model and what the predictor needs to know about it.
 
     Attributes:
-        model: one input (raw HU slices), one output (per-class probabilities).
+        model: one input (raw HU slices), one output (per-class probabilities); ``None``
+            until :meth:`keras_model` builds it, for a model loaded for the ``onnx`` runtime
+            from cached graphs (:mod:`keras_liverseg.inference.onnx_runtime`).
         preprocessing: :class:`keras_liverseg.models.Preprocessing` of the model.
         name: zoo name (or the Keras model's name for a model passed as an object).
         weights: where the weights came from: a path, ``"default"`` (bundled), ``None``
@@ -55,6 +58,10 @@ class LoadedModel:
         runtime: what runs the model: ``"keras"`` (the Keras backend) or ``"onnx"`` (ONNX
             Runtime on the exported float32 graph,
             :mod:`keras_liverseg.inference.onnx_runtime`).
+        keras_name: the Keras model's name (for the report; known without building it).
+        onnx_stem: the file-name stem of the cached ONNX graphs of a zoo model with a
+            weights file (:func:`~keras_liverseg.inference.onnx_runtime.onnx_stem`);
+            ``None``: named after the graph's own hash.
     """
 
     model: Any
@@ -68,35 +75,55 @@ class LoadedModel:
     postprocess: PostprocessOptions = PostprocessOptions()
     precision: str = "float32"
     runtime: str = "keras"
+    keras_name: str | None = None
+    onnx_stem: str | None = None
+    _build: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
     _resized: dict = field(default_factory=dict, repr=False, compare=False)
     _runners: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def keras_model(self) -> Any:
+        """:attr:`model`, built now if it was not (Keras starts here for a model loaded
+        from cached ONNX graphs)."""
+        if self.model is None:
+            self.model = self._build()
+            self.keras_name = self.model.name
+        return self.model
 
     def at_input_size(self, size: tuple[int, int]) -> Any:
         """:attr:`model` rebuilt for ``(H, W)`` input slices, same weights (cached)."""
         size = (int(size[0]), int(size[1]))
         if size == tuple(self.preprocessing.input_size):
-            return self.model
+            return self.keras_model()
         if size not in self._resized:
-            self._resized[size] = at_input_size(self.model, size, self.name)
+            self._resized[size] = at_input_size(self.keras_model(), size, self.name)
         return self._resized[size]
 
     def runner_at(self, size: tuple[int, int]) -> Any:
         """What predicts ``(H, W)`` slices (its ``predict_on_batch``): the Keras model of
         :meth:`at_input_size`, or for the ``onnx`` runtime an ONNX Runtime session of it
-        (exported and cached the first time a size is needed)."""
-        model = self.at_input_size(size)
+        (exported and cached the first time a size is needed; a cached graph runs without
+        building the Keras model)."""
         if self.runtime == "keras":
-            return model
+            return self.at_input_size(size)
         size = (int(size[0]), int(size[1]))
         if size not in self._runners:
-            from keras_liverseg.export import ExportMismatch
-            from keras_liverseg.inference.onnx_runtime import onnx_runner
+            from keras_liverseg.inference.onnx_runtime import cached_runner
 
-            try:
-                self._runners[size] = onnx_runner(model)
-            except (RuntimeError, ExportMismatch) as error:
-                raise ModelLoadError(one_line(error, limit=300)) from None
+            runner = None
+            if self.onnx_stem is not None:
+                runner = cached_runner(self.onnx_stem,
+                                       (*size, self.preprocessing.context_slices))
+            self._runners[size] = runner or self._exported(size)
         return self._runners[size]
+
+    def _exported(self, size: tuple[int, int]) -> Any:
+        from keras_liverseg.export import ExportMismatch
+        from keras_liverseg.inference.onnx_runtime import onnx_runner
+
+        try:
+            return onnx_runner(self.at_input_size(size), stem=self.onnx_stem)
+        except (RuntimeError, ExportMismatch) as error:
+            raise ModelLoadError(one_line(error, limit=300)) from None
 
     def postprocess_options(self) -> PostprocessOptions:
         """The default post-processing steps for these weights (:attr:`postprocess`)."""
@@ -106,7 +133,7 @@ class LoadedModel:
         """Model facts for the report."""
         facts = {
             "name": self.name,
-            "keras_name": getattr(self.model, "name", None),
+            "keras_name": self.keras_name or getattr(self.model, "name", None),
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
             "precision": self.precision,
@@ -180,6 +207,7 @@ def load_model(
     progress: bool = True,
     precision: str = "auto",
     runtime: str = "keras",
+    start_backend: Callable[[], None] | None = None,
 ) -> LoadedModel:
     """Load a zoo model for prediction, with its second stage when it has one.
 
@@ -204,7 +232,11 @@ def load_model(
         runtime: ``"keras"`` or ``"onnx"``: ONNX Runtime on the float32 graph, exported
             per slice size and cached (:mod:`keras_liverseg.inference.onnx_runtime`; slice
             models only, TensorFlow backend and the ``export`` extra); ``precision`` is
-            then float32.
+            then float32. A zoo model with weights whose facts and graphs are cached
+            loads and predicts without Keras.
+        start_backend: called before Keras is first imported by this loading, if it is
+            (the CLI starts the backend quietly; with ``runtime="onnx"`` and a warm cache,
+            never).
 
     Raises:
         ModelLoadError: unknown name, missing or unreadable weights, no released weights
@@ -225,18 +257,17 @@ def load_model(
     if second_stage_weights is not None and entry.second_stage is None:
         raise ModelLoadError(f"{name!r} has no second stage to load weights into")
     chosen = _precision_for(runtime, precision)
-    loaded = _load_single(name, weights, progress, chosen)
+    loaded = _load_single(name, weights, progress, chosen, runtime, start_backend)
     if runtime == "onnx" and loaded.preprocessing.volumetric:
         raise ModelLoadError(f"--runtime onnx runs slice models; {name!r} is a 3D model")
-    loaded.runtime = runtime
     if second_stage_weights is not None:
-        second = _load_single(entry.second_stage, second_stage_weights, progress, chosen)
+        second = _load_single(entry.second_stage, second_stage_weights, progress, chosen,
+                              runtime, start_backend)
         if second.preprocessing.num_classes != loaded.preprocessing.num_classes:
             raise ModelLoadError(
                 f"second stage {entry.second_stage!r} has {second.preprocessing.num_classes}"
                 f" classes, {name!r} has {loaded.preprocessing.num_classes}"
             )
-        second.runtime = runtime
         loaded.second_stage = second
         loaded.second_stage_share = entry.second_stage_share
     return loaded
@@ -244,9 +275,9 @@ def load_model(
 
 def _precision_for(runtime: str, precision: str) -> str:
     """The precision ``load_model`` builds in: ``precision`` chosen for the Keras runtime,
-    float32 for ONNX Runtime (which needs the ``export`` extra and TensorFlow)."""
-    from keras_liverseg.inference.onnx_runtime import RUNTIMES, check_onnx_runtime
-    from keras_liverseg.inference.precision import choose_precision
+    float32 for ONNX Runtime (which needs onnxruntime, and to export a graph the
+    ``export`` extra and TensorFlow: checked when one is exported)."""
+    from keras_liverseg.inference.onnx_runtime import RUNTIMES, check_onnxruntime_installed
 
     if runtime not in RUNTIMES:
         raise ModelLoadError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -255,10 +286,12 @@ def _precision_for(runtime: str, precision: str) -> str:
             raise ModelLoadError("--runtime onnx computes in float32; drop --precision "
                                  "bfloat16 or use --runtime keras")
         try:
-            check_onnx_runtime()
+            check_onnxruntime_installed()
         except RuntimeError as error:
             raise ModelLoadError(str(error)) from None
         return "float32"
+    from keras_liverseg.inference.precision import choose_precision
+
     try:
         return choose_precision(precision)
     except ValueError as error:
@@ -266,42 +299,102 @@ def _precision_for(runtime: str, precision: str) -> str:
 
 
 def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = True,
-                 precision: str = "float32") -> LoadedModel:
-    """One zoo model, without its second stage (``name``: a known zoo name)."""
+                 precision: str = "float32", runtime: str = "keras",
+                 start_backend: Callable[[], None] | None = None) -> LoadedModel:
+    """One zoo model, without its second stage (``name``: a known zoo name). For the
+    ``onnx`` runtime, a model whose facts are cached
+    (:func:`~keras_liverseg.inference.onnx_runtime.cached_facts`) is not built: Keras
+    starts (``start_backend`` first) only when a slice size has no cached graph."""
     from keras_liverseg import zoo
 
     entry = zoo.get_entry(name)
-    sha256, record = None, None
-    if weights is not None and zoo.is_weights_path(weights):
+    weights, sha256, record = _weights_source(name, weights)
+    stem = None
+    if runtime == "onnx" and sha256 is not None:
+        from keras_liverseg.inference.onnx_runtime import cached_facts, onnx_stem
+
+        stem = onnx_stem(name, sha256, {**entry.config, **(record.config if record else {})})
+        facts = cached_facts(stem)
+    else:
+        facts = None
+
+    def build() -> LoadedModel:
+        if start_backend is not None:  # before anything imports Keras
+            start_backend()
+        if runtime == "onnx":  # built to export a graph: TensorFlow and tf2onnx
+            _check_export()
+        model = _zoo_model(name, record or weights, weights, progress)
+        return _wrap(model, name, None if weights is None else str(weights), sha256,
+                     precision)
+
+    if facts is not None:
+        from keras_liverseg.inference.preprocessing import Preprocessing
+
+        loaded = LoadedModel(None, Preprocessing.from_dict(facts["preprocessing"]), name,
+                             str(weights), sha256, precision=precision,
+                             keras_name=facts.get("keras_name"),
+                             _build=lambda: build().model)
+    else:
+        loaded = build()
+        if stem is not None and not loaded.preprocessing.volumetric:
+            from keras_liverseg.inference.onnx_runtime import write_facts
+
+            write_facts(stem, {"preprocessing": loaded.preprocessing.to_dict(),
+                               "keras_name": loaded.model.name})
+    loaded.runtime, loaded.onnx_stem = runtime, stem
+    loaded.liver_roi = entry.liver_roi
+    loaded.postprocess = zoo.postprocess_for(name, sha256, [record] if record else None)
+    return loaded
+
+
+def _weights_source(name: str, weights: str | os.PathLike | None) -> tuple:
+    """``(weights, sha256, record)`` of zoo model ``name``'s ``weights`` argument: a file
+    path (its SHA-256), a release or ``"default"`` (the index record, not downloaded), or
+    ``None`` (untrained: no SHA-256)."""
+    from keras_liverseg import zoo
+
+    if weights is None:
+        return None, None, None
+    if zoo.is_weights_path(weights):
         path = Path(weights)
         if not path.is_file():
             raise ModelLoadError(f"{path}: weights file not found")
-        weights = str(path)
-        sha256 = zoo.sha256_of(path)
-    elif weights is not None:
-        text = str(weights)
-        if "/" in text or os.sep in text or Path(text).exists() or text.lower().endswith(
-                _OTHER_WEIGHT_FILES):
-            raise ModelLoadError(
-                f"{weights}: weights must be a .keras model file or a .weights.h5 file"
-            )
-        try:  # the default weights or a release: bundled, cached or downloaded
-            record = zoo.weights_record(name, str(weights))
-        except zoo.WeightsNotAvailable as error:
-            raise ModelLoadError(str(error)) from None
-        sha256 = record.sha256
+        return str(path), zoo.sha256_of(path), None
+    text = str(weights)
+    if "/" in text or os.sep in text or Path(text).exists() or text.lower().endswith(
+            _OTHER_WEIGHT_FILES):
+        raise ModelLoadError(
+            f"{weights}: weights must be a .keras model file or a .weights.h5 file"
+        )
+    try:  # the default weights or a release: bundled, cached or downloaded
+        record = zoo.weights_record(name, text)
+    except zoo.WeightsNotAvailable as error:
+        raise ModelLoadError(str(error)) from None
+    return weights, record.sha256, record
+
+
+def _zoo_model(name: str, source: Any, weights: Any, progress: bool) -> Any:
+    """``zoo.load(name, source)`` (``weights``: what the caller asked for, named in errors),
+    its failures as one-line :class:`ModelLoadError`."""
+    from keras_liverseg import zoo
+
     try:
-        model = zoo.load(name, weights=record or weights, progress=progress)
+        return zoo.load(name, weights=source, progress=progress)
     except (zoo.WeightsNotAvailable, zoo.DownloadError, zoo.WeightsMismatch,
             zoo.WeightsDoNotMatch) as error:  # one line each
         raise ModelLoadError(str(error)) from None
     except Exception as error:  # corrupt file, unsafe model, ...
         text = one_line(error, limit=200)
         raise ModelLoadError(f"cannot load weights {weights} for {name!r}: {text}") from None
-    loaded = _wrap(model, name, None if weights is None else str(weights), sha256, precision)
-    loaded.liver_roi = entry.liver_roi
-    loaded.postprocess = zoo.postprocess_for(name, sha256, [record] if record else None)
-    return loaded
+
+
+def _check_export() -> None:
+    from keras_liverseg.inference.onnx_runtime import check_onnx_runtime
+
+    try:
+        check_onnx_runtime()
+    except RuntimeError as error:
+        raise ModelLoadError(str(error)) from None
 
 
 def as_loaded(model: Any) -> LoadedModel:

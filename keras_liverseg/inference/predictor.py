@@ -60,6 +60,8 @@ from keras_liverseg.io.orientation import from_canonical, to_canonical
 from keras_liverseg.io.scan import Scan, load_scan, scan_from_array
 from keras_liverseg.io.slices import (
     canvas_size,
+    linear_matrix,
+    linear_weights,
     place,
     slice_stack,
     spacing_grid,
@@ -173,22 +175,34 @@ def to_slice_grid(
 ) -> np.ndarray:
     """A batch of the model's probabilities ``(b, H, W, K)`` on its canvas, cut to the
     slice ``grid`` (:func:`~keras_liverseg.io.slices.unplace`) and resized linearly to the
-    slice's ``size`` (rows, columns), as float32.
+    slice's ``size`` (rows, columns), as float32 (a view of ``(b, rows, K, columns)``
+    memory when resized).
 
-    The resize is the backend's (``keras.ops.image.resize``, bilinear, no antialiasing):
-    the half-pixel rule of :func:`~keras_liverseg.io.slices.resize_axes`, equal to it to
-    float rounding (a few 1e-7 on TensorFlow, 1e-6 on JAX), and about four times faster
-    on a batch of four 512 x 512 slices (issue 24): the resize back was a sixth of
-    ``timing_s.predict``.
+    The half-pixel rule of :func:`~keras_liverseg.io.slices.resize_axes`, equal to it to
+    float rounding, without the backend (a prediction from a cached ONNX graph never
+    starts Keras): the columns of every row and class by one matrix product with
+    :func:`~keras_liverseg.io.slices.linear_matrix`, then the rows as a blend of two rows
+    each, whole rows at a time. Three times faster than NumPy's gathers along both axes on
+    a batch of four 512 x 512 slices, and 1.5 times the time of TensorFlow's resize (7
+    against 4 ms; issue 24: the resize back was a sixth of ``timing_s.predict`` before).
     """
-    from keras import ops
-
     probs = unplace(probs, grid)
-    if tuple(probs.shape[1:3]) == tuple(size):
-        return probs
-    out = ops.image.resize(np.ascontiguousarray(probs), tuple(int(n) for n in size),
-                           interpolation="bilinear", antialias=False)
-    return np.asarray(ops.convert_to_numpy(out), dtype=np.float32)
+    b, h, w, k = probs.shape
+    rows, cols = (int(n) for n in size)
+    if (h, w) == (rows, cols):
+        return np.asarray(probs, dtype=np.float32)
+    wide = np.ascontiguousarray(probs.transpose(0, 1, 3, 2), dtype=np.float32)  # b,h,K,w
+    if w != cols:
+        wide = wide.reshape(-1, w) @ linear_matrix(w, cols).T
+    wide = wide.reshape(b, h, k, cols)
+    if h != rows:
+        i0, i1, weight = linear_weights(h, rows)
+        low = wide[:, i0]
+        wide = wide[:, i1]
+        wide -= low
+        wide *= weight[None, :, None, None]
+        wide += low
+    return wide.transpose(0, 1, 3, 2)
 
 
 def tta_input_size(input_size: tuple[int, int]) -> tuple[int, int]:

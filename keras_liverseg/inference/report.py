@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -170,17 +171,15 @@ def versions() -> dict[str, str | None]:
 
     found: dict[str, str | None] = {"python": platform.python_version()}
     found["keras_liverseg"] = __version__
-    for package in ("keras", "tensorflow", "jax", "numpy", "scipy", "nibabel", "pydicom"):
+    for package in ("keras", "tensorflow", "jax", "numpy", "scipy", "nibabel", "pydicom",
+                    "onnxruntime"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             found[package] = None
-    try:
-        import keras
-
-        found["keras_backend"] = keras.backend.backend()
-    except ImportError:  # pragma: no cover
-        found["keras_backend"] = None
+    # the backend that ran, if one did: a prediction from cached ONNX graphs starts none
+    keras = sys.modules.get("keras")
+    found["keras_backend"] = keras.backend.backend() if keras is not None else None
     return found
 
 

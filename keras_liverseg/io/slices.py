@@ -23,6 +23,7 @@ Two ways to fit a slice to a model (the model's ``pixel_spacing``, stored on its
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ import numpy as np
 __all__ = [
     "canvas_size",
     "context_indices",
+    "linear_matrix",
     "linear_weights",
     "nearest_indices",
     "place",
@@ -56,6 +58,19 @@ def linear_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.nd
     i0 = np.floor(coords).astype(np.intp)
     i1 = np.minimum(i0 + 1, n_in - 1)
     return i0, i1, (coords - i0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def linear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The ``(n_out, n_in)`` float32 matrix of :func:`linear_weights`: ``matrix @ x``
+    resizes the first axis of ``x`` linearly (read-only; cached by size)."""
+    i0, i1, w = linear_weights(n_in, n_out)
+    matrix = np.zeros((n_out, n_in), np.float32)
+    rows = np.arange(n_out)
+    np.add.at(matrix, (rows, i0), 1.0 - w)
+    np.add.at(matrix, (rows, i1), w)
+    matrix.setflags(write=False)
+    return matrix
 
 
 def _resize_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:

@@ -16,9 +16,7 @@ import keras
 
 from keras_liverseg.layers import HUWindow
 from keras_liverseg.layers.conv_blocks import conv_class, spatial_rank
-
-DEFAULT_FILTERS = (32, 64, 128, 256, 512)
-"""``nb`` of the UNet# paper's Table 1, used for every model there."""
+from keras_liverseg.widths import DEFAULT_FILTERS as DEFAULT_FILTERS  # re-exported
 
 
 def check_input_shape(

@@ -2,63 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 
+from keras_liverseg.inference.preprocessing import Preprocessing, class_names
 from keras_liverseg.layers import ClassificationGate, HUWindow
 from keras_liverseg.models.folding import fold_batch_norm
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """The preprocessing a model expects, read from the model itself.
-
-    Attributes:
-        hu_window: ``(low, high)`` HU window of the model's :class:`HUWindow` layer.
-        input_size: ``(H, W)`` of the axial slices the model reads; for a 3D model, the
-            ``(D, H, W)`` of the patches its sliding window reads.
-        context_slices: neighbouring slices fed as channels (1 = 2D; 1 for a 3D model).
-        num_classes: channels of the ``"mask"`` output.
-        classes: names of those channels.
-        pixel_spacing: in-plane spacing (mm) slices are resampled to before the model reads
-            them on a canvas of at least ``input_size``; ``None``: each slice is resized to
-            ``input_size`` whatever it covers (see :class:`HUWindow`).
-        slice_spacing: for a 3D model, the axial spacing (mm) volumes are resampled to.
-        volumetric: the model reads 3D patches ``(D, H, W)`` instead of axial slices.
-    """
-
-    hu_window: tuple[float, float]
-    input_size: tuple[int, ...]
-    context_slices: int
-    num_classes: int
-    classes: tuple[str, ...]
-    pixel_spacing: float | None = None
-    slice_spacing: float | None = None
-    volumetric: bool = False
-
-    def to_dict(self) -> dict:
-        out = {
-            "hu_window": list(self.hu_window),
-            "input_size": list(self.input_size),
-            "pixel_spacing": self.pixel_spacing,
-            "context_slices": self.context_slices,
-            "num_classes": self.num_classes,
-            "classes": list(self.classes),
-        }
-        if self.volumetric:
-            out.update(slice_spacing=self.slice_spacing, volumetric=True)
-        return out
-
-
-def class_names(num_classes: int) -> tuple[str, ...]:
-    """Channel names for ``num_classes`` outputs (LiTS order: background, liver, tumor)."""
-    if num_classes == 1:
-        return ("liver",)
-    names = ("background", "liver", "tumor")
-    if num_classes > len(names):
-        return names + tuple(f"class_{i}" for i in range(len(names), num_classes))
-    return names[:num_classes]
+__all__ = ["Preprocessing", "class_names", "hu_window_of", "inference_model", "preprocessing_of"]
 
 
 def _mask_output(model: keras.Model):

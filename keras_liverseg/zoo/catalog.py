@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from keras_liverseg.data.roi import LiverROI
 from keras_liverseg.inference.postprocess import PostprocessOptions
-from keras_liverseg.models.common import DEFAULT_FILTERS
+from keras_liverseg.widths import DEFAULT_FILTERS
 
 
 @dataclass(frozen=True)

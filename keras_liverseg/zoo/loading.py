@@ -6,10 +6,8 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
-
-from keras_liverseg import models
 from keras_liverseg.inference.postprocess import PostprocessOptions
 from keras_liverseg.io.errors import one_line
 from keras_liverseg.zoo import download
@@ -22,6 +20,13 @@ from keras_liverseg.zoo.index import (
     find_record,
     records_for,
 )
+
+if TYPE_CHECKING:
+    import keras
+
+# Keras and the architectures are imported where a model is built: the catalog, the weights
+# index and the download need neither (a prediction from a cached ONNX graph runs without
+# Keras, keras_liverseg.inference.onnx_runtime).
 
 
 def is_weights_path(weights: str | os.PathLike) -> bool:
@@ -111,6 +116,8 @@ def load(
         >>> model = keras_liverseg.zoo.load("unet_sharp", weights=None)
         >>> model.compile(optimizer="adam", loss=...)  # then model.fit(...)
     """
+    from keras_liverseg import models
+
     entry = get_entry(name)
     if weights is None:
         return _pruned(entry, models.build(entry.architecture, **{**entry.config, **config}))
@@ -125,6 +132,10 @@ def load(
 
 
 def _load_file(entry: ZooEntry, path: str, record_config: dict, config: dict) -> keras.Model:
+    import keras
+
+    from keras_liverseg import models
+
     if path.endswith(".keras"):
         if config:
             raise ValueError("a .keras file holds its own configuration; drop the overrides")
@@ -182,6 +193,8 @@ def _pruned(entry: ZooEntry, model: keras.Model) -> keras.Model:
     """The entry's pruned head of ``model``; a ``.keras`` file saved from a model trained
     as that head (its name ends in ``_L<level>``, as :func:`models.prune` names it) is
     used as it is."""
+    from keras_liverseg import models
+
     if entry.prune_level is None or model.name.endswith(f"_L{entry.prune_level}"):
         return model
     return models.prune(model, entry.prune_level)
