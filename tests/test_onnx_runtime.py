@@ -248,6 +248,21 @@ def test_a_cached_zoo_model_predicts_without_keras(warm_cache, tmp_path):
     written = np.asarray(nib.load(out).dataobj)
     assert (written == labels).all() and (written == 1).sum() > 1000
 
+    # a scan of another field of view needs a graph of another size: Keras starts, quietly
+    image = nib.load(scan)
+    wide = tmp_path / "wide.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), np.diag([2.2, 2.2, 2.5, 1.0])), wide)
+    run = subprocess.run(
+        [sys.executable, "-m", "keras_liverseg.cli.main", "predict", str(wide), "-o",
+         str(tmp_path / "wide-seg.nii.gz"), "--runtime", "onnx", "--report", str(report),
+         "--quiet", "--overwrite"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "LIVERSEG_HOME": str(home)})
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # TensorFlow's start-up lines are not shown
+    assert json.loads(report.read_text())["versions"]["keras_backend"] == "tensorflow"
+    assert list((home / "onnx").glob("*-224x224x3.onnx"))  # 200 x 2.2 mm at 2.1 mm: 210
+
 
 def test_a_new_slice_size_starts_keras_once(warm_cache, monkeypatch):
     """With the facts cached, the Keras model is built only for a size without a graph:

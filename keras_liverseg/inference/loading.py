@@ -117,11 +117,12 @@ class LoadedModel:
         return self._runners[size]
 
     def _exported(self, size: tuple[int, int]) -> Any:
+        model = self.at_input_size(size)  # first: it starts the backend if it must
         from keras_liverseg.export import ExportMismatch
         from keras_liverseg.inference.onnx_runtime import onnx_runner
 
         try:
-            return onnx_runner(self.at_input_size(size), stem=self.onnx_stem)
+            return onnx_runner(model, stem=self.onnx_stem)
         except (RuntimeError, ExportMismatch) as error:
             raise ModelLoadError(one_line(error, limit=300)) from None
 
