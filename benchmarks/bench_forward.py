@@ -9,9 +9,12 @@ In one process on one host, prints:
   element-wise ops, a few per cent, are not counted);
 * the model's forward time per slice (``predict_on_batch``, best of ``--repeats``) at each
   batch size, with BatchNormalization as Keras runs it, folded into the convolutions
-  (:func:`keras_liverseg.models.fold_batch_norm`), and folded in bfloat16
-  (:func:`keras_liverseg.inference.precision.at_precision`), and so its GFLOP/s and its
-  share of the matmul peak of the same precision;
+  (:func:`keras_liverseg.models.fold_batch_norm`), folded with the convolutions of
+  concatenations split (:class:`keras_liverseg.models.folding.ConcatConv2D`: the float32
+  graph ``liverseg predict`` runs), folded in bfloat16 as ``liverseg predict`` builds it
+  (:func:`keras_liverseg.inference.precision.at_precision`), and with ``--onnx`` the split
+  float32 graph exported and run by ONNX Runtime (``--runtime onnx``); and so its GFLOP/s
+  and its share of the matmul peak of the same precision;
 * with ``--per-op``, the share of each TensorFlow op type in a traced run of the folded
   float32 and bfloat16 graphs (where the time goes besides the convolutions).
 
@@ -21,6 +24,7 @@ Usage::
     python benchmarks/bench_forward.py --model unet_sharp_fast --batch 1 4 16
     python benchmarks/bench_forward.py --batch 4 --per-op
     python benchmarks/bench_forward.py --batch 4 --threads 2 1     # intra-op, inter-op
+    python benchmarks/bench_forward.py --batch 4 16 --onnx         # also ONNX Runtime
 
 The CPU's name and flags (AVX-512, AMX, native bf16) are printed first: every figure is a
 ratio taken on this host in this run; compare hosts by the ratios only.
@@ -84,9 +88,10 @@ def forward_flops(model) -> float:
     return float(total)
 
 
-def time_forward(model, batch: int, repeats: int) -> float:
-    """Best seconds per slice of ``model.predict_on_batch`` at ``batch`` slices."""
-    shape = (batch, *model.inputs[0].shape[1:])
+def time_forward(model, batch: int, repeats: int, slice_shape=None) -> float:
+    """Best seconds per slice of ``model.predict_on_batch`` at ``batch`` slices
+    (``slice_shape``: ``(H, W, C)``, default the Keras model's input)."""
+    shape = (batch, *(slice_shape or model.inputs[0].shape[1:]))
     x = np.random.default_rng(1).uniform(-300, 400, shape).astype("float32")
     model.predict_on_batch(x)  # trace
     best = float("inf")
@@ -145,6 +150,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                         default=None, help="TensorFlow's intra- and inter-op thread counts "
                         "(default: TensorFlow's own choice)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also ONNX Runtime on the exported float32 graph (export extra)")
     args = parser.parse_args()
 
     if args.threads:
@@ -156,6 +163,7 @@ def main() -> None:
 
     from keras_liverseg import models, zoo
     from keras_liverseg.inference.precision import at_precision, native_bfloat16
+    from keras_liverseg.models.folding import fold_batch_norm
 
     facts = {**cpu_facts(), "backend": keras.backend.backend(), "keras": keras.__version__,
              "native_bfloat16": native_bfloat16(), "threads": args.threads or "default"}
@@ -169,20 +177,31 @@ def main() -> None:
     size = "x".join(str(n) for n in plain.inputs[0].shape[1:])
     print(f"{args.model} at {size}: {flops / 1e9:.2f} GFLOP per slice (convolutions)")
     rows = []
-    graphs = (("batch norm", plain, "float32"), ("folded", folded, "float32"),
-              ("folded bf16", at_precision(folded, "bfloat16"), "bfloat16"))
+    graphs = [("batch norm", plain, "float32"), ("folded", fold_batch_norm(plain), "float32"),
+              ("folded+split", folded, "float32"),
+              ("folded bf16", at_precision(plain, "bfloat16", fold=True), "bfloat16")]
+    if args.onnx:
+        import tempfile
+
+        from keras_liverseg.export import export_onnx
+        from keras_liverseg.inference.onnx_runtime import OnnxRunner
+
+        path = os.path.join(tempfile.mkdtemp(), "forward.onnx")
+        export_onnx(folded, path)
+        graphs.append(("onnx runtime", OnnxRunner(path), "float32"))
+    shape = tuple(plain.inputs[0].shape[1:])
     for batch in args.batch:
         for name, model, dtype in graphs:
-            seconds = time_forward(model, batch, args.repeats)
+            seconds = time_forward(model, batch, args.repeats, shape)
             rate = flops / seconds / 1e9
             rows.append({"batch": batch, "graph": name, "s_per_slice": round(seconds, 4),
                          "gflops": round(rate, 1),
                          "share_of_peak": round(rate / peak[dtype], 3), "peak": dtype})
-            print(f"batch {batch:>2} {name:<11} {seconds:.4f} s/slice  {rate:6.1f} GFLOP/s  "
+            print(f"batch {batch:>2} {name:<12} {seconds:.4f} s/slice  {rate:6.1f} GFLOP/s  "
                   f"{rate / peak[dtype]:.0%} of the {dtype} matmul peak", flush=True)
     if args.per_op:
         batch = max(args.batch)
-        for name, model, _dtype in graphs[1:]:
+        for name, model, _dtype in graphs[1:4]:
             totals = per_op(model, batch)
             whole = sum(totals.values())
             print(f"op time by type, {name} graph, batch {batch}:")

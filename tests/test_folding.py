@@ -1,4 +1,5 @@
-"""BatchNormalization folded into the convolution before it: same outputs, no BN left."""
+"""BatchNormalization folded into the convolution before it, and convolutions of
+concatenations split into one per part: same outputs, no BN and no such concatenation left."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import pytest
 
 from keras_liverseg import models
 from keras_liverseg.inference.loading import at_input_size, load_model
-from keras_liverseg.models.folding import FoldedBatchNorm, fold_batch_norm, foldable_pairs
+from keras_liverseg.inference.precision import at_precision
+from keras_liverseg.models.folding import (
+    ConcatConv2D,
+    FoldedBatchNorm,
+    concat_conv_pairs,
+    fold_batch_norm,
+    foldable_pairs,
+)
 
 SMALL = {"input_shape": (32, 32, 3), "filters": (4, 8, 16, 32, 64), "num_classes": 3}
 
@@ -43,6 +51,10 @@ def test_folded_inference_model_gives_the_same_probabilities(name, config):
     assert not any(isinstance(layer, keras.layers.BatchNormalization) and layer.name in pairs
                    for layer in folded.layers)
     assert sum(isinstance(layer, FoldedBatchNorm) for layer in folded.layers) == len(pairs)
+    splits = concat_conv_pairs(plain)
+    assert sum(isinstance(layer, ConcatConv2D) for layer in folded.layers) == len(splits)
+    if name != "unet3p":  # its full-scale skips convolve each part before concatenating
+        assert splits, f"{name} has no convolution of a concatenation to split"
     x = x_batch()
     expected = np.asarray(plain.predict_on_batch(x))
     np.testing.assert_allclose(np.asarray(folded.predict_on_batch(x)), expected, atol=1e-4)
@@ -93,3 +105,40 @@ def test_a_model_without_batch_norm_is_returned_as_it_is():
     inputs = keras.Input((8, 8, 1))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
     assert fold_batch_norm(model) is model
+
+
+def test_concatenations_are_split_in_float32_only():
+    """``liverseg predict``'s float32 graph convolves the parts of UNet#'s full-scale
+    concatenations (the default model's six); its bfloat16 graph keeps them whole (a
+    partial sum each in bfloat16 would be rounded on its own)."""
+    model = models.build("unet_sharp", **SMALL, level=3, deep_supervision=True)
+    randomise_batch_norms(model, seed=5)
+    plain = models.inference_model(model, fold=False)
+    single = at_precision(plain, "float32", fold=True)
+    split = [layer for layer in single.layers if isinstance(layer, ConcatConv2D)]
+    assert len(split) == len(concat_conv_pairs(plain)) == 6
+    assert any(layer.scale_steps and min(layer.scale_steps) < 0 for layer in split)
+    assert not any(type(layer).__name__ == "FullScaleConcat" for layer in single.layers)
+    x = x_batch(count=3)
+    np.testing.assert_allclose(np.asarray(single.predict_on_batch(x)),
+                               np.asarray(plain.predict_on_batch(x)), atol=1e-5)
+    halves = at_precision(plain, "bfloat16", fold=True)
+    assert not any(isinstance(layer, ConcatConv2D) for layer in halves.layers)
+
+
+def test_a_concatenation_read_elsewhere_too_is_not_split():
+    a, b = keras.Input((8, 8, 2)), keras.Input((8, 8, 3))
+    joined = keras.layers.Concatenate(name="joined")([a, b])
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")(joined)
+    kept = keras.layers.Concatenate(name="kept")([a, b])
+    strided = keras.layers.Conv2D(4, 3, padding="same", name="other")(kept)
+    outputs = keras.layers.Concatenate(name="out")([conv, strided, kept])
+    model = keras.Model([a, b], outputs)
+    assert concat_conv_pairs(model) == {"joined": "conv"}
+    split = fold_batch_norm(model, split_concatenations=True)
+    assert isinstance(split.get_layer("conv"), ConcatConv2D)
+    rng = np.random.default_rng(4)
+    x = [rng.normal(size=(2, 8, 8, 2)).astype("float32"),
+         rng.normal(size=(2, 8, 8, 3)).astype("float32")]
+    np.testing.assert_allclose(np.asarray(split.predict_on_batch(x)),
+                               np.asarray(model.predict_on_batch(x)), atol=1e-5)

@@ -17,7 +17,8 @@ need the same file at once export it once: the second waits for the first's file
 
 A zoo model with a weights file (bundled, a release, or a path) is also cached by name:
 :func:`onnx_stem` hashes the zoo name, its configuration, the weights file's SHA-256 and
-the versions of this package and Keras, and a small JSON file of the model's facts
+the versions of this package, of its inference graph (:data:`GRAPH_REVISION`) and of Keras,
+and a small JSON file of the model's facts
 (:func:`write_facts`: its :class:`~keras_liverseg.inference.preprocessing.Preprocessing`
 and Keras name) sits beside its graphs. When both are cached, a prediction needs neither
 Keras nor TensorFlow: ``load_model(..., runtime="onnx")`` reads the facts and ONNX Runtime
@@ -46,6 +47,11 @@ __all__ = ["RUNTIMES", "OnnxRunner", "cached_facts", "cached_runner", "check_onn
            "graph_sha256", "onnx_cache", "onnx_runner", "onnx_stem", "write_facts"]
 
 RUNTIMES = ("keras", "onnx")
+
+GRAPH_REVISION = 2
+"""Part of every :func:`onnx_stem`: raised when the inference graph built from the same
+weights changes within one package version (2: convolutions of concatenations split,
+:class:`~keras_liverseg.models.folding.ConcatConv2D`), so that no older graph is served."""
 
 EXPORT_WAIT_S = 600.0
 """How long a prediction waits for another process exporting the same graph (its claim on
@@ -136,7 +142,7 @@ def onnx_stem(name: str, weights_sha256: str, config: dict) -> str:
     from keras_liverseg import __version__
 
     key = json.dumps({"name": name, "config": config, "weights_sha256": weights_sha256,
-                      "keras_liverseg": __version__,
+                      "keras_liverseg": __version__, "graph": GRAPH_REVISION,
                       "keras": importlib.metadata.version("keras")},
                      sort_keys=True, default=str)
     return f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"

@@ -60,17 +60,7 @@ class FullScaleConcat(keras.layers.Layer):
         self.concat = keras.layers.Concatenate(axis=-1, dtype=self.dtype_policy)
 
     def _resizer(self, step: int, index: int, rank: int):
-        if step == 0:
-            return None
-        factor = 2 ** abs(step)
-        if step < 0:
-            return upsampling_layer(factor, name=f"up{index}", rank=rank,
-                                    dtype=self.dtype_policy)
-        if self.downsampling == "weighted":
-            if rank != 2:
-                raise ValueError("FullScaleConcat: weighted pooling is 2D only")
-            return WeightedPooling2D(factor, name=f"wpool{index}", dtype=self.dtype_policy)
-        return max_pooling_class(rank)(factor, name=f"pool{index}", dtype=self.dtype_policy)
+        return rescaler(step, index, rank, self.downsampling, self.dtype_policy)
 
     def build(self, input_shapes):
         if len(input_shapes) != len(self.scale_steps):
@@ -135,6 +125,22 @@ class FullScaleConcat(keras.layers.Layer):
             "batch_norm": self.batch_norm,
             "kernel_size": self.kernel_size,
         }
+
+
+def rescaler(step: int, index: int, rank: int, downsampling: str, dtype):
+    """The layer that brings input ``index`` ``step`` factor-2 steps down (positive: max or
+    weighted pooling) or up (negative: bilinear / trilinear up-sampling) in
+    :class:`FullScaleConcat`; ``None`` for ``step`` 0."""
+    if step == 0:
+        return None
+    factor = 2 ** abs(step)
+    if step < 0:
+        return upsampling_layer(factor, name=f"up{index}", rank=rank, dtype=dtype)
+    if downsampling == "weighted":
+        if rank != 2:
+            raise ValueError("FullScaleConcat: weighted pooling is 2D only")
+        return WeightedPooling2D(factor, name=f"wpool{index}", dtype=dtype)
+    return max_pooling_class(rank)(factor, name=f"pool{index}", dtype=dtype)
 
 
 def _rescaled(size, step: int):

@@ -7,6 +7,17 @@ convolution: ``W' = W * s`` and ``b' = (b - mean) * s + beta`` per output channe
 ``s = gamma / sqrt(var + eps)``. Keras 3 runs the batch normalisation as separate
 element-wise ops over the whole feature map; folded, the network does one pass less over
 every feature map. The folded model computes the same function up to float rounding.
+
+The same copy can also split the convolution that reads a concatenation: a convolution is
+linear in its input channels, so ``conv(concat(x_1, ..., x_n), W) = sum_i conv(x_i, W_i)``
+with ``W_i`` the kernel's slice of ``x_i``'s channels (:class:`ConcatConv2D`). UNet#'s
+full-scale skips concatenate up to six maps at full resolution before each decoder
+convolution (272 channels at 192 x 192 for the default model's top node); split, that
+copy is never written. On a 2-core AMX host (benchmarks/bench_forward.py, issue 24) the
+default model's float32 forward became 10-11 % faster in TensorFlow and 11 % faster in ONNX
+Runtime, while its bfloat16 forward became 17 % slower, and each partial sum would be
+rounded to bfloat16 on its own: :func:`~keras_liverseg.inference.precision.at_precision`
+splits float32 graphs only.
 """
 
 from __future__ import annotations
@@ -16,7 +27,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-__all__ = ["FoldedBatchNorm", "LayerRebuild", "copy_model", "fold_batch_norm", "foldable_pairs"]
+__all__ = ["ConcatConv2D", "FoldedBatchNorm", "LayerRebuild", "concat_conv_pairs", "copy_model",
+           "fold_batch_norm", "foldable_pairs"]
 
 LayerRebuild = Callable[[keras.layers.Layer, dict], keras.layers.Layer]
 """``rebuild(layer, config)``: the copy of ``layer`` built from ``config`` (its own, or
@@ -44,6 +56,95 @@ class FoldedBatchNorm(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="keras_liverseg")
+class ConcatConv2D(keras.layers.Conv2D):
+    """A 2D convolution of the channel concatenation of its inputs, computed without
+    making it: ``sum_i conv(x_i, W_i) + b``, ``W_i`` the slice of the kernel that reads
+    ``x_i``'s channels (the kernel is that of the ``Conv2D`` it replaces, same shape).
+    Called with a list of channels-last maps.
+
+    Args:
+        scale_steps: rescale each input first as a
+            :class:`~keras_liverseg.layers.FullScaleConcat` without convolutions does
+            (factor-2 steps, negative up), with its ``downsampling``; ``None``: the inputs
+            have one size already (a ``Concatenate``).
+        downsampling: ``"max"`` or ``"weighted"``, as in ``FullScaleConcat``.
+        **kwargs: the ``Conv2D``'s.
+    """
+
+    def __init__(self, *args, scale_steps=None, downsampling: str = "max", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scale_steps = None if scale_steps is None else [int(s) for s in scale_steps]
+        self.downsampling = downsampling
+        self.input_spec = None  # a list of maps, not one
+
+    def build(self, input_shape):
+        from keras_liverseg.layers.full_scale_concat import rescaler
+
+        shapes = [tuple(shape) for shape in input_shape]
+        steps = self.scale_steps or [0] * len(shapes)
+        self.rescalers = [rescaler(step, i, 2, self.downsampling, self.dtype_policy)
+                          for i, step in enumerate(steps)]
+        for i, layer in enumerate(self.rescalers):
+            if layer is not None:
+                layer.build(shapes[i])
+                shapes[i] = tuple(layer.compute_output_shape(shapes[i]))
+        self._parts = [int(shape[-1]) for shape in shapes]
+        super().build((*shapes[0][:-1], sum(self._parts)))
+        self.input_spec = None
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, list | tuple) and isinstance(input_shape[0], list | tuple):
+            shapes = [tuple(shape) for shape in input_shape]
+            steps = self.scale_steps or [0] * len(shapes)
+            size = [None if n is None else (n // 2**steps[0] if steps[0] >= 0
+                                            else n * 2 ** -steps[0]) for n in shapes[0][1:-1]]
+            input_shape = (shapes[0][0], *size, sum(int(shape[-1]) for shape in shapes))
+        return super().compute_output_shape(input_shape)
+
+    def call(self, inputs):
+        outputs, start = None, 0
+        for part, layer, channels in zip(inputs, self.rescalers, self._parts, strict=True):
+            if layer is not None:
+                part = layer(part)
+            partial = self.convolution_op(part, self.kernel[:, :, start:start + channels, :])
+            if outputs is None and self.use_bias:  # the first convolution adds the bias
+                partial = keras.ops.add(partial, keras.ops.reshape(self.bias, (1, 1, 1, -1)))
+            outputs = partial if outputs is None else keras.ops.add(outputs, partial)
+            start += channels
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "scale_steps": self.scale_steps,
+                "downsampling": self.downsampling}
+
+
+def concat_conv_pairs(model: keras.Model) -> dict[str, str]:
+    """``{concatenation_layer: conv_layer}`` for each channel-axis ``Concatenate``, or
+    :class:`~keras_liverseg.layers.FullScaleConcat` without convolutions or weights (UNet#'s
+    full-scale skips), whose output only a ``Conv2D`` reads (channels last, no groups, one
+    call of each layer, the concatenation not a model output): what :class:`ConcatConv2D`
+    can replace."""
+    from keras_liverseg.layers import FullScaleConcat
+
+    outputs = {id(tensor) for tensor in model.outputs}
+    pairs = {}
+    for layer in model.layers:
+        if type(layer) is keras.layers.Concatenate:
+            if layer.axis not in (-1, len(layer.output.shape) - 1):
+                continue
+        elif type(layer) is not FullScaleConcat or layer.filters is not None or layer.weights:
+            continue
+        if (len(layer._inbound_nodes) != 1 or len(layer._outbound_nodes) != 1
+                or id(layer.output) in outputs or len(layer.output.shape) != 4):
+            continue
+        conv = layer._outbound_nodes[0].operation
+        if (type(conv) is keras.layers.Conv2D and conv.data_format == "channels_last"
+                and conv.groups == 1 and len(conv._inbound_nodes) == 1):
+            pairs[layer.name] = conv.name
+    return pairs
+
+
 def foldable_pairs(model: keras.Model) -> dict[str, str]:
     """``{batch_norm_layer: conv_layer}`` for each BatchNormalization that reads only the
     output of a convolution that nothing else reads (channels last, no activation in the
@@ -65,17 +166,22 @@ def foldable_pairs(model: keras.Model) -> dict[str, str]:
     return pairs
 
 
-def fold_batch_norm(model: keras.Model, rebuild: LayerRebuild | None = None) -> keras.Model:
+def fold_batch_norm(model: keras.Model, rebuild: LayerRebuild | None = None,
+                    split_concatenations: bool = False) -> keras.Model:
     """A copy of the functional ``model`` with every foldable BatchNormalization
     (:func:`foldable_pairs`) folded into its convolution (which gains a bias) and replaced
-    by a :class:`FoldedBatchNorm` of the same name. Other layers are copied with their
-    weights, each built by ``rebuild`` (default: from its own config), so that folding and
-    a change of precision make one copy of the model, not two. A model with nothing to
-    fold and no ``rebuild`` is returned as it is."""
+    by a :class:`FoldedBatchNorm` of the same name. With ``split_concatenations``, each
+    convolution of a concatenation (:func:`concat_conv_pairs`) becomes a
+    :class:`ConcatConv2D` of the convolution's name at the concatenation's place, and an
+    ``Identity`` of the concatenation's name at the convolution's. Other layers are copied
+    with their weights, each built by ``rebuild`` (default: from its own config), so that
+    folding and a change of precision make one copy of the model, not two. A model with
+    nothing to change and no ``rebuild`` is returned as it is."""
     pairs = foldable_pairs(model)
-    if not pairs and rebuild is None:
+    splits = concat_conv_pairs(model) if split_concatenations else {}
+    if not pairs and not splits and rebuild is None:
         return model
-    return _copy(model, pairs, rebuild or _from_config)
+    return _copy(model, pairs, rebuild or _from_config, splits)
 
 
 def copy_model(model: keras.Model, rebuild: LayerRebuild) -> keras.Model:
@@ -84,12 +190,23 @@ def copy_model(model: keras.Model, rebuild: LayerRebuild) -> keras.Model:
     return _copy(model, {}, rebuild)
 
 
-def _copy(model: keras.Model, pairs: dict[str, str], rebuild: LayerRebuild) -> keras.Model:
+def _copy(model: keras.Model, pairs: dict[str, str], rebuild: LayerRebuild,
+          splits: dict[str, str] | None = None) -> keras.Model:
     convs = set(pairs.values())
+    splits = splits or {}
+    split_convs = {conv: concat for concat, conv in splits.items()}
 
     def clone(layer):
         if layer.name in pairs:
             layer = FoldedBatchNorm(name=layer.name)
+        elif layer.name in split_convs:  # its work moved to the concatenation's place
+            return keras.layers.Identity(name=split_convs[layer.name])
+        elif layer.name in splits:
+            conv = model.get_layer(splits[layer.name])
+            steps = getattr(layer, "scale_steps", None)  # a FullScaleConcat's
+            layer = ConcatConv2D.from_config({
+                **conv.get_config(), "scale_steps": steps,
+                "downsampling": getattr(layer, "downsampling", "max")})
         config = layer.get_config()
         if layer.name in convs:
             config["use_bias"] = True

@@ -52,7 +52,8 @@ def inference_model(model: keras.Model, fold: bool = True) -> keras.Model:
     Deep-supervision heads are dropped. When the model has a classification guide on its
     mask (``"cls_mask"``), the mask passes :class:`ClassificationGate`, the paper's
     inference-time ``argmax`` gate (UNet# Sec. 2.3). With ``fold`` (the default), every
-    BatchNormalization after a convolution is folded into it
+    BatchNormalization after a convolution is folded into it, and each convolution of a
+    concatenation convolves its parts instead
     (:func:`~keras_liverseg.models.folding.fold_batch_norm`): the same function, faster,
     in a copy that no longer shares weights with ``model`` (``fold=False`` keeps them
     shared, as training's validation needs). A single-output model without anything to
@@ -65,4 +66,4 @@ def inference_model(model: keras.Model, fold: bool = True) -> keras.Model:
             cls = model.get_layer("cls_mask").output
             mask = ClassificationGate(name="gated_mask")([mask, cls])
         single = keras.Model(model.inputs, mask, name=f"{model.name}_inference")
-    return fold_batch_norm(single) if fold else single
+    return fold_batch_norm(single, split_concatenations=True) if fold else single
