@@ -10,11 +10,14 @@ In one process on one host, prints:
 * the model's forward time per slice (``predict_on_batch``, best of ``--repeats``) at each
   batch size, with BatchNormalization as Keras runs it, folded into the convolutions
   (:func:`keras_liverseg.models.fold_batch_norm`), folded with the convolutions of
-  concatenations split (:class:`keras_liverseg.models.folding.ConcatConv2D`: the float32
-  graph ``liverseg predict`` runs), folded in bfloat16 as ``liverseg predict`` builds it
-  (:func:`keras_liverseg.inference.precision.at_precision`), and with ``--onnx`` the split
-  float32 graph exported and run by ONNX Runtime (``--runtime onnx``); and so its GFLOP/s
-  and its share of the matmul peak of the same precision;
+  concatenations split (:class:`keras_liverseg.models.folding.ConcatConv2D`), split with
+  each up-sampled part projected before its up-sampling (``split+proj``: the float32 graph
+  ``liverseg predict`` runs), folded in bfloat16 as ``liverseg predict`` builds it
+  (:func:`keras_liverseg.inference.precision.at_precision`), and with ``--onnx`` the
+  float32 graph of ``liverseg predict`` exported and run by ONNX Runtime (``--runtime
+  onnx``); for each, the FLOPs it computes (the projection computes fewer than the model's
+  convolutions), its GFLOP/s and their share of the matmul peak of the same precision, and
+  its effective GFLOP/s (the model's FLOPs over its time: the speed-up);
 * with ``--per-op``, the share of each TensorFlow op type in a traced run of the folded
   float32 and bfloat16 graphs (where the time goes besides the convolutions).
 
@@ -66,12 +69,17 @@ def matmul_peak(dtype: str, n: int = 4096, repeats: int = 5) -> float:
 
 
 def forward_flops(model) -> float:
-    """FLOPs of one sample: 2 x the multiply-adds of every convolution and dense layer."""
+    """FLOPs of one sample: 2 x the multiply-adds of every convolution and dense layer (a
+    :class:`~keras_liverseg.models.folding.ConcatConv2D`'s as it computes them)."""
     import keras
+
+    from keras_liverseg.models.folding import ConcatConv2D
 
     total = 0.0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
+        if isinstance(layer, ConcatConv2D):
+            total += 2.0 * layer.multiply_adds()
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
             kernel = layer.kernel.shape  # (kh, kw, cin, multiplier)
             out = layer.output.shape
             total += 2.0 * np.prod(out[1:]) * kernel[0] * kernel[1]
@@ -86,6 +94,14 @@ def forward_flops(model) -> float:
         elif isinstance(layer, keras.layers.Dense):
             total += 2.0 * np.prod(layer.kernel.shape)
     return float(total)
+
+
+def _without_projection(layer, config: dict):
+    """A layer rebuilt as it is, but a ``ConcatConv2D`` convolving its up-sampled parts at
+    full size (``project_first=False``): the split graph before the projection."""
+    if "project_first" in config:
+        config = {**config, "project_first": False}
+    return layer.__class__.from_config(config)
 
 
 def time_forward(model, batch: int, repeats: int, slice_shape=None) -> float:
@@ -163,7 +179,7 @@ def main() -> None:
 
     from keras_liverseg import models, zoo
     from keras_liverseg.inference.precision import at_precision, native_bfloat16
-    from keras_liverseg.models.folding import fold_batch_norm
+    from keras_liverseg.models.folding import copy_model, fold_batch_norm
 
     facts = {**cpu_facts(), "backend": keras.backend.backend(), "keras": keras.__version__,
              "native_bfloat16": native_bfloat16(), "threads": args.threads or "default"}
@@ -177,8 +193,9 @@ def main() -> None:
     size = "x".join(str(n) for n in plain.inputs[0].shape[1:])
     print(f"{args.model} at {size}: {flops / 1e9:.2f} GFLOP per slice (convolutions)")
     rows = []
+    whole_parts = copy_model(folded, _without_projection)
     graphs = [("batch norm", plain, "float32"), ("folded", fold_batch_norm(plain), "float32"),
-              ("folded+split", folded, "float32"),
+              ("folded+split", whole_parts, "float32"), ("split+proj", folded, "float32"),
               ("folded bf16", at_precision(plain, "bfloat16", fold=True), "bfloat16")]
     if args.onnx:
         import tempfile
@@ -192,16 +209,19 @@ def main() -> None:
     shape = tuple(plain.inputs[0].shape[1:])
     for batch in args.batch:
         for name, model, dtype in graphs:
+            own = forward_flops(model) if isinstance(model, keras.Model) else forward_flops(folded)
             seconds = time_forward(model, batch, args.repeats, shape)
-            rate = flops / seconds / 1e9
+            rate = own / seconds / 1e9
             rows.append({"batch": batch, "graph": name, "s_per_slice": round(seconds, 4),
-                         "gflops": round(rate, 1),
-                         "share_of_peak": round(rate / peak[dtype], 3), "peak": dtype})
-            print(f"batch {batch:>2} {name:<12} {seconds:.4f} s/slice  {rate:6.1f} GFLOP/s  "
-                  f"{rate / peak[dtype]:.0%} of the {dtype} matmul peak", flush=True)
+                         "gflop_per_slice": round(own / 1e9, 3), "gflops": round(rate, 1),
+                         "share_of_peak": round(rate / peak[dtype], 3), "peak": dtype,
+                         "effective_gflops": round(flops / seconds / 1e9, 1)})
+            print(f"batch {batch:>2} {name:<12} {seconds:.4f} s/slice  {own / 1e9:5.2f} GFLOP "
+                  f"{rate:6.1f} GFLOP/s  {rate / peak[dtype]:4.0%} of the {dtype} matmul peak; "
+                  f"effective {flops / seconds / 1e9:6.1f} GFLOP/s", flush=True)
     if args.per_op:
         batch = max(args.batch)
-        for name, model, _dtype in graphs[1:4]:
+        for name, model, _dtype in (graphs[1], graphs[3], graphs[4]):
             totals = per_op(model, batch)
             whole = sum(totals.values())
             print(f"op time by type, {name} graph, batch {batch}:")

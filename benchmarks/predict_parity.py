@@ -1,5 +1,11 @@
 """Does reading only the liver's slices change the labels? (issue 24, part 1)
 
+With ``--compare precision``: float32 against bfloat16; ``--compare runtime``: Keras in
+float32 against ONNX Runtime (``--runtime onnx``; the graph is exported into
+``$LIVERSEG_HOME/onnx`` on first use); ``--compare split``: the float32 graph with its
+convolutions of concatenations whole against split
+(:class:`keras_liverseg.models.folding.ConcatConv2D`, what ``liverseg predict`` runs).
+
 Segments each scan twice with the same loaded model, reading every axial slice
 (``all_slices=True``) and the default survey (:mod:`keras_liverseg.inference.slice_range`),
 and prints per scan: the slices read, whether the labels are identical, and if not the
@@ -39,7 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scans", nargs="+", type=Path)
     parser.add_argument("--model", default="unet_sharp")
-    parser.add_argument("--compare", choices=["slices", "precision"], default="slices")
+    parser.add_argument("--compare", choices=["slices", "precision", "runtime", "split"],
+                        default="slices")
     args = parser.parse_args()
 
     from keras_liverseg import predict_volume
@@ -49,9 +56,22 @@ def main() -> None:
     if args.compare == "slices":
         same = load_model(args.model, precision="float32")
         ways = {"all slices": (same, True), "survey": (same, False)}
-    else:
+    elif args.compare == "precision":
         ways = {"float32": (load_model(args.model, precision="float32"), False),
                 "bfloat16": (load_model(args.model, precision="bfloat16"), False)}
+    elif args.compare == "runtime":
+        ways = {"keras": (load_model(args.model, precision="float32"), False),
+                "onnx": (load_model(args.model, runtime="onnx"), False)}
+    else:
+        import dataclasses
+
+        from keras_liverseg import models, zoo
+
+        split = load_model(args.model, precision="float32", second_stage_weights=None)
+        whole = models.fold_batch_norm(models.inference_model(zoo.load(args.model),
+                                                              fold=False))
+        ways = {"whole": (dataclasses.replace(split, model=whole, _resized={}), False),
+                "split": (split, False)}
     slow, fast = ways
     print(f"model {args.model}, {slow} against {fast}; columns: scan, slices read / total, "
           "identical, liver and tumor Dice between the two, voxels that differ, predict s, "

@@ -107,10 +107,10 @@ def test_a_model_without_batch_norm_is_returned_as_it_is():
     assert fold_batch_norm(model) is model
 
 
-def test_concatenations_are_split_in_float32_only():
-    """``liverseg predict``'s float32 graph convolves the parts of UNet#'s full-scale
-    concatenations (the default model's six); its bfloat16 graph keeps them whole (a
-    partial sum each in bfloat16 would be rounded on its own)."""
+def test_concatenations_are_split_in_both_precisions():
+    """``liverseg predict``'s graphs convolve the parts of UNet#'s full-scale concatenations
+    (the default model's six), in float32 and in bfloat16 (where each partial sum is
+    rounded on its own, so only to bfloat16's precision)."""
     model = models.build("unet_sharp", **SMALL, level=3, deep_supervision=True)
     randomise_batch_norms(model, seed=5)
     plain = models.inference_model(model, fold=False)
@@ -118,12 +118,16 @@ def test_concatenations_are_split_in_float32_only():
     split = [layer for layer in single.layers if isinstance(layer, ConcatConv2D)]
     assert len(split) == len(concat_conv_pairs(plain)) == 6
     assert any(layer.scale_steps and min(layer.scale_steps) < 0 for layer in split)
+    assert any(p is not None for layer in split for p in layer._projections)
     assert not any(type(layer).__name__ == "FullScaleConcat" for layer in single.layers)
     x = x_batch(count=3)
-    np.testing.assert_allclose(np.asarray(single.predict_on_batch(x)),
-                               np.asarray(plain.predict_on_batch(x)), atol=1e-5)
+    expected = np.asarray(plain.predict_on_batch(x))
+    np.testing.assert_allclose(np.asarray(single.predict_on_batch(x)), expected, atol=1e-5)
     halves = at_precision(plain, "bfloat16", fold=True)
-    assert not any(isinstance(layer, ConcatConv2D) for layer in halves.layers)
+    split = [layer for layer in halves.layers if isinstance(layer, ConcatConv2D)]
+    assert len(split) == 6 and all(layer.compute_dtype == "bfloat16" for layer in split)
+    np.testing.assert_allclose(np.asarray(halves.predict_on_batch(x), "float32"), expected,
+                               atol=0.1)
 
 
 def test_a_concatenation_read_elsewhere_too_is_not_split():
@@ -142,3 +146,44 @@ def test_a_concatenation_read_elsewhere_too_is_not_split():
          rng.normal(size=(2, 8, 8, 3)).astype("float32")]
     np.testing.assert_allclose(np.asarray(split.predict_on_batch(x)),
                                np.asarray(model.predict_on_batch(x)), atol=1e-5)
+
+
+def _concat_conv(project_first: bool, steps, kernel_size=3, filters=6):
+    return ConcatConv2D(filters, kernel_size, padding="same", scale_steps=steps,
+                        project_first=project_first)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_an_up_sampled_part_is_convolved_before_its_up_sampling(kernel_size):
+    """``conv(up(x), W)`` computed as the taps of ``x W`` interpolated: the same numbers,
+    borders included, on a map that is not square, for each factor of UNet#'s skips."""
+    rng = np.random.default_rng(7)
+    parts = [rng.normal(size=(2, 24, 40, 3)), rng.normal(size=(2, 12, 20, 24)),
+             rng.normal(size=(2, 6, 10, 40)), rng.normal(size=(2, 3, 5, 64))]
+    parts = [part.astype("float32") for part in parts]
+    steps = [0, -1, -2, -3]
+    plain, projected = (_concat_conv(flag, steps, kernel_size) for flag in (False, True))
+    plain.build([part.shape for part in parts])
+    projected.build([part.shape for part in parts])
+    weights = [rng.normal(size=w.shape).astype("float32") for w in plain.get_weights()]
+    plain.set_weights(weights)
+    projected.set_weights(weights)
+    chosen = [projection is not None for projection in projected._projections]
+    assert chosen[0] is False and chosen[-1] is True  # a same-size part is never projected
+    assert not any(projection is not None for projection in plain._projections)
+    assert projected.multiply_adds() < plain.multiply_adds()
+    expected = np.asarray(plain(parts))
+    np.testing.assert_allclose(np.asarray(projected(parts)), expected,
+                               atol=2e-5 * np.abs(expected).max())
+
+
+def test_a_part_is_projected_only_where_it_saves_multiply_adds():
+    """Projecting a part onto ``kh kw filters`` channels pays when it has many channels and
+    a large factor; a 2x part with fewer channels than the taps' outputs stays as it is."""
+    wide = _concat_conv(True, [0, -1], filters=32)
+    wide.build([(1, 64, 64, 8), (1, 32, 32, 8)])
+    deep = _concat_conv(True, [0, -3], filters=4)
+    deep.build([(1, 64, 64, 8), (1, 8, 8, 128)])
+    assert wide._projections[1] is None
+    assert deep._projections[1] is not None
+    assert ConcatConv2D.from_config(deep.get_config()).project_first is True

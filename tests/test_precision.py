@@ -109,8 +109,8 @@ def test_folding_and_bfloat16_in_one_copy_equal_the_two_copies(name):
     x = rng.uniform(-300, 400, (2, 32, 32, 3)).astype("float32")
     for chosen in ("float32", "bfloat16"):
         once = precision.at_precision(single, chosen, fold=True)
-        # float32 graphs also split their convolutions of concatenations (folding.py)
-        folded = fold_batch_norm(single, split_concatenations=chosen == "float32")
+        # graphs also split their convolutions of concatenations (folding.py)
+        folded = fold_batch_norm(single, split_concatenations=True)
         twice = precision.at_precision(folded, chosen)
         assert [type(layer) for layer in once.layers] == [type(layer) for layer in twice.layers]
         assert any(isinstance(layer, FoldedBatchNorm) for layer in once.layers)

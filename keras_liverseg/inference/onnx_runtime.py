@@ -48,7 +48,7 @@ __all__ = ["RUNTIMES", "OnnxRunner", "cached_facts", "cached_runner", "check_onn
 
 RUNTIMES = ("keras", "onnx")
 
-GRAPH_REVISION = 2
+GRAPH_REVISION = 3  # 2: concatenations split; 3: up-sampled parts projected first
 """Part of every :func:`onnx_stem`: raised when the inference graph built from the same
 weights changes within one package version (2: convolutions of concatenations split,
 :class:`~keras_liverseg.models.folding.ConcatConv2D`), so that no older graph is served."""

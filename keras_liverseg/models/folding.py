@@ -13,11 +13,24 @@ linear in its input channels, so ``conv(concat(x_1, ..., x_n), W) = sum_i conv(x
 with ``W_i`` the kernel's slice of ``x_i``'s channels (:class:`ConcatConv2D`). UNet#'s
 full-scale skips concatenate up to six maps at full resolution before each decoder
 convolution (272 channels at 192 x 192 for the default model's top node); split, that
-copy is never written. On a 2-core AMX host (benchmarks/bench_forward.py, issue 24) the
-default model's float32 forward became 10-11 % faster in TensorFlow and 11 % faster in ONNX
-Runtime, while its bfloat16 forward became 17 % slower, and each partial sum would be
-rounded to bfloat16 on its own: :func:`~keras_liverseg.inference.precision.at_precision`
-splits float32 graphs only.
+copy is never written.
+
+A part that the full-scale skip up-samples (by 2, 4 or 8) need not be convolved at full
+size either: up-sampling acts on each channel and the convolution's channel sum on each
+pixel, so the two commute, and ``conv(up(x), W)`` is the sum over the kernel's taps of
+``up(x W_k)`` shifted by the tap. :class:`ConcatConv2D` projects such a part onto
+``kh kw filters`` channels at its own resolution and interpolates those with the
+up-sampling matrices shifted per tap, where that costs less than half the multiply-adds
+(``project_first``): for the default model, 2.72 of the 4.56 G multiply-adds a slice are
+convolutions of up-sampled parts, and projected they cost 1.39 G.
+
+On a 2-core AMX host (benchmarks/bench_forward.py, issue 24) the split alone made the
+default model's float32 forward 10-11 % faster and its bfloat16 forward 17 % slower; split
+and projected, float32 is 31 % faster than whole (0.043 -> 0.030 s a slice, the model's
+FLOPs at the float32 matmul peak's rate) and bfloat16 21 % faster at batch 4, so
+:func:`~keras_liverseg.inference.precision.at_precision` splits both. In bfloat16 each
+partial sum is rounded on its own; the probabilities stay as far from float32's as the
+whole graph's (0.149 against 0.150 at most on random slices).
 """
 
 from __future__ import annotations
@@ -69,13 +82,18 @@ class ConcatConv2D(keras.layers.Conv2D):
             (factor-2 steps, negative up), with its ``downsampling``; ``None``: the inputs
             have one size already (a ``Concatenate``).
         downsampling: ``"max"`` or ``"weighted"``, as in ``FullScaleConcat``.
+        project_first: convolve an up-sampled part at its own resolution and interpolate
+            the result (:meth:`_projected`, the same sum of products) where that needs
+            fewer than half the multiply-adds; ``False``: up-sample, then convolve.
         **kwargs: the ``Conv2D``'s.
     """
 
-    def __init__(self, *args, scale_steps=None, downsampling: str = "max", **kwargs):
+    def __init__(self, *args, scale_steps=None, downsampling: str = "max",
+                 project_first: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.scale_steps = None if scale_steps is None else [int(s) for s in scale_steps]
         self.downsampling = downsampling
+        self.project_first = bool(project_first)
         self.input_spec = None  # a list of maps, not one
 
     def build(self, input_shape):
@@ -85,6 +103,7 @@ class ConcatConv2D(keras.layers.Conv2D):
         steps = self.scale_steps or [0] * len(shapes)
         self.rescalers = [rescaler(step, i, 2, self.downsampling, self.dtype_policy)
                           for i, step in enumerate(steps)]
+        self._plan(shapes)
         for i, layer in enumerate(self.rescalers):
             if layer is not None:
                 layer.build(shapes[i])
@@ -92,6 +111,85 @@ class ConcatConv2D(keras.layers.Conv2D):
         self._parts = [int(shape[-1]) for shape in shapes]
         super().build((*shapes[0][:-1], sum(self._parts)))
         self.input_spec = None
+
+    def _plan(self, shapes) -> None:
+        """Which parts of these input shapes are projected (:meth:`_projection`), and the
+        sizes :meth:`multiply_adds` counts with. Run by ``build`` and again by ``call``
+        when the sizes differ (a model rebuilt from its config for another input size is
+        built with the sizes of its config)."""
+        steps = self.scale_steps or [0] * len(shapes)
+        self._small_shapes = [tuple(shape) for shape in shapes]
+        self._projections = [self._projection(shape, 2 ** -step)
+                             if step < 0 and self.project_first else None
+                             for shape, step in zip(self._small_shapes, steps, strict=True)]
+        first = self._small_shapes[0][1:-1]
+        self._output_size = tuple(None if n is None else (n // 2**steps[0] if steps[0] >= 0
+                                                          else n * 2 ** -steps[0])
+                                  for n in first)
+
+    def multiply_adds(self) -> int:
+        """Multiply-adds per sample as this layer computes them (built layers only): per
+        part, the convolution at full size, or for a projected part the 1x1 product and
+        the two interpolation products (:meth:`_projected`; their matrices are dense)."""
+        (kh, kw), filters = self.kernel_size, self.filters
+        total = 0
+        for shape, channels, projection in zip(self._small_shapes, self._parts,
+                                               self._projections, strict=True):
+            if projection is None:
+                total += int(np.prod(self._output_size)) * kh * kw * channels * filters
+                continue
+            rows, cols = projection
+            height, width = shape[1], shape[2]
+            total += (height * width * channels * kh * kw * filters
+                      + height * cols.shape[0] * cols.shape[1] * kh * filters
+                      + rows.shape[0] * rows.shape[1] * cols.shape[0] * filters)
+        return total
+
+    def _projection(self, shape, factor: int):
+        """The row and column matrices that compute this convolution of a map up-sampled by
+        ``factor`` from the map itself (see :meth:`_projected`), or ``None`` where the
+        plain way costs fewer multiply-adds (by half) or does not apply."""
+        _, height, width, channels = shape
+        (kh, kw), filters = self.kernel_size, self.filters
+        if (None in (height, width, channels) or self.strides != (1, 1)
+                or self.dilation_rate != (1, 1) or self.padding != "same"
+                or kh % 2 == 0 or kw % 2 == 0):
+            return None
+        big_h, big_w = height * factor, width * factor
+        plain = big_h * big_w * kh * kw * channels * filters
+        projected = (height * width * channels * kh * kw * filters
+                     + height * big_w * width * kw * kh * filters
+                     + big_h * height * kh * big_w * filters)
+        if 2 * projected > plain:
+            return None
+        return (_shifted_interpolation(height, factor, kh),
+                _shifted_interpolation(width, factor, kw))
+
+    def _projected(self, part, kernel, matrices):
+        """``conv(up(part), kernel)`` computed at ``part``'s resolution, then interpolated.
+
+        Up-sampling acts on each channel alone and a convolution's channel sum on each
+        pixel alone, so they commute: ``up(x) W_k = up(x W_k)`` for each kernel tap ``k``.
+        So project the small map onto ``kh kw filters`` channels (a 1x1 product, ``factor**2``
+        times cheaper than at full size), then up-sample each tap's maps shifted by the tap
+        and sum them, as two matrix products with the interpolation matrices shifted and
+        stacked per tap (:func:`_shifted_interpolation`), columns then rows. Zero rows of
+        those matrices are the convolution's zero padding, so borders are exact too."""
+        rows, cols = matrices
+        _, height, width, channels = part.shape
+        (kh, kw), filters = self.kernel_size, self.filters
+        big_h, big_w = rows.shape[0], cols.shape[0]
+        ops = keras.ops
+        dtype = self.compute_dtype
+        # (cin, kw, kh, filters): the column tap next to the column index after the product
+        weights = ops.reshape(ops.transpose(kernel, (2, 1, 0, 3)), (channels, kw * kh * filters))
+        x = ops.matmul(ops.reshape(part, (-1, channels)), weights)
+        x = ops.reshape(x, (-1, width * kw, kh * filters))  # (b h, w kw, kh f)
+        x = ops.matmul(ops.convert_to_tensor(cols, dtype), x)  # (b h, W, kh f)
+        x = ops.transpose(ops.reshape(x, (-1, height, big_w, kh, filters)), (0, 1, 3, 2, 4))
+        x = ops.reshape(x, (-1, height * kh, big_w * filters))  # (b, h kh, W f)
+        x = ops.matmul(ops.convert_to_tensor(rows, dtype), x)  # (b, H, W f)
+        return ops.reshape(x, (-1, big_h, big_w, filters))
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, list | tuple) and isinstance(input_shape[0], list | tuple):
@@ -103,11 +201,19 @@ class ConcatConv2D(keras.layers.Conv2D):
         return super().compute_output_shape(input_shape)
 
     def call(self, inputs):
+        shapes = [tuple(part.shape) for part in inputs]
+        if [shape[1:] for shape in shapes] != [shape[1:] for shape in self._small_shapes]:
+            self._plan(shapes)
         outputs, start = None, 0
-        for part, layer, channels in zip(inputs, self.rescalers, self._parts, strict=True):
-            if layer is not None:
-                part = layer(part)
-            partial = self.convolution_op(part, self.kernel[:, :, start:start + channels, :])
+        for part, layer, channels, projection in zip(inputs, self.rescalers, self._parts,
+                                                     self._projections, strict=True):
+            kernel = self.kernel[:, :, start:start + channels, :]
+            if projection is not None:
+                partial = self._projected(part, kernel, projection)
+            else:
+                if layer is not None:
+                    part = layer(part)
+                partial = self.convolution_op(part, kernel)
             if outputs is None and self.use_bias:  # the first convolution adds the bias
                 partial = keras.ops.add(partial, keras.ops.reshape(self.bias, (1, 1, 1, -1)))
             outputs = partial if outputs is None else keras.ops.add(outputs, partial)
@@ -116,7 +222,25 @@ class ConcatConv2D(keras.layers.Conv2D):
 
     def get_config(self):
         return {**super().get_config(), "scale_steps": self.scale_steps,
-                "downsampling": self.downsampling}
+                "downsampling": self.downsampling, "project_first": self.project_first}
+
+
+def _shifted_interpolation(size: int, factor: int, taps: int) -> np.ndarray:
+    """``(size * factor, size * taps)``: for an odd ``taps``-wide kernel, bilinear
+    up-sampling by ``factor`` along one axis read at each tap's offset, stacked so that
+    column ``i * taps + t`` holds tap ``t`` of input ``i``: row ``o`` of tap ``t`` is row
+    ``o + t - taps // 2`` of
+    :func:`~keras_liverseg.layers.bilinear_upsampling.interpolation_matrix`, zero outside
+    the up-sampled map (the convolution's zero padding)."""
+    from keras_liverseg.layers.bilinear_upsampling import interpolation_matrix
+
+    plain = interpolation_matrix(size, factor)
+    out = np.zeros((size * factor, size, taps))
+    for tap in range(taps):
+        shift = tap - taps // 2
+        low, high = max(0, -shift), min(size * factor, size * factor - shift)
+        out[low:high, :, tap] = plain[low + shift:high + shift]
+    return out.reshape(size * factor, size * taps)
 
 
 def concat_conv_pairs(model: keras.Model) -> dict[str, str]:
@@ -200,7 +324,7 @@ def _copy(model: keras.Model, pairs: dict[str, str], rebuild: LayerRebuild,
         if layer.name in pairs:
             layer = FoldedBatchNorm(name=layer.name)
         elif layer.name in split_convs:  # its work moved to the concatenation's place
-            return keras.layers.Identity(name=split_convs[layer.name])
+            layer = keras.layers.Identity(name=split_convs[layer.name])
         elif layer.name in splits:
             conv = model.get_layer(splits[layer.name])
             steps = getattr(layer, "scale_steps", None)  # a FullScaleConcat's
