@@ -266,12 +266,18 @@ def test_an_unwritable_folder_fails_before_the_model_loads(tmp_path, monkeypatch
 # --- signals held while files that belong together are written ---------------------------------
 
 def test_uninterrupted_delivers_ctrl_c_after_the_block():
-    written = []
-    with pytest.raises(KeyboardInterrupt):
-        with uninterrupted():
-            import signal
+    import signal
 
-            signal.raise_signal(signal.SIGINT)
-            written.append("weights")
-            written.append("optimizer")
+    written = []
+    # Python's own Ctrl-C handler, whatever the launcher left: a shell without job control
+    # starts background commands with SIGINT ignored, which uninterrupted() respects
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with uninterrupted():
+                signal.raise_signal(signal.SIGINT)
+                written.append("weights")
+                written.append("optimizer")
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert written == ["weights", "optimizer"]
