@@ -40,6 +40,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from keras_liverseg.layers.full_scale_concat import _rescaled, rescaler
+
 __all__ = ["ConcatConv2D", "FoldedBatchNorm", "LayerRebuild", "concat_conv_pairs", "copy_model",
            "fold_batch_norm", "foldable_pairs"]
 
@@ -97,8 +99,6 @@ class ConcatConv2D(keras.layers.Conv2D):
         self.input_spec = None  # a list of maps, not one
 
     def build(self, input_shape):
-        from keras_liverseg.layers.full_scale_concat import rescaler
-
         shapes = [tuple(shape) for shape in input_shape]
         steps = self.scale_steps or [0] * len(shapes)
         self.rescalers = [rescaler(step, i, 2, self.downsampling, self.dtype_policy)
@@ -122,10 +122,7 @@ class ConcatConv2D(keras.layers.Conv2D):
         self._projections = [self._projection(shape, 2 ** -step)
                              if step < 0 and self.project_first else None
                              for shape, step in zip(self._small_shapes, steps, strict=True)]
-        first = self._small_shapes[0][1:-1]
-        self._output_size = tuple(None if n is None else (n // 2**steps[0] if steps[0] >= 0
-                                                          else n * 2 ** -steps[0])
-                                  for n in first)
+        self._output_size = tuple(_rescaled(n, steps[0]) for n in self._small_shapes[0][1:-1])
 
     def multiply_adds(self) -> int:
         """Multiply-adds per sample as this layer computes them (built layers only): per
@@ -137,13 +134,21 @@ class ConcatConv2D(keras.layers.Conv2D):
                                                self._projections, strict=True):
             if projection is None:
                 total += int(np.prod(self._output_size)) * kh * kw * channels * filters
-                continue
-            rows, cols = projection
-            height, width = shape[1], shape[2]
-            total += (height * width * channels * kh * kw * filters
-                      + height * cols.shape[0] * cols.shape[1] * kh * filters
-                      + rows.shape[0] * rows.shape[1] * cols.shape[0] * filters)
+            else:
+                factor = projection[0].shape[0] // shape[1]
+                total += self._projected_multiply_adds(shape[1], shape[2], channels, factor)
         return total
+
+    def _projected_multiply_adds(self, height: int, width: int, channels: int,
+                                 factor: int) -> int:
+        """Multiply-adds of :meth:`_projected` for one sample of a ``(height, width,
+        channels)`` part up-sampled by ``factor``: the 1x1 product, then the column and row
+        products with the dense shifted interpolation matrices."""
+        (kh, kw), filters = self.kernel_size, self.filters
+        big_h, big_w = height * factor, width * factor
+        return (height * width * channels * kh * kw * filters
+                + height * big_w * width * kw * kh * filters
+                + big_h * height * kh * big_w * filters)
 
     def _projection(self, shape, factor: int):
         """The row and column matrices that compute this convolution of a map up-sampled by
@@ -155,12 +160,8 @@ class ConcatConv2D(keras.layers.Conv2D):
                 or self.dilation_rate != (1, 1) or self.padding != "same"
                 or kh % 2 == 0 or kw % 2 == 0):
             return None
-        big_h, big_w = height * factor, width * factor
-        plain = big_h * big_w * kh * kw * channels * filters
-        projected = (height * width * channels * kh * kw * filters
-                     + height * big_w * width * kw * kh * filters
-                     + big_h * height * kh * big_w * filters)
-        if 2 * projected > plain:
+        plain = height * factor * width * factor * kh * kw * channels * filters
+        if 2 * self._projected_multiply_adds(height, width, channels, factor) > plain:
             return None
         return (_shifted_interpolation(height, factor, kh),
                 _shifted_interpolation(width, factor, kw))
@@ -195,8 +196,7 @@ class ConcatConv2D(keras.layers.Conv2D):
         if isinstance(input_shape, list | tuple) and isinstance(input_shape[0], list | tuple):
             shapes = [tuple(shape) for shape in input_shape]
             steps = self.scale_steps or [0] * len(shapes)
-            size = [None if n is None else (n // 2**steps[0] if steps[0] >= 0
-                                            else n * 2 ** -steps[0]) for n in shapes[0][1:-1]]
+            size = [_rescaled(n, steps[0]) for n in shapes[0][1:-1]]
             input_shape = (shapes[0][0], *size, sum(int(shape[-1]) for shape in shapes))
         return super().compute_output_shape(input_shape)
 
