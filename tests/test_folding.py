@@ -13,6 +13,8 @@ from keras_liverseg.inference.precision import at_precision
 from keras_liverseg.models.folding import (
     ConcatConv2D,
     FoldedBatchNorm,
+    _BandedProduct,
+    _shifted_interpolation,
     concat_conv_pairs,
     fold_batch_norm,
     foldable_pairs,
@@ -153,13 +155,14 @@ def _concat_conv(project_first: bool, steps, kernel_size=3, filters=6):
                         project_first=project_first)
 
 
-@pytest.mark.parametrize("kernel_size", [3, 5])
-def test_an_up_sampled_part_is_convolved_before_its_up_sampling(kernel_size):
+@pytest.mark.parametrize("kernel_size, rows, cols", [(3, 24, 40), (5, 24, 40), (3, 96, 64)])
+def test_an_up_sampled_part_is_convolved_before_its_up_sampling(kernel_size, rows, cols):
     """``conv(up(x), W)`` computed as the taps of ``x W`` interpolated: the same numbers,
-    borders included, on a map that is not square, for each factor of UNet#'s skips."""
+    borders included, on a map that is not square, for each factor of UNet#'s skips; on
+    the larger map the interpolation products go block by block along their bands."""
     rng = np.random.default_rng(7)
-    parts = [rng.normal(size=(2, 24, 40, 3)), rng.normal(size=(2, 12, 20, 24)),
-             rng.normal(size=(2, 6, 10, 40)), rng.normal(size=(2, 3, 5, 64))]
+    parts = [rng.normal(size=(2, rows // 2 ** i, cols // 2 ** i, channels))
+             for i, channels in enumerate((3, 24, 40, 64))]
     parts = [part.astype("float32") for part in parts]
     steps = [0, -1, -2, -3]
     plain, projected = (_concat_conv(flag, steps, kernel_size) for flag in (False, True))
@@ -175,6 +178,28 @@ def test_an_up_sampled_part_is_convolved_before_its_up_sampling(kernel_size):
     expected = np.asarray(plain(parts))
     np.testing.assert_allclose(np.asarray(projected(parts)), expected,
                                atol=2e-5 * np.abs(expected).max())
+    banded = [product.index is not None for projection in projected._projections
+              if projection is not None for product in projection]
+    assert any(banded) == (rows > 24)
+
+
+@pytest.mark.parametrize("size, factor, taps", [(96, 2, 3), (24, 8, 3), (26, 4, 5), (12, 4, 3),
+                                                (13, 2, 3), (3, 8, 3)])
+def test_a_banded_interpolation_product_is_the_dense_product(size, factor, taps):
+    """Block by block along the band (windows gathered, edges clipped) or, where the band
+    is as wide as the input, as one dense product: the same sums as the whole matrix's."""
+    matrix = _shifted_interpolation(size, factor, taps)
+    product = _BandedProduct.of(matrix, size, taps)
+    x = np.random.default_rng(size).normal(size=(2, size, taps * 5)).astype("float32")
+    expected = np.einsum("oj,njc->noc", matrix, x.reshape(2, size * taps, 5))
+    got = np.asarray(product(x, 5, "float32"))
+    assert got.shape == (2, size * factor, 5) and product.size == size * factor
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    window = product.blocks.shape[-1] // taps  # the inputs each output multiplies
+    if size >= 24:  # a band: a window of the inputs, not all of them
+        assert product.index is not None and window < size
+    if size == 96:  # blocks of 8 inputs reach one input into each neighbour
+        assert window == 10
 
 
 def test_a_part_is_projected_only_where_it_saves_multiply_adds():

@@ -22,19 +22,26 @@ pixel, so the two commute, and ``conv(up(x), W)`` is the sum over the kernel's t
 ``kh kw filters`` channels at its own resolution and interpolates those with the
 up-sampling matrices shifted per tap, where that costs less than half the multiply-adds
 (``project_first``): for the default model, 2.72 of the 4.56 G multiply-adds a slice are
-convolutions of up-sampled parts, and projected they cost 1.39 G.
+convolutions of up-sampled parts. The interpolation matrices are banded (an output reads two
+inputs per tap), so their products go block by block along the band
+(:class:`_BandedProduct`) instead of over every input: the default model then computes 5.42
+instead of 9.12 GFLOP a slice (6.46 with dense interpolation products).
 
 On a 2-core AMX host (benchmarks/bench_forward.py, issue 24) the split alone made the
 default model's float32 forward 10-11 % faster and its bfloat16 forward 17 % slower; split
 and projected, float32 is 31 % faster than whole (0.043 -> 0.030 s a slice, the model's
 FLOPs at the float32 matmul peak's rate) and bfloat16 21 % faster at batch 4, so
-:func:`~keras_liverseg.inference.precision.at_precision` splits both. In bfloat16 each
+:func:`~keras_liverseg.inference.precision.at_precision` splits both. Banded products then
+made float32 another 5-7 % faster at 192 x 192 and 12-14 % at 256 x 256 (a larger field of
+view: a dense interpolation product grows with the cube of the side), bfloat16 0-5 % and
+8-10 %. In bfloat16 each
 partial sum is rounded on its own; the probabilities stay as far from float32's as the
 whole graph's (0.149 against 0.150 at most on random slices).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import keras
@@ -135,7 +142,7 @@ class ConcatConv2D(keras.layers.Conv2D):
             if projection is None:
                 total += int(np.prod(self._output_size)) * kh * kw * channels * filters
             else:
-                factor = projection[0].shape[0] // shape[1]
+                factor = projection[0].size // shape[1]
                 total += self._projected_multiply_adds(shape[1], shape[2], channels, factor)
         return total
 
@@ -143,17 +150,18 @@ class ConcatConv2D(keras.layers.Conv2D):
                                  factor: int) -> int:
         """Multiply-adds of :meth:`_projected` for one sample of a ``(height, width,
         channels)`` part up-sampled by ``factor``: the 1x1 product, then the column and row
-        products with the dense shifted interpolation matrices."""
+        products, each over its band (:class:`_BandedProduct`)."""
         (kh, kw), filters = self.kernel_size, self.filters
         big_h, big_w = height * factor, width * factor
         return (height * width * channels * kh * kw * filters
-                + height * big_w * width * kw * kh * filters
-                + big_h * height * kh * big_w * filters)
+                + height * big_w * _band_width(width, factor, kw) * kw * kh * filters
+                + big_h * _band_width(height, factor, kh) * kh * big_w * filters)
 
     def _projection(self, shape, factor: int):
-        """The row and column matrices that compute this convolution of a map up-sampled by
-        ``factor`` from the map itself (see :meth:`_projected`), or ``None`` where the
-        plain way costs fewer multiply-adds (by half) or does not apply."""
+        """The row and column products (each a :class:`_BandedProduct`) that compute this
+        convolution of a map up-sampled by ``factor`` from the map itself (see
+        :meth:`_projected`), or ``None`` where the plain way costs fewer multiply-adds (by
+        half) or does not apply."""
         _, height, width, channels = shape
         (kh, kw), filters = self.kernel_size, self.filters
         if (None in (height, width, channels) or self.strides != (1, 1)
@@ -163,34 +171,34 @@ class ConcatConv2D(keras.layers.Conv2D):
         plain = height * factor * width * factor * kh * kw * channels * filters
         if 2 * self._projected_multiply_adds(height, width, channels, factor) > plain:
             return None
-        return (_shifted_interpolation(height, factor, kh),
-                _shifted_interpolation(width, factor, kw))
+        return (_BandedProduct.of(_shifted_interpolation(height, factor, kh), height, kh),
+                _BandedProduct.of(_shifted_interpolation(width, factor, kw), width, kw))
 
-    def _projected(self, part, kernel, matrices):
+    def _projected(self, part, kernel, products):
         """``conv(up(part), kernel)`` computed at ``part``'s resolution, then interpolated.
 
         Up-sampling acts on each channel alone and a convolution's channel sum on each
         pixel alone, so they commute: ``up(x) W_k = up(x W_k)`` for each kernel tap ``k``.
         So project the small map onto ``kh kw filters`` channels (a 1x1 product, ``factor**2``
         times cheaper than at full size), then up-sample each tap's maps shifted by the tap
-        and sum them, as two matrix products with the interpolation matrices shifted and
-        stacked per tap (:func:`_shifted_interpolation`), columns then rows. Zero rows of
-        those matrices are the convolution's zero padding, so borders are exact too."""
-        rows, cols = matrices
+        and sum them, as two products with the interpolation matrices shifted and stacked
+        per tap (:func:`_shifted_interpolation`), columns then rows, each block by block
+        along the matrix's band (:class:`_BandedProduct`). Zero rows of those matrices are
+        the convolution's zero padding, so borders are exact too."""
+        rows, cols = products
         _, height, width, channels = part.shape
         (kh, kw), filters = self.kernel_size, self.filters
-        big_h, big_w = rows.shape[0], cols.shape[0]
         ops = keras.ops
-        dtype = self.compute_dtype
         # (cin, kw, kh, filters): the column tap next to the column index after the product
         weights = ops.reshape(ops.transpose(kernel, (2, 1, 0, 3)), (channels, kw * kh * filters))
         x = ops.matmul(ops.reshape(part, (-1, channels)), weights)
-        x = ops.reshape(x, (-1, width * kw, kh * filters))  # (b h, w kw, kh f)
-        x = ops.matmul(ops.convert_to_tensor(cols, dtype), x)  # (b h, W, kh f)
+        x = cols(ops.reshape(x, (-1, width, kw * kh * filters)), kh * filters,
+                 self.compute_dtype)  # (b h, W, kh f)
+        big_w = cols.size
         x = ops.transpose(ops.reshape(x, (-1, height, big_w, kh, filters)), (0, 1, 3, 2, 4))
-        x = ops.reshape(x, (-1, height * kh, big_w * filters))  # (b, h kh, W f)
-        x = ops.matmul(ops.convert_to_tensor(rows, dtype), x)  # (b, H, W f)
-        return ops.reshape(x, (-1, big_h, big_w, filters))
+        x = rows(ops.reshape(x, (-1, height, kh * big_w * filters)), big_w * filters,
+                 self.compute_dtype)  # (b, H, W f)
+        return ops.reshape(x, (-1, rows.size, big_w, filters))
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, list | tuple) and isinstance(input_shape[0], list | tuple):
@@ -241,6 +249,86 @@ def _shifted_interpolation(size: int, factor: int, taps: int) -> np.ndarray:
         low, high = max(0, -shift), min(size * factor, size * factor - shift)
         out[low:high, :, tap] = plain[low + shift:high + shift]
     return out.reshape(size * factor, size * taps)
+
+
+INTERPOLATION_BLOCK = 8
+"""Inputs per block of a :class:`_BandedProduct` (the divisor of the size nearest it)."""
+
+
+class _BandedProduct:
+    """An interpolation matrix's product, block by block along its band.
+
+    A row of :func:`_shifted_interpolation`'s ``(size * factor, size * taps)`` matrix reads
+    two inputs for each tap, so as one dense product most of its multiply-adds are by zero
+    (at a factor of 2 with 3 taps and 96 inputs, all but 6 of 288). Cut into blocks of
+    ``block`` inputs, the ``block * factor`` outputs of a block read only a window of inputs
+    that reaches a row or two into the neighbouring blocks: the product is then one gather
+    of the windows and a batch of small products, ``(groups, block * factor, window * taps)
+    @ (n, groups, window * taps, inner)``. The blocks hold the dense matrix's own numbers,
+    so the sums are the same.
+    """
+
+    def __init__(self, index: np.ndarray | None, blocks: np.ndarray, size: int):
+        self.index, self.blocks, self.size = index, blocks, size
+
+    @classmethod
+    def of(cls, matrix: np.ndarray, size: int, taps: int,
+           block: int = INTERPOLATION_BLOCK) -> _BandedProduct:
+        """``matrix`` (``(out, size * taps)``, column ``i * taps + t`` for input ``i``'s
+        tap ``t``) in blocks of the divisor of ``size`` nearest ``block``; one block, the
+        dense product, where a window would not be smaller than ``size``."""
+        out = matrix.shape[0]
+        dense = matrix.reshape(out, size, taps)
+        block = _block_of(size, block)
+        groups = size // block
+        per = out // groups
+        low, high = _overhang(dense, block, per, groups)
+        window = block + low + high
+        if window >= size:
+            return cls(None, matrix.reshape(1, out, size * taps), out)
+        positions = np.arange(groups)[:, None] * block - low + np.arange(window)
+        inside = (positions >= 0) & (positions < size)
+        blocks = np.zeros((groups, per, window, taps))
+        for group in range(groups):
+            blocks[group][:, inside[group]] = dense[group * per:(group + 1) * per,
+                                                    positions[group][inside[group]]]
+        return cls(np.clip(positions, 0, size - 1).ravel(), blocks.reshape(groups, per, -1),
+                   out)
+
+    def __call__(self, x, inner: int, dtype):
+        """``(n, size, taps * inner)`` -> ``(n, out, inner)``: the matrix times ``x``'s
+        second axis, tap by tap."""
+        ops = keras.ops
+        groups, per, reach = self.blocks.shape
+        if self.index is not None:
+            x = ops.take(x, self.index, axis=1)  # (n, groups * window, taps * inner)
+        x = ops.reshape(x, (-1, groups, reach, inner))
+        x = ops.matmul(ops.convert_to_tensor(self.blocks, dtype), x)  # (n, groups, per, inner)
+        return ops.reshape(x, (-1, groups * per, inner))
+
+
+def _block_of(size: int, block: int) -> int:
+    """The divisor of ``size`` nearest ``block`` (the larger on a tie)."""
+    divisors = [d for d in range(1, size + 1) if size % d == 0]
+    return min(divisors, key=lambda d: (abs(d - block), -d))
+
+
+def _overhang(dense: np.ndarray, block: int, per: int, groups: int) -> tuple[int, int]:
+    """How far below and above its own block of inputs any block's outputs read."""
+    low = high = 0
+    for group in range(groups):
+        read = np.flatnonzero(np.abs(dense[group * per:(group + 1) * per]).sum(axis=(0, 2)))
+        if read.size:
+            low = max(low, group * block - int(read[0]))
+            high = max(high, int(read[-1]) - (group * block + block - 1))
+    return low, high
+
+
+@functools.lru_cache(maxsize=64)
+def _band_width(size: int, factor: int, taps: int) -> int:
+    """Inputs each output of a :class:`_BandedProduct` of these sizes multiplies."""
+    product = _BandedProduct.of(_shifted_interpolation(size, factor, taps), size, taps)
+    return product.blocks.shape[-1] // taps
 
 
 def concat_conv_pairs(model: keras.Model) -> dict[str, str]:
