@@ -199,6 +199,15 @@ def _wrap(model: Any, name: str, weights: str | None, sha256: str | None,
                        weights, sha256, precision=precision)
 
 
+def _loaded_graph(graph: Any, name: str, weights: str | None, sha256: str | None,
+                  precision: str) -> LoadedModel:
+    """A :class:`LoadedModel` of a graph :func:`_wrap` made before (from the cache)."""
+    from keras_liverseg.models import preprocessing_of
+
+    return LoadedModel(graph, preprocessing_of(graph), name, weights, sha256,
+                       precision=precision)
+
+
 def load_model(
     name: str = "unet_sharp",
     weights: str | os.PathLike | None = "default",
@@ -302,31 +311,41 @@ def _precision_for(runtime: str, precision: str) -> str:
 def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = True,
                  precision: str = "float32", runtime: str = "keras",
                  start_backend: Callable[[], None] | None = None) -> LoadedModel:
-    """One zoo model, without its second stage (``name``: a known zoo name). For the
+    """One zoo model, without its second stage (``name``: a known zoo name). With a
+    weights file, its graph is loaded from the cache when it was kept there
+    (:mod:`keras_liverseg.inference.graph_cache`), and kept there when it is made. For the
     ``onnx`` runtime, a model whose facts are cached
     (:func:`~keras_liverseg.inference.onnx_runtime.cached_facts`) is not built: Keras
     starts (``start_backend`` first) only when a slice size has no cached graph."""
     from keras_liverseg import zoo
+    from keras_liverseg.inference.onnx_runtime import cached_facts, onnx_stem
 
     entry = zoo.get_entry(name)
     weights, sha256, record = _weights_source(name, weights)
-    stem = None
-    if runtime == "onnx" and sha256 is not None:
-        from keras_liverseg.inference.onnx_runtime import cached_facts, onnx_stem
-
+    stem = facts = None
+    if sha256 is not None:
         stem = onnx_stem(name, sha256, {**entry.config, **(record.config if record else {})})
-        facts = cached_facts(stem)
-    else:
-        facts = None
+        facts = cached_facts(stem) if runtime == "onnx" else None
 
     def build() -> LoadedModel:
         if start_backend is not None:  # before anything imports Keras
             start_backend()
         if runtime == "onnx":  # built to export a graph: TensorFlow and tf2onnx
             _check_export()
+        source = None if weights is None else str(weights)
+        if stem is not None:
+            from keras_liverseg.inference.graph_cache import cached_graph
+
+            graph = cached_graph(stem, precision)
+            if graph is not None:
+                return _loaded_graph(graph, name, source, sha256, precision)
         model = _zoo_model(name, record or weights, weights, progress)
-        return _wrap(model, name, None if weights is None else str(weights), sha256,
-                     precision)
+        loaded = _wrap(model, name, source, sha256, precision)
+        if stem is not None:
+            from keras_liverseg.inference.graph_cache import keep_graph
+
+            keep_graph(stem, precision, loaded.model)
+        return loaded
 
     if facts is not None:
         from keras_liverseg.inference.preprocessing import Preprocessing
@@ -337,12 +356,12 @@ def _load_single(name: str, weights: str | os.PathLike | None, progress: bool = 
                              _build=lambda: build().model)
     else:
         loaded = build()
-        if stem is not None and not loaded.preprocessing.volumetric:
+        if runtime == "onnx" and stem is not None and not loaded.preprocessing.volumetric:
             from keras_liverseg.inference.onnx_runtime import write_facts
 
             write_facts(stem, {"preprocessing": loaded.preprocessing.to_dict(),
                                "keras_name": loaded.model.name})
-    loaded.runtime, loaded.onnx_stem = runtime, stem
+    loaded.runtime, loaded.onnx_stem = runtime, stem if runtime == "onnx" else None
     loaded.liver_roi = entry.liver_roi
     loaded.postprocess = zoo.postprocess_for(name, sha256, [record] if record else None)
     return loaded
