@@ -94,3 +94,21 @@ def test_a_cache_that_cannot_be_written_is_left_alone(tmp_path, monkeypatch):
 def test_an_untrained_model_is_not_kept(home):
     load_model("unet_sharp", weights=None, second_stage_weights=None, precision="float32")
     assert _kept(home) == []
+
+
+def test_a_new_process_loads_the_kept_graph(home, monkeypatch):
+    """The kept graph holds this package's layers: a process that has not imported them yet
+    (a prediction's) registers them before loading it."""
+    import subprocess
+    import sys
+
+    first, _ = _load(monkeypatch)
+    code = ("import sys; from keras_liverseg.inference.loading import load_model; "
+            "from keras_liverseg.inference import graph_cache; "
+            "graph_cache.keep_graph = lambda *a, **k: sys.exit('the graph was made again'); "
+            "loaded = load_model('unet_sharp', second_stage_weights=None, precision='float32'); "
+            "print(loaded.model.name)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == first.model.name

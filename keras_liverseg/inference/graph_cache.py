@@ -61,6 +61,8 @@ def cached_graph(stem: str, precision: str, cache: str | os.PathLike | None = No
             raise ValueError(f"{path} does not match its SHA-256")
         import keras
 
+        import keras_liverseg.models  # noqa: F401  (registers every layer a graph holds)
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return keras.saving.load_model(path, compile=False, safe_mode=True)
