@@ -55,6 +55,7 @@ from keras_liverseg.inference.crf import CRFOptions, refine_volume
 from keras_liverseg.inference.loading import LoadedModel, ModelLoadError, as_loaded
 from keras_liverseg.inference.postprocess import PostprocessOptions, postprocess_labels
 from keras_liverseg.inference.report import LABELS, ReportFacts, scan_report
+from keras_liverseg.inference.threads import one_blas_thread
 from keras_liverseg.io.nifti import write_labels
 from keras_liverseg.io.orientation import from_canonical, to_canonical
 from keras_liverseg.io.scan import Scan, load_scan, scan_from_array
@@ -370,7 +371,8 @@ def predict_slices(
             tumor_out[:, :, where] = tumor.transpose(1, 2, 0)
         return found.reshape(len(ks), -1).any(axis=1)
 
-    done = slice_range.read_liver_slices(depth, survey_step, read, batch_size, progress)
+    with one_blas_thread():  # (see keras_liverseg.inference.threads)
+        done = slice_range.read_liver_slices(depth, survey_step, read, batch_size, progress)
     if not done.all():  # the slices not read are background
         skipped = ~done
         if probabilities is not None:
@@ -551,9 +553,10 @@ def predict_volume(
         from keras_liverseg.inference.volumetric import predict_volumetric
 
         step = 1
-        labels_c, probs_c = predict_volumetric(
-            loaded, volume_c, spacing_c, batch_size=batch_size, keep_probabilities=keep,
-            tumor_out=tumor_c, progress=progress)
+        with one_blas_thread():
+            labels_c, probs_c = predict_volumetric(
+                loaded, volume_c, spacing_c, batch_size=batch_size,
+                keep_probabilities=keep, tumor_out=tumor_c, progress=progress)
         read[:] = True
     else:
         step = 1 if all_slices else slice_range.survey_step(depth, spacing_c[2])
