@@ -49,8 +49,9 @@ __all__ = ["RUNTIMES", "OnnxRunner", "cached_facts", "cached_runner", "check_onn
 RUNTIMES = ("keras", "onnx")
 
 GRAPH_REVISION = 4
-"""Part of every :func:`onnx_stem`: raised when the inference graph built from the same
-weights changes within one package version (2: convolutions of concatenations split,
+"""Part of every :func:`onnx_stem`, which names the cached ONNX graphs and the kept Keras
+graphs (:mod:`keras_liverseg.inference.graph_cache`): raised when the inference graph built
+from the same weights changes within one package version (2: convolutions of concatenations split,
 :class:`~keras_liverseg.models.folding.ConcatConv2D`; 3: their up-sampled parts projected
 before the up-sampling; 4: the projections' interpolation products taken block by block
 along their bands), so that no older graph is served."""
