@@ -41,7 +41,6 @@ whole graph's (0.149 against 0.150 at most on random slices).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import keras
@@ -134,7 +133,7 @@ class ConcatConv2D(keras.layers.Conv2D):
     def multiply_adds(self) -> int:
         """Multiply-adds per sample as this layer computes them (built layers only): per
         part, the convolution at full size, or for a projected part the 1x1 product and
-        the two interpolation products (:meth:`_projected`; their matrices are dense)."""
+        the two interpolation products over their bands (:meth:`_projected`)."""
         (kh, kw), filters = self.kernel_size, self.filters
         total = 0
         for shape, channels, projection in zip(self._small_shapes, self._parts,
@@ -142,20 +141,20 @@ class ConcatConv2D(keras.layers.Conv2D):
             if projection is None:
                 total += int(np.prod(self._output_size)) * kh * kw * channels * filters
             else:
-                factor = projection[0].size // shape[1]
-                total += self._projected_multiply_adds(shape[1], shape[2], channels, factor)
+                total += self._projected_multiply_adds(shape[1], shape[2], channels,
+                                                       projection)
         return total
 
     def _projected_multiply_adds(self, height: int, width: int, channels: int,
-                                 factor: int) -> int:
+                                 products: tuple[_BandedProduct, _BandedProduct]) -> int:
         """Multiply-adds of :meth:`_projected` for one sample of a ``(height, width,
-        channels)`` part up-sampled by ``factor``: the 1x1 product, then the column and row
-        products, each over its band (:class:`_BandedProduct`)."""
+        channels)`` part with these row and column products: the 1x1 product, then the
+        column and row products, each over its band (:class:`_BandedProduct`)."""
+        rows, cols = products
         (kh, kw), filters = self.kernel_size, self.filters
-        big_h, big_w = height * factor, width * factor
         return (height * width * channels * kh * kw * filters
-                + height * big_w * _band_width(width, factor, kw) * kw * kh * filters
-                + big_h * _band_width(height, factor, kh) * kh * big_w * filters)
+                + height * cols.size * cols.reach * kh * filters
+                + rows.size * rows.reach * cols.size * filters)
 
     def _projection(self, shape, factor: int):
         """The row and column products (each a :class:`_BandedProduct`) that compute this
@@ -168,11 +167,12 @@ class ConcatConv2D(keras.layers.Conv2D):
                 or self.dilation_rate != (1, 1) or self.padding != "same"
                 or kh % 2 == 0 or kw % 2 == 0):
             return None
+        products = (_BandedProduct.of(_shifted_interpolation(height, factor, kh), height, kh),
+                    _BandedProduct.of(_shifted_interpolation(width, factor, kw), width, kw))
         plain = height * factor * width * factor * kh * kw * channels * filters
-        if 2 * self._projected_multiply_adds(height, width, channels, factor) > plain:
+        if 2 * self._projected_multiply_adds(height, width, channels, products) > plain:
             return None
-        return (_BandedProduct.of(_shifted_interpolation(height, factor, kh), height, kh),
-                _BandedProduct.of(_shifted_interpolation(width, factor, kw), width, kw))
+        return products
 
     def _projected(self, part, kernel, products):
         """``conv(up(part), kernel)`` computed at ``part``'s resolution, then interpolated.
@@ -271,6 +271,11 @@ class _BandedProduct:
     def __init__(self, index: np.ndarray | None, blocks: np.ndarray, size: int):
         self.index, self.blocks, self.size = index, blocks, size
 
+    @property
+    def reach(self) -> int:
+        """The inputs (times the taps) each output multiplies: ``window * taps``."""
+        return int(self.blocks.shape[-1])
+
     @classmethod
     def of(cls, matrix: np.ndarray, size: int, taps: int,
            block: int = INTERPOLATION_BLOCK) -> _BandedProduct:
@@ -299,10 +304,10 @@ class _BandedProduct:
         """``(n, size, taps * inner)`` -> ``(n, out, inner)``: the matrix times ``x``'s
         second axis, tap by tap."""
         ops = keras.ops
-        groups, per, reach = self.blocks.shape
+        groups, per, _ = self.blocks.shape
         if self.index is not None:
             x = ops.take(x, self.index, axis=1)  # (n, groups * window, taps * inner)
-        x = ops.reshape(x, (-1, groups, reach, inner))
+        x = ops.reshape(x, (-1, groups, self.reach, inner))
         x = ops.matmul(ops.convert_to_tensor(self.blocks, dtype), x)  # (n, groups, per, inner)
         return ops.reshape(x, (-1, groups * per, inner))
 
@@ -322,13 +327,6 @@ def _overhang(dense: np.ndarray, block: int, per: int, groups: int) -> tuple[int
             low = max(low, group * block - int(read[0]))
             high = max(high, int(read[-1]) - (group * block + block - 1))
     return low, high
-
-
-@functools.lru_cache(maxsize=64)
-def _band_width(size: int, factor: int, taps: int) -> int:
-    """Inputs each output of a :class:`_BandedProduct` of these sizes multiplies."""
-    product = _BandedProduct.of(_shifted_interpolation(size, factor, taps), size, taps)
-    return product.blocks.shape[-1] // taps
 
 
 def concat_conv_pairs(model: keras.Model) -> dict[str, str]:
