@@ -20,14 +20,17 @@ from keras_liverseg.cli.signals import Terminated, raise_pending
 @click.command("train")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Dataset folder: LiTS layout (volume-N / segmentation-N) or MSD "
-                   "(imagesTr/ labelsTr/). Give --data or --phantoms.")
+                   "(imagesTr/ labelsTr/). Give --data, --phantoms or both.")
 @click.option("--phantoms", type=int, metavar="N",
-              help="Instead of --data: draw phantom cases volume-0 .. volume-N-1 (those "
+              help="Instead of --data, or beside its cases (whose ids must differ): draw "
+                   "phantom cases volume-0 .. volume-N-1 (those "
                    "`liverseg sample-data --cases N --seed S` writes) in worker processes, "
                    "resized once to the model input (a 3D model: to its voxel spacing); "
                    "--split-file and the validation split apply to their ids (cases a split "
                    "file does not name are training cases too, so a split made on fewer "
-                   "phantoms keeps its validation cases).")
+                   "phantoms keeps its validation cases). With --data: mix the dataset with "
+                   "synthetic cases, e.g. to fine-tune on a few labelled scans without "
+                   "forgetting the phantoms.")
 @click.option("--phantom-seed", type=int, metavar="S",
               help="Dataset seed of --phantoms [0].")
 @click.option("--phantom-size", type=int, nargs=3, metavar="X Y Z",
@@ -72,7 +75,8 @@ from keras_liverseg.cli.signals import Terminated, raise_pending
                    "--steps or --minutes, 0 with --epochs].")
 @click.option("--workers", type=int, metavar="N",
               help="Sampler worker processes, on either backend, and the processes that draw "
-                   "--phantoms [0: the sampler in threads of the training process; phantoms "
+                   "--phantoms and decode the --data cases not cached yet "
+                   "[0: the sampler in threads of the training process; phantoms "
                    "drawn by one process per core].")
 @click.option("--strategy", type=click.Choice(["auto", "one", "mirrored", "multi-worker"]),
               help="tf.distribute strategy [auto].")
@@ -112,8 +116,6 @@ def train(data, model_name, config_file, output, resume, quiet, **options) -> No
             values[key] = str(values[key])
     if "model_config" in values:
         values["model_config"] = _json_object("--model-config", values["model_config"])
-    if data is not None and options.get("phantoms") is not None:
-        raise UserError("give --data or --phantoms, not both")
     if data is None and options.get("phantoms") is None and config_file is None and not resume:
         raise UserError("give --data FOLDER (a dataset) or --phantoms N (phantoms drawn on "
                         "the fly)")
@@ -186,7 +188,8 @@ def _stopped(config, error: BaseException) -> str:
     done = _epochs_done(run)
     if done < 1:
         return f"{how} before the first checkpoint; nothing was kept."
-    source = ("--data", config.data) if config.data else ("--phantoms", config.phantoms)
+    source = [*(("--data", config.data) if config.data else ()),
+              *(("--phantoms", config.phantoms) if config.phantoms else ())]
     again = " ".join(shlex.quote(str(word)) for word in (
         "liverseg", "train", *source, "--model", config.model, "--output", run))
     of = "" if config.steps or config.minutes else f" of {config.epochs}"

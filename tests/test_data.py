@@ -24,7 +24,7 @@ from keras_liverseg.data.sampler import (
     SliceSampler,
     task_labels,
 )
-from keras_liverseg.data.volumes import case_arrays, load_volume
+from keras_liverseg.data.volumes import case_arrays, load_volume, load_volumes
 from keras_liverseg.io.slices import context_indices
 
 
@@ -261,6 +261,30 @@ def test_phantoms_drawn_in_worker_processes_are_the_same_and_named_for_split_fil
     assert not np.array_equal(here[0].image, here[1].image)  # two cases, not one twice
     with pytest.raises(DatasetError, match="phantom cases are named volume-N"):
         draw_phantoms([Case("liver_3", None, None)], 7, (64, 64, 8))  # an MSD-style id
+
+
+def test_dataset_cases_decoded_in_worker_processes_are_read_from_the_cache(lits, tmp_path):
+    """liverseg train --data with --workers: the cases not cached yet are decoded in worker
+    processes; the volumes are then the ones a single process reads, in the cases' order."""
+    cases = find_cases(lits)[::-1]
+    cache = tmp_path / "cache"
+    load_volume(cases[0], cache)  # one case cached already: only the others are decoded
+    there = load_volumes(cases, cache, processes=2)
+    assert len(list(cache.glob("*.npy"))) == 2 * len(cases)
+    here = load_volumes(cases)  # no cache, one process
+    assert [v.case_id for v in there] == [c.case_id for c in cases]
+    for one, other in zip(here, there, strict=True):
+        assert isinstance(other.image, np.memmap)  # read from the cache
+        np.testing.assert_array_equal(one.image, other.image)
+        np.testing.assert_array_equal(one.labels, other.labels)
+        np.testing.assert_array_equal(one.liver_slices, other.liver_slices)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("volume-0.nii.gz", "segmentation-0.nii.gz", "volume-1.nii.gz"):
+        (broken / name).symlink_to(lits / name)
+    (broken / "segmentation-1.nii.gz").write_bytes(b"not a NIfTI file")
+    with pytest.raises(DatasetError, match="case volume-1"):  # a worker's error, as it is
+        load_volumes(find_cases(broken), tmp_path / "cache2", processes=2)
 
 
 def test_sampler_worker_processes_serve_the_sampler_stream_in_order(lits):

@@ -256,7 +256,7 @@ def test_config_values_are_taken_as_their_field_types():
         TrainConfig.from_dict({"data": "d", "output": "o", "liver_roi": 1})
     with pytest.raises(ConfigError, match="'data' must be a string or null, got 3"):
         TrainConfig.from_dict({"data": 3, "output": "o"})
-    with pytest.raises(ValueError, match="exactly one of data .* and phantoms"):
+    with pytest.raises(ValueError, match="give data .*, phantoms .* or both"):
         TrainConfig.from_dict({"data": None, "output": "o"})
     with pytest.raises(ValueError, match="cannot be shared by several workers"):
         TrainConfig(data="d", output="o", minutes=5, strategy="multi-worker")
@@ -638,6 +638,44 @@ def test_a_tiny_phantom_run_with_a_step_budget_writes_the_run_folder(tmp_path):
     assert card["training"]["phantoms"] == 3 and card["training"]["workers"] == 2
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     assert model.input_shape == (None, 48, 48, 3)
+
+
+def test_dataset_and_phantoms_whose_ids_clash_are_refused(dataset, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--data", str(dataset), "--phantoms", "3",
+                                      "--steps", "1", "-o", str(run)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0, result.output
+    assert "volume-0, volume-1, volume-2): number the dataset's cases from volume-3 up" \
+        in result.output
+    assert not run.exists() or not any(run.iterdir())
+
+
+@pytest.mark.slow
+def test_a_dataset_and_phantoms_train_together(tmp_path):
+    """--data with --phantoms: the dataset's cases (decoded in worker processes, cached) and
+    the drawn phantoms are split and sampled as one set of cases."""
+    data = write_lits(tmp_path / "scans", count=2, shape=(48, 48, 10))
+    for kind in ("volume", "segmentation"):  # numbered after the phantoms
+        for i in range(2):
+            (data / f"{kind}-{i}.nii.gz").rename(data / f"{kind}-{i + 10}.nii.gz")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["volume-10", "volume-0"],
+                                 "validation": ["volume-11"]}))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--data", str(data), "--phantoms", "2", "--phantom-size", "64", "64", "8",
+        "--steps", "2", "--batch-size", "2", "--workers", "2", "--split-file", str(split),
+        "--model-config", json.dumps(TINY), "-o", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "drew 2 phantoms of seed 0" in result.output
+    # the unnamed phantom trains too; 10 + 8 + 8 slices
+    assert "3 training and 1 validation cases (26 training slices)" in result.output
+    assert json.loads((run / "split.json").read_text()) == {
+        "train": ["volume-10", "volume-0", "volume-1"], "validation": ["volume-11"]}
+    assert len(list((run / "cache").glob("*.npy"))) == 4  # the dataset's two cases alone
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["data"]["folder"] == f"{data} + phantoms: 2 of seed 0, 64x64x8 voxels"
 
 
 @pytest.mark.slow

@@ -70,6 +70,33 @@ def load_volume(case: Case, cache_dir: str | os.PathLike | None = None) -> Volum
     return volume_from_arrays(case.case_id, image, labels, spacing[:2], spacing[2])
 
 
+def load_volumes(cases: Sequence[Case], cache_dir: str | os.PathLike | None = None,
+                 processes: int = 1) -> list[Volume]:
+    """:func:`load_volume` of each case, in order. With ``processes > 1`` and a cache, the
+    cases not cached yet are first decoded (and cached) in that many worker processes, so a
+    large dataset is read in parallel; every case is then memory-mapped from the cache.
+
+    Raises:
+        DatasetError: as :func:`load_volume`, for the first case that fails.
+    """
+    if processes > 1 and cache_dir is not None:
+        missing = [case for case in cases
+                   if not all(path.is_file() for path in _cache_paths(case, cache_dir))]
+        if len(missing) > 1:
+            import multiprocessing
+
+            # forkserver: clean worker interpreters (no TensorFlow or JAX threads forked)
+            context = multiprocessing.get_context("forkserver")
+            with context.Pool(min(processes, len(missing))) as pool:
+                pool.starmap(_cache_case, [(case, cache_dir) for case in missing], chunksize=1)
+    return [load_volume(case, cache_dir) for case in cases]
+
+
+def _cache_case(case: Case, cache_dir: str | os.PathLike) -> None:
+    """Decode one case into the cache (a worker of :func:`load_volumes`)."""
+    load_volume(case, cache_dir)
+
+
 def _spacing(case: Case) -> tuple[float, float, float]:
     """Canonical voxel sizes of a case (rows, columns, slices), from its NIfTI header alone."""
     try:

@@ -30,7 +30,7 @@ class TrainConfig:
     """Everything a run needs; the run folder keeps it as ``config.json``.
 
     Attributes:
-        data: dataset folder (LiTS or MSD layout); ``None`` with ``phantoms``.
+        data: dataset folder (LiTS or MSD layout); ``None`` to train on ``phantoms`` alone.
         output: the run folder.
         model: zoo name (its architecture and configuration) to train.
         model_config: overrides of the zoo entry's builder configuration.
@@ -51,12 +51,15 @@ class TrainConfig:
         warmup: share of the run over which the learning rate rises from 5 % to
             ``learning_rate``; ``None``: 0.05 with a ``steps`` or ``minutes`` budget, none
             for ``epochs`` (as before budgets existed).
-        workers: sampler worker processes (``0``: threads in the training process).
-        phantoms, phantom_seed, phantom_size: instead of ``data``, draw phantom cases
-            ``volume-0 .. volume-{phantoms - 1}`` of dataset seed ``phantom_seed``
+        workers: sampler worker processes (``0``: threads in the training process), also
+            the processes that draw ``phantoms`` and decode ``data``'s cases not cached yet.
+        phantoms, phantom_seed, phantom_size: instead of ``data`` or beside its cases
+            (whose ids must then differ), draw phantom cases ``volume-0 ..
+            volume-{phantoms - 1}`` of dataset seed ``phantom_seed``
             (:func:`keras_liverseg.phantom.generate_case`, as ``liverseg sample-data
             --seed`` writes them) at ``phantom_size`` ``(X, Y, Z)`` voxels, in worker
-            processes; with a ``split_file``, the cases it does not name are training cases.
+            processes; with a ``split_file``, the phantoms it does not name are training
+            cases.
         input_size: train the zoo model rebuilt for ``input_size x input_size`` slices (a 3D
             model: patches of its own depth and ``input_size x input_size`` in-plane).
         pixel_spacing: train the zoo model to read slices resampled to this in-plane
@@ -126,9 +129,9 @@ class TrainConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if (self.data is None) == (self.phantoms is None):
-            raise ValueError("give exactly one of data (a dataset folder) and phantoms "
-                             "(a number of phantoms to draw)")
+        if self.data is None and self.phantoms is None:
+            raise ValueError("give data (a dataset folder), phantoms (a number of phantoms to "
+                             "draw) or both")
         if self.batch_size is None:
             self.batch_size = DEFAULT_BATCH_PATCHES if self.volumetric else DEFAULT_BATCH_SLICES
         for name in ("epochs", "steps_per_epoch", "batch_size", "steps", "phantoms"):

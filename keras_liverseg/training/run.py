@@ -11,8 +11,9 @@ The run folder holds::
     model_card.md      the same for people
     history.csv        one row per epoch
     logs/              TensorBoard scalars
-    cache/             decoded volumes (.npy), reused by later epochs and runs (not with
-                       ``phantoms``: those are drawn into memory, in worker processes)
+    cache/             the dataset's decoded volumes (.npy), reused by later epochs and runs
+                       (not the ``phantoms``: those are drawn into memory, in worker
+                       processes)
 
 The length of the run and its learning rate are a :class:`~keras_liverseg.training.epochs.
 Budget`: ``epochs`` of ``steps_per_epoch`` steps (one pass over the training slices unless
@@ -46,13 +47,15 @@ import numpy as np
 
 from keras_liverseg import __version__, losses, models, zoo
 from keras_liverseg.data.datasets import (
+    Case,
+    DatasetError,
     draw_phantoms,
     find_cases,
     phantom_cases,
     split_cases,
     write_split,
 )
-from keras_liverseg.data.volumes import crop_to_liver, load_volume
+from keras_liverseg.data.volumes import crop_to_liver, load_volumes
 from keras_liverseg.io.atomic import atomic_paths, uninterrupted
 from keras_liverseg.models import registry
 from keras_liverseg.training.config import TrainConfig
@@ -94,12 +97,13 @@ def _train(config: TrainConfig, resume: bool, log, own: Path) -> Path:
     if backend == "jax":
         _jax_distribution(config, log)
     _check_model(config)
-    cases = phantom_cases(config.phantoms) if config.phantoms else find_cases(config.data)
+    cases = _cases(config)
     train_cases, val_cases = split_cases(cases, config.validation_fraction, config.seed,
                                          config.split_file)
     if config.phantoms and config.split_file:  # drawn cases a split file does not name train
         named = {case.case_id for case in (*train_cases, *val_cases)}
-        train_cases += [case for case in cases if case.case_id not in named]
+        train_cases += [case for case in cases
+                        if case.image is None and case.case_id not in named]
     state = _start(run, config, resume, own)
     write_split(own / "split.json", train_cases, val_cases)
     if config.mixed_precision:
@@ -182,26 +186,49 @@ def _not_finite(config: TrainConfig, epoch: int, loss: float) -> str:
 
 # --- setting up -----------------------------------------------------------------------------
 
-def _volumes(config: TrainConfig, train_cases, val_cases, cache: Path, log) -> tuple[list, list]:
-    """The training and validation volumes: read from ``config.data`` (through the ``.npy``
-    cache) or drawn as phantoms in worker processes; cut to the liver's region for the
-    second stage of a cascade; for a 3D model, resampled to its voxel spacing."""
-    roi = zoo.get_entry(config.model).liver_roi if config.crops_to_liver else None
+def _cases(config: TrainConfig) -> list[Case]:
+    """The run's cases: the dataset folder's, then the phantoms to draw (ids ``volume-N``,
+    no files), which must not share an id with a dataset case."""
+    cases = find_cases(config.data) if config.data else []
     if config.phantoms:
+        drawn = phantom_cases(config.phantoms)
+        clash = sorted({c.case_id for c in cases} & {c.case_id for c in drawn},
+                       key=lambda case_id: (len(case_id), case_id))
+        if clash:
+            raise DatasetError(
+                f"{config.data} has case ids that --phantoms {config.phantoms} draws too "
+                f"({', '.join(clash[:3])}{', ...' if len(clash) > 3 else ''}): number the "
+                f"dataset's cases from volume-{config.phantoms} up, or draw fewer phantoms")
+        cases += drawn
+    return cases
+
+
+def _volumes(config: TrainConfig, train_cases, val_cases, cache: Path, log) -> tuple[list, list]:
+    """The training and validation volumes: the dataset's read through the ``.npy`` cache
+    (decoded in ``config.workers`` processes), the phantoms drawn in worker processes; cut
+    to the liver's region for the second stage of a cascade; for a 3D model, resampled to
+    its voxel spacing (the phantoms as they are drawn)."""
+    roi = zoo.get_entry(config.model).liver_roi if config.crops_to_liver else None
+    cases = [*train_cases, *val_cases]
+    by_id = {}
+    drawn = [case for case in cases if case.image is None]
+    if drawn:
         started = time.perf_counter()
         processes = config.workers or os.cpu_count() or 1
-        drawn = draw_phantoms([*train_cases, *val_cases], config.phantom_seed,
-                              config.phantom_size, crop=config.crops_to_liver, roi=roi,
-                              processes=processes, **phantom_geometry(config))
+        for volume in draw_phantoms(drawn, config.phantom_seed, config.phantom_size,
+                                    crop=config.crops_to_liver, roi=roi,
+                                    processes=processes, **phantom_geometry(config)):
+            by_id[volume.case_id] = volume
         log(f"drew {len(drawn)} phantoms of seed {config.phantom_seed} in "
             f"{time.perf_counter() - started:.0f} s")
-        return drawn[:len(train_cases)], drawn[len(train_cases):]
-    train_volumes = [load_volume(c, cache) for c in train_cases]
-    val_volumes = [load_volume(c, cache) for c in val_cases]
-    if config.crops_to_liver:  # the second stage of a cascade
-        train_volumes = [crop_to_liver(v, roi) for v in train_volumes]
-        val_volumes = [crop_to_liver(v, roi) for v in val_volumes]
-    return on_model_grid(config, train_volumes), on_model_grid(config, val_volumes)
+    files = [case for case in cases if case.image is not None]
+    if files:
+        read = load_volumes(files, cache, processes=config.workers)
+        if config.crops_to_liver:  # the second stage of a cascade
+            read = [crop_to_liver(volume, roi) for volume in read]
+        by_id.update((volume.case_id, volume) for volume in on_model_grid(config, read))
+    volumes = [by_id[case.case_id] for case in cases]
+    return volumes[:len(train_cases)], volumes[len(train_cases):]
 
 
 def _start(run: Path, config: TrainConfig, resume: bool, out: Path | None = None) -> dict:
@@ -381,11 +408,13 @@ def _summary_writer(folder: Path, log=print):
 
 
 def _source(config: TrainConfig) -> str:
-    """Where the run's cases came from: the dataset folder, or the phantoms it drew."""
+    """Where the run's cases came from: the dataset folder, the phantoms it drew, or both."""
+    sources = [str(config.data)] if config.data else []
     if config.phantoms:
         size = "x".join(map(str, config.phantom_size))
-        return f"phantoms: {config.phantoms} of seed {config.phantom_seed}, {size} voxels"
-    return str(config.data)
+        sources.append(f"phantoms: {config.phantoms} of seed {config.phantom_seed}, "
+                       f"{size} voxels")
+    return " + ".join(sources)
 
 
 def _write_model_card(run, config: TrainConfig, model, train_cases, val_cases, state, scores):

@@ -3,12 +3,15 @@
     python research/unet_sharp/lesion_prob_sweep.py DATA_DIR [CASE_ID ...]
         [--split research/unet_sharp/splits/phantoms-train-240.json --first 20 --last 48]
         [--model unet_sharp] [--weights default] [--thresholds 0 0.3 0.4 0.5 0.6 0.7]
+        [--min-lesion-mm3 MM3] [--lesion-growth-mm MM]
 
 Segments each case ``volume-N.nii*`` of DATA_DIR (reference ``segmentation-N.nii*`` beside
 it; by default the 28 validation cases ``default_weights.sh validate`` scores: validation
 cases 20-48 of the stage-2 split, tumor-free ones included) once with ``predict_volume``
 (no post-processing, the tumor probability kept), then post-processes the raw labels with
-the model's own :class:`~keras_liverseg.inference.postprocess.PostprocessOptions` and each
+the model's own :class:`~keras_liverseg.inference.postprocess.PostprocessOptions` (with
+``--min-lesion-mm3`` / ``--lesion-growth-mm`` in their place, as ``liverseg predict`` takes
+them: candidate weights then get the bundled weights' post-processing) and each
 ``min_lesion_prob`` (a lesion whose mean tumor probability is below it becomes liver,
 :func:`~keras_liverseg.inference.postprocess.drop_unsure_lesions`), exactly as
 ``liverseg predict --min-lesion-prob`` does. Prints every predicted lesion of the
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="unet_sharp")
     parser.add_argument("--weights", default="default")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    parser.add_argument("--min-lesion-mm3", type=float)
+    parser.add_argument("--lesion-growth-mm", type=float)
     args = parser.parse_args(argv)
     cases = args.cases or [
         c.removeprefix("volume-")
@@ -147,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             files[kind, case] = found[0]
     loaded = load_model(args.model, args.weights)
-    options = loaded.postprocess_options()
+    overrides = {key: getattr(args, key) for key in ("min_lesion_mm3", "lesion_growth_mm")
+                 if getattr(args, key) is not None}
+    options = replace(loaded.postprocess_options(), **overrides)
     print(f"{args.model} ({loaded.weights_sha256}), {options}")
     scores = {threshold: Scores() for threshold in args.thresholds}
     for case in cases:
