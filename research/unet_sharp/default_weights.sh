@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|val11|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -20,7 +20,9 @@
 #           use --steps 9200 instead of --minutes there).
 # v4:       the retraining of issue 22 (part 5), prepared for a GPU machine (JAX backend):
 #           from the shipped weights (--init zoo:unet_sharp), on 480 phantoms of generator
-#           2.0 (seed 5, never drawn before), reading slices at the entry's 2.1 mm pixel
+#           2.0 (seed 5, never drawn before) and, replayed from disk (--data beside
+#           --phantoms), stage 2's 192 training phantoms of generator 1.1.0 (volume-1000
+#           and up, from $GEN11 or a worktree of 74a47ee), reading slices at the entry's 2.1 mm pixel
 #           spacing with field-of-view crops (the zoo entry's config; the sampler's
 #           Augmentation), 8 minutes. Not part of `all`; not yet run. On the device tool's
 #           machine, in one call: research/unet_sharp/device_v4.sh.
@@ -35,6 +37,9 @@
 #           as volume-1000 and up), in one --data folder of links (data/v4mix), 70 minutes
 #           (V4MIX_MINUTES). Answers v4cpu's loss of generator-1.1 tumor Dice. Run on
 #           2026-12-06: zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
+# val11:    validate's 28 validation phantoms drawn with generator 1.1.0 (a worktree of
+#           74a47ee) into data/phantoms11-val28, for lesion_prob_sweep.py's comparison of
+#           candidate weights on the generator the shipped weights learnt from.
 # evaluate: 10 held-out phantoms (seed 2, never used in training) -> liverseg predict ->
 #           liverseg evaluate; and predictions on the two real CT examples in ../shared/data.
 #           The held-out set is generator 1.1.0's, drawn from a git worktree of commit
@@ -83,6 +88,59 @@ score() {
   liverseg evaluate --pred "$2" --gt "$3" --json "$4" --overwrite
 }
 
+# draw ROOT OUT SEED OFFSET CASES...: draw CASES of the generator module under path ROOT
+# ("" = this checkout) with SEED into OUT as volume-(OFFSET + i), $DRAW_PROCESSES (2)
+# processes at a time (what `liverseg sample-data --seed SEED` writes for case i: it depends
+# on the seed and i alone). python3, as on the GPU machine (it has no `python`)
+draw() {
+  python3 - "$@" <<'PY'
+import os
+import sys
+root, out, seed, offset, *cases = sys.argv[1:]
+if root:
+    sys.path.insert(0, root)
+from multiprocessing import Pool
+from pathlib import Path
+
+from keras_liverseg.phantom import GENERATOR_VERSION, case_seed, generate_case
+from keras_liverseg.phantom.dataset import case_paths, write_case
+
+assert not root or GENERATOR_VERSION == "1.1.0", GENERATOR_VERSION  # the worktree's, not ours
+
+def one(n: int) -> None:
+    if not all(path.exists() for path in case_paths(out, int(offset) + n)):
+        write_case(generate_case(case_seed(int(seed), n), (512, 512, 64)), out, int(offset) + n)
+
+
+Path(out).mkdir(parents=True, exist_ok=True)
+with Pool(int(os.environ.get("DRAW_PROCESSES", "2"))) as pool:
+    pool.map(one, [int(n) for n in cases], chunksize=1)
+(Path(out) / "generator.txt").write_text(GENERATOR_VERSION + "\n")
+print(f"{out}: {len(cases)} cases of generator {GENERATOR_VERSION}")
+PY
+}
+
+# replay_cases N: the first N training cases of stage 2's split (generator 1.1.0, seed 1), the
+# phantoms the shipped weights learnt from, as bare numbers
+replay_cases() {
+  python3 - research/unet_sharp/splits/phantoms-train-240.json "$1" <<'PY'
+import json, sys
+print(*(c.removeprefix("volume-") for c in json.load(open(sys.argv[1]))["train"][:int(sys.argv[2])]))
+PY
+}
+
+# with_generator_11 COMMAND...: run COMMAND with $gen11 naming a copy of commit 74a47ee's
+# package (generator 1.1.0): $GEN11 if set (device_v4.sh carries one), else a git worktree
+with_generator_11() {
+  if [[ -n ${GEN11:-} ]]; then
+    gen11=$GEN11 "$@"
+  else
+    git worktree add -f /tmp/liverseg-74a47ee 74a47ee >/dev/null
+    gen11=/tmp/liverseg-74a47ee "$@"
+    git worktree remove --force /tmp/liverseg-74a47ee
+  fi
+}
+
 if [[ $stage == train || $stage == all ]]; then
   liverseg sample-data -o data/phantoms-train --cases 40 --seed 1 --size 512 512 80
   liverseg train --data data/phantoms-train --model unet_sharp --epochs 6 \
@@ -106,8 +164,15 @@ if [[ $stage == gpu ]]; then
     -o "$gpu_run"
 fi
 
-if [[ $stage == v4 ]]; then  # V4_PHANTOMS / V4_MINUTES shorten it (a dry run)
-  KERAS_BACKEND=jax liverseg train --phantoms "${V4_PHANTOMS:-480}" --phantom-seed 5 \
+if [[ $stage == v4 ]]; then  # V4_PHANTOMS / V4_REPLAY / V4_MINUTES shorten it (a dry run)
+  # generator-1.1.0 replay (v4mix's lesson): stage 2's first V4_REPLAY training cases,
+  # written to disk as volume-1000 and up by 14 processes, read by --data beside the
+  # generator-2.0 phantoms drawn in memory
+  read -r -a replay < <(replay_cases "${V4_REPLAY:-192}")
+  draw_11() { DRAW_PROCESSES=14 draw "$gen11" data/phantoms11-replay 1 1000 "${replay[@]}"; }
+  with_generator_11 draw_11
+  KERAS_BACKEND=jax liverseg train --data data/phantoms11-replay \
+    --phantoms "${V4_PHANTOMS:-480}" --phantom-seed 5 \
     --phantom-size 512 512 64 --model unet_sharp --init zoo:unet_sharp --loss dice_ce \
     --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 --minutes "${V4_MINUTES:-8}" \
     --batch-size 32 --lr 1e-3 --workers 14 -o runs/unet_sharp-v4
@@ -121,44 +186,10 @@ if [[ $stage == v4cpu ]]; then
 fi
 
 if [[ $stage == v4mix ]]; then
-  # draw CASES of generator-module path ROOT ("" = this checkout) with SEED into OUT as
-  # volume-(OFFSET + i), two processes at a time (what `liverseg sample-data --seed SEED`
-  # writes for case i: it depends on the seed and i alone)
-  draw() {
-    python - "$@" <<'PY'
-import sys
-root, out, seed, offset, *cases = sys.argv[1:]
-if root:
-    sys.path.insert(0, root)
-from multiprocessing import Pool
-from pathlib import Path
-
-from keras_liverseg.phantom import GENERATOR_VERSION, case_seed, generate_case
-from keras_liverseg.phantom.dataset import case_paths, write_case
-
-assert not root or GENERATOR_VERSION == "1.1.0", GENERATOR_VERSION  # the worktree's, not ours
-
-def one(n: int) -> None:
-    if not all(path.exists() for path in case_paths(out, int(offset) + n)):
-        write_case(generate_case(case_seed(int(seed), n), (512, 512, 64)), out, int(offset) + n)
-
-
-Path(out).mkdir(parents=True, exist_ok=True)
-with Pool(2) as pool:
-    pool.map(one, [int(n) for n in cases], chunksize=1)
-(Path(out) / "generator.txt").write_text(GENERATOR_VERSION + "\n")
-print(f"{out}: {len(cases)} cases of generator {GENERATOR_VERSION}")
-PY
-  }
   draw "" data/phantoms2-train120 5 0 $(seq 0 119)
-  read -r -a replay < <(python - research/unet_sharp/splits/phantoms-train-240.json <<'PY'
-import json, sys
-print(*(c.removeprefix("volume-") for c in json.load(open(sys.argv[1]))["train"][:60]))
-PY
-)
-  git worktree add -f /tmp/liverseg-74a47ee 74a47ee >/dev/null
-  draw /tmp/liverseg-74a47ee data/phantoms11-replay60 1 1000 "${replay[@]}"
-  git worktree remove --force /tmp/liverseg-74a47ee
+  read -r -a replay < <(replay_cases 60)
+  draw_11() { draw "$gen11" data/phantoms11-replay60 1 1000 "${replay[@]}"; }
+  with_generator_11 draw_11
   rm -rf data/v4mix && mkdir -p data/v4mix
   for set in phantoms2-train120 phantoms11-replay60; do
     for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" data/v4mix/; done
@@ -167,6 +198,21 @@ PY
     --init zoo:unet_sharp --loss dice_ce --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 \
     --minutes "${V4MIX_MINUTES:-70}" --batch-size 16 --lr 3e-4 --steps-per-epoch 150 \
     --mixed-precision --workers 2 -o runs/unet_sharp-v4mix
+fi
+
+if [[ $stage == val11 ]]; then
+  # the 28 validation cases of `validate` (cases 21-48 of stage 2's split, seed 1), drawn with
+  # generator 1.1.0 as the shipped weights' validation saw them, into data/phantoms11-val28
+  # under their own ids: lesion_prob_sweep.py's default cases, for comparing candidate
+  # weights on generator 1.1.0 without the held-out set (the replayed cases of v4mix's own
+  # validation were the shipped weights' training cases)
+  read -r -a cases < <(python - research/unet_sharp/splits/phantoms-train-240.json <<'PY'
+import json, sys
+print(*(c.removeprefix("volume-") for c in json.load(open(sys.argv[1]))["validation"][20:48]))
+PY
+)
+  draw_11() { draw "$gen11" data/phantoms11-val28 1 0 "${cases[@]}"; }
+  with_generator_11 draw_11
 fi
 
 if [[ $stage == evaluate || $stage == all ]]; then
