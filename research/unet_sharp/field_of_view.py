@@ -1,6 +1,7 @@
 """Does a model give the same liver on a full scan, a crop of it and a coarser copy?
 
     python research/unet_sharp/field_of_view.py [--phantoms N] [--pixel-spacing MM ...]
+        [--weights FILE] [--min-lesion-mm3 MM3] [--lesion-growth-mm MM] [--min-lesion-prob P]
 
 For the TotalSegmentator example of ../shared/data (liver = label 5) and ``N`` held-out
 phantoms (``liverseg sample-data --seed 2`` cases, 512x512x80), three versions of each scan
@@ -10,7 +11,9 @@ liver-centred scan), and a copy at twice the in-plane pixel spacing (2x2 blocks 
 Each is scored against its own label cut or coarsened the same way: liver Dice, and the
 predicted lesions over 1 ml in a scan whose label has no tumor. ``--pixel-spacing`` runs the
 same weights reading slices at that physical spacing (``none``: resized to the input, the
-behaviour of models without a spacing). Prints one JSON line per scan and setting.
+behaviour of models without a spacing). ``--weights`` scores candidate weights instead,
+with the post-processing options given (as ``liverseg predict`` takes them; other weights
+than the bundled ones get none by default). Prints one JSON line per scan and setting.
 """
 
 from __future__ import annotations
@@ -71,16 +74,27 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phantoms", type=int, default=3)
     parser.add_argument("--pixel-spacing", nargs="+", default=["none"])
+    parser.add_argument("--weights", default="default")
+    parser.add_argument("--min-lesion-mm3", type=float)
+    parser.add_argument("--lesion-growth-mm", type=float)
+    parser.add_argument("--min-lesion-prob", type=float)
     args = parser.parse_args(argv)
+    overrides = {key: getattr(args, key) for key in
+                 ("min_lesion_mm3", "lesion_growth_mm", "min_lesion_prob")
+                 if getattr(args, key) is not None}
     from keras_liverseg import zoo
     from keras_liverseg.inference.loading import load_model
     from keras_liverseg.models import inference_model, preprocessing_of
 
     models = {}
     for value in args.pixel_spacing:
-        loaded = load_model("unet_sharp")
+        loaded = load_model("unet_sharp", args.weights)
+        loaded = dataclasses.replace(
+            loaded, postprocess=dataclasses.replace(loaded.postprocess, **overrides))
         if value != "none":  # the same weights, reading slices at that spacing
             net = zoo.load("unet_sharp", pixel_spacing=float(value))
+            if args.weights != "default":
+                net.load_weights(args.weights)
             loaded = dataclasses.replace(loaded, model=inference_model(net),
                                          preprocessing=preprocessing_of(net), _resized={})
         models[value] = loaded
