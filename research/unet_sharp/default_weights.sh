@@ -39,7 +39,8 @@
 #           2026-12-06: zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
 # val11:    validate's 28 validation phantoms drawn with generator 1.1.0 (a worktree of
 #           74a47ee) into data/phantoms11-val28, for lesion_prob_sweep.py's comparison of
-#           candidate weights on the generator the shipped weights learnt from.
+#           candidate weights on the generator the shipped weights learnt from; VAL=48: all
+#           48 of stage 2's validation cases, into data/phantoms11-val48.
 # evaluate: 10 held-out phantoms (seed 2, never used in training) -> liverseg predict ->
 #           liverseg evaluate; and predictions on the two real CT examples in ../shared/data.
 #           The held-out set is generator 1.1.0's, drawn from a git worktree of commit
@@ -205,13 +206,20 @@ if [[ $stage == val11 ]]; then
   # generator 1.1.0 as the shipped weights' validation saw them, into data/phantoms11-val28
   # under their own ids: lesion_prob_sweep.py's default cases, for comparing candidate
   # weights on generator 1.1.0 without the held-out set (the replayed cases of v4mix's own
-  # validation were the shipped weights' training cases)
-  read -r -a cases < <(python - research/unet_sharp/splits/phantoms-train-240.json <<'PY'
+  # validation were the shipped weights' training cases). VAL=48: all 48 validation cases
+  # into data/phantoms11-val48 (lesion_prob_sweep.py ... --first 0)
+  case ${VAL:-28} in
+    28) first=20 ;;
+    48) first=0 ;;
+    *) echo "Error: VAL must be 28 or 48, got ${VAL}" >&2; exit 2 ;;
+  esac
+  read -r -a cases < <(python - research/unet_sharp/splits/phantoms-train-240.json "$first" <<'PY'
 import json, sys
-print(*(c.removeprefix("volume-") for c in json.load(open(sys.argv[1]))["validation"][20:48]))
+print(*(c.removeprefix("volume-")
+        for c in json.load(open(sys.argv[1]))["validation"][int(sys.argv[2]):48]))
 PY
 )
-  draw_11() { draw "$gen11" data/phantoms11-val28 1 0 "${cases[@]}"; }
+  draw_11() { draw "$gen11" "data/phantoms11-val${VAL:-28}" 1 0 "${cases[@]}"; }
   with_generator_11 draw_11
 fi
 
