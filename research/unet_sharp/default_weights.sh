@@ -121,14 +121,18 @@ print(f"{out}: {len(cases)} cases of generator {GENERATOR_VERSION}")
 PY
 }
 
-# replay_cases N: the first N training cases of stage 2's split (generator 1.1.0, seed 1), the
-# phantoms the shipped weights learnt from, as bare numbers
-replay_cases() {
-  python3 - research/unet_sharp/splits/phantoms-train-240.json "$1" <<'PY'
+# split_ids FILE PART FIRST LAST: cases FIRST .. LAST-1 of list PART ("train" or
+# "validation") of split file FILE, as bare numbers (python3, as on the GPU machine)
+split_ids() {
+  python3 - "$@" <<'PY'
 import json, sys
-print(*(c.removeprefix("volume-") for c in json.load(open(sys.argv[1]))["train"][:int(sys.argv[2])]))
+path, part, first, last = sys.argv[1:]
+print(*(c.removeprefix("volume-") for c in json.load(open(path))[part][int(first):int(last)]))
 PY
 }
+# stage 2's split: its training cases are the generator-1.1.0 phantoms (seed 1) the shipped
+# weights learnt from
+stage2_split=research/unet_sharp/splits/phantoms-train-240.json
 
 # with_generator_11 COMMAND...: run COMMAND with $gen11 naming a copy of commit 74a47ee's
 # package (generator 1.1.0): $GEN11 if set (device_v4.sh carries one), else a git worktree
@@ -159,7 +163,7 @@ if [[ $stage == gpu ]]; then
   # (the v3 weights were trained by the former scripts/train_on_gpu.py, whose options these
   # are; it drew the 240 extra phantoms at 80 slices: zoo/unet_sharp.md, "training, stage 3")
   KERAS_BACKEND=jax liverseg train --phantoms 480 --phantom-seed 1 --phantom-size 512 512 64 \
-    --split-file research/unet_sharp/splits/phantoms-train-240.json --model unet_sharp \
+    --split-file "$stage2_split" --model unet_sharp \
     --init "$run/checkpoints/best.weights.h5" --loss dice_ce --liver-fraction 0.4 \
     --tumor-fraction 0.4 --seed 3 --minutes 6 --batch-size 32 --lr 1e-3 --workers 14 \
     -o "$gpu_run"
@@ -169,7 +173,7 @@ if [[ $stage == v4 ]]; then  # V4_PHANTOMS / V4_REPLAY / V4_MINUTES shorten it (
   # generator-1.1.0 replay (v4mix's lesson): stage 2's first V4_REPLAY training cases,
   # written to disk as volume-1000 and up by 14 processes, read by --data beside the
   # generator-2.0 phantoms drawn in memory
-  read -r -a replay < <(replay_cases "${V4_REPLAY:-192}")
+  read -r -a replay < <(split_ids "$stage2_split" train 0 "${V4_REPLAY:-192}")
   draw_11() { DRAW_PROCESSES=14 draw "$gen11" data/phantoms11-replay 1 1000 "${replay[@]}"; }
   with_generator_11 draw_11
   KERAS_BACKEND=jax liverseg train --data data/phantoms11-replay \
@@ -188,7 +192,7 @@ fi
 
 if [[ $stage == v4mix ]]; then
   draw "" data/phantoms2-train120 5 0 $(seq 0 119)
-  read -r -a replay < <(replay_cases 60)
+  read -r -a replay < <(split_ids "$stage2_split" train 0 60)
   draw_11() { draw "$gen11" data/phantoms11-replay60 1 1000 "${replay[@]}"; }
   with_generator_11 draw_11
   rm -rf data/v4mix && mkdir -p data/v4mix
@@ -213,12 +217,7 @@ if [[ $stage == val11 ]]; then
     48) first=0 ;;
     *) echo "Error: VAL must be 28 or 48, got ${VAL}" >&2; exit 2 ;;
   esac
-  read -r -a cases < <(python - research/unet_sharp/splits/phantoms-train-240.json "$first" <<'PY'
-import json, sys
-print(*(c.removeprefix("volume-")
-        for c in json.load(open(sys.argv[1]))["validation"][int(sys.argv[2]):48]))
-PY
-)
+  read -r -a cases < <(split_ids "$stage2_split" validation "$first" 48)
   draw_11() { draw "$gen11" "data/phantoms11-val${VAL:-28}" 1 0 "${cases[@]}"; }
   with_generator_11 draw_11
 fi
@@ -262,7 +261,7 @@ PY
 fi
 
 if [[ $stage == validate ]]; then
-  split=${SPLIT:-research/unet_sharp/splits/phantoms-train-240.json}
+  split=${SPLIT:-$stage2_split}
   [[ -f $split ]] || { echo "Error: no split file $split (run the train stage or set SPLIT=)" >&2; exit 2; }
   case ${VAL:-28} in
     28) set=val28; first=20; last=48 ;;
@@ -271,12 +270,7 @@ if [[ $stage == validate ]]; then
   esac
   rm -rf "data/$set-volumes" "data/$set-labels" "data/$set-pred$tag"
   mkdir -p "data/$set-volumes" "data/$set-labels"
-  read -r -a cases < <(python - "$split" "$first" "$last" <<'PY'
-import json, sys
-print(*(c.removeprefix("volume-")
-        for c in json.load(open(sys.argv[1]))["validation"][int(sys.argv[2]):int(sys.argv[3])]))
-PY
-)
+  read -r -a cases < <(split_ids "$split" validation "$first" "$last")
   # only the cases this set reads, each as `liverseg sample-data -o data/phantoms-train-240
   # --cases 240 --seed 1 --size 512 512 64` writes it (case i depends on the seed and i alone)
   python - data/phantoms-train-240 "${cases[@]}" <<'PY'

@@ -54,13 +54,16 @@ def interpolate(base: Path, tuned: Path, alpha: float, out: Path) -> None:
         if not np.issubdtype(value.dtype, np.floating) and not np.array_equal(value, other):
             raise ValueError(f"{name}: non-float weights differ")
     temp = out.with_name(out.name + ".partial")
-    shutil.copyfile(base, temp)
-    with h5py.File(temp, "r+") as file:
-        for name, value in a.items():
-            if np.issubdtype(value.dtype, np.floating):
-                mixed = (1.0 - alpha) * value.astype(np.float64) + alpha * b[name]
-                file[name][...] = mixed.astype(value.dtype)
-    temp.replace(out)
+    try:
+        shutil.copyfile(base, temp)
+        with h5py.File(temp, "r+") as file:
+            for name, value in a.items():
+                if np.issubdtype(value.dtype, np.floating):
+                    mixed = (1.0 - alpha) * value.astype(np.float64) + alpha * b[name]
+                    file[name][...] = mixed.astype(value.dtype)
+        temp.replace(out)
+    finally:  # a failed write leaves nothing half-written behind
+        temp.unlink(missing_ok=True)
 
 
 def main(argv=None) -> None:
