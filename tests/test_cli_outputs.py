@@ -155,6 +155,28 @@ def test_claim_refuses_existing_files_and_removes_what_it_made(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.json"]
 
 
+def test_a_folder_another_process_creates_meanwhile_is_used_and_kept(tmp_path, monkeypatch):
+    """Two workers writing into one new cache folder: the one whose mkdir loses the race
+    uses the folder, and on its own failure leaves it (it is not the one that made it)."""
+    target = tmp_path / "cache" / "volume-1.image.npy"
+    original = Path.mkdir
+
+    def raced_mkdir(self, *args, **kwargs):
+        if self == target.parent and not self.exists():
+            original(self)  # the other worker wins
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", raced_mkdir)
+    with claim_paths([target]):
+        atomic_write_text(target, "decoded")
+    assert target.read_text() == "decoded"
+    target.unlink()
+    with pytest.raises(RuntimeError):
+        with claim_paths([target]):
+            raise RuntimeError("decode failed")
+    assert target.parent.is_dir()
+
+
 def test_claim_is_removed_on_error_and_interrupt(tmp_path):
     target = tmp_path / "out" / "seg.nii.gz"
     for error in (RuntimeError("boom"), KeyboardInterrupt()):

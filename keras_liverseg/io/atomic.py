@@ -124,7 +124,11 @@ def _release(fd: int, lock: Path) -> None:
 
 
 def _make_folders(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; returns the ones created, outermost first."""
+    """Create ``folder`` and its missing parents; returns the ones created, outermost first.
+
+    A folder that another process creates in the meantime (two workers writing into the
+    same new cache folder) is used as it is, and not counted as created here.
+    """
     missing = []
     for candidate in (folder, *folder.parents):
         if candidate.is_dir():
@@ -135,7 +139,12 @@ def _make_folders(folder: Path) -> list[Path]:
     created = []
     try:
         for candidate in reversed(missing):
-            candidate.mkdir()
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                if not candidate.is_dir():
+                    raise
+                continue
             created.append(candidate)
     except BaseException:
         _remove_empty(created)
