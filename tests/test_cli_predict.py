@@ -367,27 +367,28 @@ def test_smallest_lesion_is_the_models_own_unless_given(tmp_path, oracle_model_f
     from keras_liverseg.inference import PostprocessOptions
     from keras_liverseg.inference.loading import as_loaded, load_model
 
-    # bundled weights carry their zoo entry's size and growth; other weights keep every
-    # lesion as predicted
+    # bundled weights carry their zoo entry's size, growth and lesion confidence; other
+    # weights keep every lesion as predicted
     entry = zoo.get_entry("unet_sharp")
-    own = (entry.postprocess.min_lesion_mm3, entry.postprocess.lesion_growth_mm)
+    own = (entry.postprocess.min_lesion_mm3, entry.postprocess.lesion_growth_mm,
+           entry.postprocess.min_lesion_prob)
 
     def settings(loaded):
-        return loaded.postprocess.min_lesion_mm3, loaded.postprocess.lesion_growth_mm
+        return (loaded.postprocess.min_lesion_mm3, loaded.postprocess.lesion_growth_mm,
+                loaded.postprocess.min_lesion_prob)
 
-    assert own[0] > 0 and own[1] > 0 and settings(load_model("unet_sharp")) == own
+    assert all(x > 0 for x in own) and settings(load_model("unet_sharp")) == own
     fast_entry = zoo.get_entry("unet_sharp_fast")
-    assert settings(load_model("unet_sharp", fast=True)) == (
-        fast_entry.postprocess.min_lesion_mm3, fast_entry.postprocess.lesion_growth_mm) == own
-    assert settings(load_model("unet_sharp", oracle_model_file)) == (0, 0)
+    assert settings(load_model("unet_sharp", fast=True)) == settings(fast_entry) == own
+    assert settings(load_model("unet_sharp", oracle_model_file)) == (0, 0, 0)
     copy = tmp_path / "copy.weights.h5"  # the bundled file under another name: the same
     shutil.copyfile(zoo.download.resolve(zoo.default_weights("unet_sharp")), copy)
     assert settings(load_model("unet_sharp", copy)) == own
     assert load_model("unet_sharp", copy).postprocess_options() == PostprocessOptions(
-        min_lesion_mm3=own[0], lesion_growth_mm=own[1])
+        min_lesion_mm3=own[0], lesion_growth_mm=own[1], min_lesion_prob=own[2])
     tuned = tmp_path / "tuned.weights.h5"  # other weights keep every lesion
     zoo.load("unet_sharp", weights=None).save_weights(tuned)
-    assert settings(load_model("unet_sharp", tuned)) == (0, 0)
+    assert settings(load_model("unet_sharp", tuned)) == (0, 0, 0)
 
     volume, labels = _volume()  # its lesion: 24 voxels of 1.28 mm3 = 30.72 mm3
     source = _save(tmp_path / "ct.nii", volume)

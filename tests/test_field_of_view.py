@@ -59,12 +59,18 @@ def test_a_crop_to_the_liver_gives_the_same_liver(scores, scan):
     assert abs(full - crop) <= 0.02
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "default weights v3 predate phantoms 2.0: on the real example a 12 ml false lesion in "
-    "every version and liver Dice 0.934 / 0.933 / 0.914 (full / crop / coarse, a spread of "
-    "0.0205); retraining with generator 2.0 at a physical spacing is issue 22 part 5"))
 @pytest.mark.parametrize("scan", ["real", "phantom"])
-def test_full_crop_and_coarse_agree_without_false_lesions(scores, scan):
+def test_full_crop_and_coarse_give_the_same_liver(scores, scan):
     dices = [d for d, _ in scores[scan].values()]
     assert max(dices) - min(dices) <= 0.02
+
+
+@pytest.mark.parametrize("scan", [
+    pytest.param("real", marks=pytest.mark.xfail(strict=True, reason=(
+        "default weights v4 keep one false lesion on the real example, 10.9 / 10.2 / 5.1 + "
+        "1.3 ml (full / crop / coarse; v3: 12.7 + 3.6 ml on the full scan): issue 22 part 5 "
+        "is not finished"))),
+    "phantom",
+])
+def test_full_crop_and_coarse_have_no_false_lesions(scores, scan):
     assert all(not false for _, false in scores[scan].values())

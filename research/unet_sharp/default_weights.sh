@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|val11|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|val11|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -19,14 +19,14 @@
 #           Not part of `all` (on a CPU it runs, but takes days for the same slice count:
 #           use --steps 9200 instead of --minutes there).
 # v4:       the retraining of issue 22 (part 5), prepared for a GPU machine (JAX backend):
-#           from the shipped weights (--init zoo:unet_sharp), on 480 phantoms of generator
+#           from the shipped weights (--init zoo:unet_sharp; version 4 since 2026-12-07), on 480 phantoms of generator
 #           2.0 (seed 5, never drawn before) and, replayed from disk (--data beside
 #           --phantoms), stage 2's 192 training phantoms of generator 1.1.0 (volume-1000
 #           and up, from $GEN11 or a worktree of 74a47ee), reading slices at the entry's 2.1 mm pixel
 #           spacing with field-of-view crops (the zoo entry's config; the sampler's
 #           Augmentation), 8 minutes. Not part of `all`; not yet run. On the device tool's
 #           machine, in one call: research/unet_sharp/device_v4.sh.
-# v4cpu:    the same retraining within a CPU session's budget (TensorFlow, bfloat16): 120
+# v4cpu:    the same retraining within a CPU session's budget (TensorFlow, bfloat16), from version 3: 120
 #           phantoms of generator 2.0 (seed 5), batch 16, lr 3e-4, 75 minutes (10 epochs of
 #           150 steps, 24,000 slices on a 2-core AMD EPYC). Run on 2026-12-05 and not shipped:
 #           zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
@@ -37,6 +37,10 @@
 #           as volume-1000 and up), in one --data folder of links (data/v4mix), 70 minutes
 #           (V4MIX_MINUTES). Answers v4cpu's loss of generator-1.1 tumor Dice. Run on
 #           2026-12-06: zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
+# v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
+#           (from git) and v4mix's last weights (the second run's, kept in candidates/;
+#           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
+#           zoo/unet_sharp.md, "Version 4".
 # val11:    validate's 28 validation phantoms drawn with generator 1.1.0 (a worktree of
 #           74a47ee) into data/phantoms11-val28, for lesion_prob_sweep.py's comparison of
 #           candidate weights on the generator the shipped weights learnt from; VAL=48: all
@@ -146,6 +150,19 @@ with_generator_11() {
   fi
 }
 
+# v3_weights: the default weights version 3 (what v4cpu and v4mix started from, and half of
+# version 4), taken from git into data/unet_sharp-v3.weights.h5 and checked by SHA-256
+v3_weights=data/unet_sharp-v3.weights.h5
+get_v3_weights() {
+  if [[ ! -f $v3_weights ]]; then
+    mkdir -p data
+    git show 8148e99:keras_liverseg/weights/unet_sharp.weights.h5 > "$v3_weights.partial"
+    mv "$v3_weights.partial" "$v3_weights"
+  fi
+  echo "580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31  $v3_weights" \
+    | sha256sum --check --quiet
+}
+
 if [[ $stage == train || $stage == all ]]; then
   liverseg sample-data -o data/phantoms-train --cases 40 --seed 1 --size 512 512 80
   liverseg train --data data/phantoms-train --model unet_sharp --epochs 6 \
@@ -184,8 +201,9 @@ if [[ $stage == v4 ]]; then  # V4_PHANTOMS / V4_REPLAY / V4_MINUTES shorten it (
 fi
 
 if [[ $stage == v4cpu ]]; then
+  get_v3_weights
   KERAS_BACKEND=tensorflow liverseg train --phantoms 120 --phantom-seed 5 \
-    --phantom-size 512 512 64 --model unet_sharp --init zoo:unet_sharp --loss dice_ce \
+    --phantom-size 512 512 64 --model unet_sharp --init "$v3_weights" --loss dice_ce \
     --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 --minutes 75 --batch-size 16 \
     --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o runs/unet_sharp-v4cpu
 fi
@@ -199,10 +217,19 @@ if [[ $stage == v4mix ]]; then
   for set in phantoms2-train120 phantoms11-replay60; do
     for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" data/v4mix/; done
   done
+  get_v3_weights
   KERAS_BACKEND=tensorflow liverseg train --data data/v4mix --model unet_sharp \
-    --init zoo:unet_sharp --loss dice_ce --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 \
+    --init "$v3_weights" --loss dice_ce --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 \
     --minutes "${V4MIX_MINUTES:-70}" --batch-size 16 --lr 3e-4 --steps-per-epoch 150 \
     --mixed-precision --workers 2 -o runs/unet_sharp-v4mix
+fi
+
+if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
+  get_v3_weights
+  python research/unet_sharp/interpolate_weights.py "$v3_weights" \
+    "${V4MIX_LAST:-research/unet_sharp/candidates/v4mix2-last.weights.h5}" --alpha 0.5 \
+    -o runs/unet_sharp-v4ship
+  sha256sum runs/unet_sharp-v4ship/alpha-0.5.weights.h5
 fi
 
 if [[ $stage == val11 ]]; then
