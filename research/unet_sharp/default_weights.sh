@@ -19,16 +19,17 @@
 #           Not part of `all` (on a CPU it runs, but takes days for the same slice count:
 #           use --steps 9200 instead of --minutes there).
 # v4:       the retraining of issue 22 (part 5), prepared for a GPU machine (JAX backend):
-#           from the shipped weights (--init zoo:unet_sharp; version 4 since 2026-12-07), on 480 phantoms of generator
-#           2.0 (seed 5, never drawn before) and, replayed from disk (--data beside
-#           --phantoms), stage 2's 192 training phantoms of generator 1.1.0 (volume-1000
-#           and up, from $GEN11 or a worktree of 74a47ee), reading slices at the entry's 2.1 mm pixel
-#           spacing with field-of-view crops (the zoo entry's config; the sampler's
-#           Augmentation), 8 minutes. Not part of `all`; not yet run. On the device tool's
-#           machine, in one call: research/unet_sharp/device_v4.sh.
-# v4cpu:    the same retraining within a CPU session's budget (TensorFlow, bfloat16), from version 3: 120
-#           phantoms of generator 2.0 (seed 5), batch 16, lr 3e-4, 75 minutes (10 epochs of
-#           150 steps, 24,000 slices on a 2-core AMD EPYC). Run on 2026-12-05 and not shipped:
+#           from the shipped weights (--init zoo:unet_sharp; version 4 since 2026-12-07),
+#           on 480 phantoms of generator 2.0 (seed 5, never drawn before) and, replayed from
+#           disk (--data beside --phantoms), stage 2's 192 training phantoms of generator
+#           1.1.0 (volume-1000 and up, from $GEN11 or a worktree of 74a47ee), reading slices
+#           at the entry's 2.1 mm pixel spacing with field-of-view crops (the zoo entry's
+#           config; the sampler's Augmentation), 8 minutes. Not part of `all`; not yet run.
+#           On the device tool's machine, in one call: research/unet_sharp/device_v4.sh.
+# v4cpu:    the same retraining within a CPU session's budget (TensorFlow, bfloat16), from
+#           version 3: 120 phantoms of generator 2.0 (seed 5), batch 16, lr 3e-4, 75 minutes
+#           (10 epochs of 150 steps, 24,000 slices on a 2-core AMD EPYC). Run on 2026-12-05
+#           and not shipped:
 #           zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
 # v4mix:    v4cpu with replay of what the shipped weights learnt from: the same 120
 #           phantoms of generator 2.0 (seed 5, written to data/phantoms2-train120) plus 60
@@ -251,15 +252,16 @@ fi
 
 if [[ $stage == evaluate || $stage == all ]]; then
   if [[ ! -f data/phantoms-test/phantoms.json ]]; then  # generator 1.1.0, as first scored
-    git worktree add -f /tmp/liverseg-74a47ee 74a47ee >/dev/null
-    python - <<'PY'
+    write_test_11() {
+      python3 - "$gen11" <<'PY'
 import sys
-sys.path.insert(0, "/tmp/liverseg-74a47ee")
+sys.path.insert(0, sys.argv[1])
 from keras_liverseg.phantom import GENERATOR_VERSION, write_lits_dataset
 assert GENERATOR_VERSION == "1.1.0", GENERATOR_VERSION
 write_lits_dataset("data/phantoms-test", 10, 2, (512, 512, 80))
 PY
-    git worktree remove --force /tmp/liverseg-74a47ee
+    }
+    with_generator_11 write_test_11
   fi
   if [[ ! -f data/phantoms2-test/phantoms.json ]]; then  # generator 2.0 (deterministic)
     liverseg sample-data -o data/phantoms2-test --cases 10 --seed 4 --size 512 512 80 --overwrite
