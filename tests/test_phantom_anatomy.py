@@ -1,5 +1,6 @@
 """Phantom anatomy 2.0.0: fat in the liver's clefts, bowel against the liver, vessels, IVC,
-and large heterogeneous tumours (the hard negatives and positives real livers have)."""
+and large heterogeneous tumours (the hard negatives and positives real livers have); 2.1.0:
+the periportal fat sheath."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from scipy import ndimage
 from keras_liverseg.phantom import generate_case
 from keras_liverseg.phantom.intensities import tissue_id
 from keras_liverseg.phantom.lesions import KINDS, MIN_CONTRAST_HU
-from keras_liverseg.phantom.liver import _tree
+from keras_liverseg.phantom.liver import Liver, _tree
 
 FINE = (192, 192, 48)
 FINE_SPACING = (1.5, 1.5, 4.0)
@@ -50,7 +51,8 @@ def test_fat_fills_clefts_inside_the_liver_outline_and_is_background(fine_cases)
             with_fat += 1
         assert not (_interior(fat) & liver).any()  # fat is never labelled liver or tumor
         meta = case.meta["anatomy"]["liver"]
-        for key in ("fissure_fat_mm", "venosum_fat_mm", "hilum_fat_mm", "wall_fat_mm"):
+        for key in ("fissure_fat_mm", "venosum_fat_mm", "hilum_fat_mm", "wall_fat_mm",
+                    "periportal_fat_mm"):
             assert meta[key] >= 0
     assert with_fat >= 6
 
@@ -180,3 +182,41 @@ def test_anatomy_1_2_is_deterministic():
     assert np.array_equal(a.labels, b.labels)
     assert np.array_equal(a.tissues, b.tissues)
     assert json.dumps(a.meta, sort_keys=True) == json.dumps(b.meta, sort_keys=True)
+
+
+def _without_sheath(monkeypatch, seed, shape, **kw):
+    with monkeypatch.context() as m:
+        m.setattr(Liver, "_sheath", lambda self, box, portal, hull: None)
+        return generate_case(seed, shape, **kw)
+
+
+def test_periportal_sheath_is_fat_along_the_portal_vein_and_changes_nothing_else(monkeypatch):
+    """2.1.0 adds only the sheath: the same seed without it differs only next to the portal
+    vein, where fat replaces liver and the label turns background. (Without lesions: their
+    sites are drawn among the liver's voxels, so the sheath moves them.)"""
+    kw = dict(spacing=FINE_SPACING, phase="non_contrast", orientation="RAS", n_lesions=0)
+    fat_id, pv_id = tissue_id("visceral_fat"), tissue_id("portal_vein")
+    drawn = seen = 0
+    for seed in range(8):
+        case = generate_case(seed, FINE, **kw)
+        plain = _without_sheath(monkeypatch, seed, FINE, **kw)
+        mm = case.meta["anatomy"]["liver"]["periportal_fat_mm"]
+        assert 0 <= mm <= 2.5
+        changed = (case.volume != plain.volume) | (case.labels != plain.labels)
+        if mm == 0:
+            assert not changed.any()
+            continue
+        drawn += 1
+        vein = (case.tissues == pv_id) | (plain.tissues == pv_id)
+        if not changed.any():  # the portal vein's first branches lie outside the scan
+            continue
+        seen += 1
+        # every change lies within 20 mm of the portal vein (slice profile and blur included;
+        # a sheath just outside the scan reaches into its end slice)
+        far = ndimage.distance_transform_edt(~vein, sampling=FINE_SPACING) > 20.0
+        assert not (changed & far).any(), seed
+        # fat inside the liver that the sheath took out of the liver label
+        new_fat = (case.tissues == fat_id) & (plain.tissues != fat_id) & (plain.labels == 1)
+        assert new_fat.sum() > 20, seed
+        assert (case.labels[_interior(new_fat)] == 0).all()
+    assert drawn >= 3 and seen >= 2

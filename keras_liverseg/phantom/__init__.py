@@ -16,7 +16,8 @@ Conventions:
   IVC excluded), 2 tumor (always inside the liver). Generator 2.0 adds the hard negatives a
   real liver has around it, all background: fat in the fissures, at the hilum, in the
   gallbladder fossa and between the liver and the wall, and bowel pressed against the
-  inferior tip; and the scanner's variety (streaks, thick slices, coarse in-plane
+  inferior tip (2.1 adds the periportal fat sheath around the portal vein's first branches
+  inside the liver); and the scanner's variety (streaks, thick slices, coarse in-plane
   resolution, randomised appearance as SynthSeg does: Billot et al., MedIA 2023).
 * Same seed and arguments give identical arrays, affine and meta;
   :data:`GENERATOR_VERSION` changes whenever that output changes.
@@ -48,7 +49,7 @@ __all__ = [
     "write_lits_dataset",
 ]
 
-GENERATOR_VERSION = "2.0.0"
+GENERATOR_VERSION = "2.1.0"
 
 
 @dataclass

@@ -18,6 +18,12 @@ and the left lobe), the porta hepatis (fat around the portal vein where it enter
 hilum and along its left branch), and a thin extraperitoneal fat layer (0-6 mm, varying
 along the surface, absent in some patients) between the liver and the anterior and lateral
 abdominal wall and ribs, so the liver edge there shows partial volume with fat and muscle.
+Generator 2.1.0 adds the periportal fat sheath: a thin sleeve of fat (0.5-2.5 mm, absent in
+a fifth of patients) around the portal vein's trunk and first branches inside the liver, so
+that near the hilum thin branching fat lines and, at 3-5 mm slices, faint hypodense smudges
+run through the parenchyma with the vein inside them (isodense without contrast). The real
+TotalSegmentator example shows them, and version 4 of the default weights took them for a
+lesion; the sheath and the vein within it are background, as TotalSegmentator labels them.
 
 Vessels. Random branching trees of tapered tubes: the portal vein enters at the hilum and
 branches into right and left systems; three hepatic veins fan out from the IVC below the
@@ -118,6 +124,11 @@ class Liver:
         self.hilum_len = rng.uniform(20.0, 45.0)
         self.wall_fat = 0.0 if rng.random() < 0.25 else rng.uniform(0.5, 6.0)
         self.wall_seed = int(rng.integers(2**31))
+        # periportal fat sheath (2.1.0), drawn apart so that the anatomy around it stays 2.0.0's
+        # (lesion sites, drawn among liver voxels, move)
+        srng = np.random.default_rng((self.noise_seed, 21))
+        self.sheath = 0.0 if srng.random() < 0.2 else srng.uniform(0.5, 2.5)
+        self.sheath_min_r = srng.uniform(1.6, 2.6)  # portal branches thinner than this: none
 
     def box(self) -> Box | None:
         return self.cv.box(self.lo, self.hi)
@@ -233,7 +244,8 @@ class Liver:
                 "fissure_fat_mm": round(2 * self.fissure_half, 1) if self.fissure else 0.0,
                 "venosum_fat_mm": round(2 * self.venosum_half, 1) if self.venosum else 0.0,
                 "hilum_fat_mm": round(self.hilum_r, 1) if self.hilum else 0.0,
-                "wall_fat_mm": round(self.wall_fat, 1)}
+                "wall_fat_mm": round(self.wall_fat, 1),
+                "periportal_fat_mm": round(self.sheath, 1)}
 
     def _vessels(self, box: Box, liver: np.ndarray, hull: np.ndarray) -> None:
         cv, rng, o = self.cv, self.rng, self.organs
@@ -247,9 +259,25 @@ class Liver:
                              ((-0.8, 0.8, -0.2), 4.0)):
             _tree(rng, hv0, direction, r * rng.uniform(0.8, 1.15), rng.uniform(40, 65), 4,
                   hepatic)
+        if self.sheath > 0:
+            self._sheath(box, portal, hull)
         for segs, tissue, inside in ((portal, "portal_vein", hull + F32(2.0)),
                                      (hepatic, "hepatic_vein", liver + F32(2.0))):
             v = np.full(box.shape, 1e3, dtype=F32)
             for a, b, ra, rb in segs:
                 cv.tube(box, [a, b], [ra, rb], out=v)
             cv.paint(box, fields.intersect(v, inside), tissue, label="keep")
+
+    def _sheath(self, box: Box, portal: list, hull: np.ndarray) -> None:
+        """Fat around the portal branches at least ``sheath_min_r`` thick, background.
+
+        The sleeve thins with the branch (full thickness at 4 mm radius and above); the vein
+        painted afterwards keeps the background label inside it.
+        """
+        sheath = np.full(box.shape, 1e3, dtype=F32)
+        for a, b, ra, rb in portal:
+            if ra < self.sheath_min_r:
+                continue
+            grow = [self.sheath * min(1.0, r / 4.0) for r in (ra, rb)]
+            self.cv.tube(box, [a, b], [ra + grow[0], rb + grow[1]], out=sheath)
+        self.cv.paint(box, fields.intersect(sheath, hull), "visceral_fat")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|val11|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|val11|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -20,7 +20,8 @@
 #           use --steps 9200 instead of --minutes there).
 # v4:       the retraining of issue 22 (part 5), prepared for a GPU machine (JAX backend):
 #           from the shipped weights (--init zoo:unet_sharp; version 4 since 2026-12-07),
-#           on 480 phantoms of generator 2.0 (seed 5, never drawn before) and, replayed from
+#           on 480 phantoms of this checkout's generator (seed 5; 2.1.0 since 2026-12-07,
+#           the periportal fat sheath; 2.0.0 before) and, replayed from
 #           disk (--data beside --phantoms), stage 2's 192 training phantoms of generator
 #           1.1.0 (volume-1000 and up, from $GEN11 or a worktree of 74a47ee), reading slices
 #           at the entry's 2.1 mm pixel spacing with field-of-view crops (the zoo entry's
@@ -38,6 +39,10 @@
 #           as volume-1000 and up), in one --data folder of links (data/v4mix), 70 minutes
 #           (V4MIX_MINUTES). Answers v4cpu's loss of generator-1.1 tumor Dice. Run on
 #           2026-12-06: zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
+# v5mix:    v4mix from version 4 (the shipped weights; V5_INIT= other weights) with
+#           generator 2.1.0's 120 cases (seed 5, data/phantoms21-train120: v4mix's cases with
+#           the periportal fat sheath) beside the same 60 generator-1.1.0 cases, 50 minutes
+#           (V5MIX_MINUTES), into runs/unet_sharp-v5mix. Run on 2026-12-07.
 # v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
@@ -50,7 +55,9 @@
 #           liverseg evaluate; and predictions on the two real CT examples in ../shared/data.
 #           The held-out set is generator 1.1.0's, drawn from a git worktree of commit
 #           74a47ee (the last with that generator) into data/phantoms-test; a second set
-#           from generator 2.0 (seed 4, never used in training) goes to data/phantoms2-test.
+#           from generator 2.0 (seed 4, never used in training; drawn from a worktree of
+#           0431ffb) goes to data/phantoms2-test, and the same seed's cases of generator 2.1
+#           (the periportal fat sheath) to data/phantoms21-test.
 # validate: the 28 validation phantoms that picked no checkpoint (validation cases 21-48 of
 #           the stage-2 split; the first 20 are scored during training) -> liverseg predict ->
 #           liverseg evaluate, into data/val28-*; compares candidate weights without
@@ -139,17 +146,23 @@ PY
 # weights learnt from
 stage2_split=research/unet_sharp/splits/phantoms-train-240.json
 
-# with_generator_11 COMMAND...: run COMMAND with $gen11 naming a copy of commit 74a47ee's
-# package (generator 1.1.0): $GEN11 if set (device_v4.sh carries one), else a git worktree
-with_generator_11() {
-  if [[ -n ${GEN11:-} ]]; then
-    gen11=$GEN11 "$@"
+# with_generator REV PRESET COMMAND...: run COMMAND with $gen naming a copy of commit REV's
+# package: PRESET if it is not empty, else a git worktree of REV (removed afterwards)
+with_generator() {
+  local rev=$1 preset=$2
+  shift 2
+  if [[ -n $preset ]]; then
+    gen=$preset "$@"
   else
-    git worktree add -f /tmp/liverseg-74a47ee 74a47ee >/dev/null
-    gen11=/tmp/liverseg-74a47ee "$@"
-    git worktree remove --force /tmp/liverseg-74a47ee
+    git worktree add -f "/tmp/liverseg-$rev" "$rev" >/dev/null
+    gen=/tmp/liverseg-$rev "$@"
+    git worktree remove --force "/tmp/liverseg-$rev"
   fi
 }
+# generator 1.1.0 (commit 74a47ee; $GEN11 if set: device_v4.sh carries one) and 2.0.0
+# (commit 0431ffb, the last before 2.1.0's periportal fat sheath)
+with_generator_11() { with_generator 74a47ee "${GEN11:-}" "$@"; }
+with_generator_20() { with_generator 0431ffb "" "$@"; }
 
 # v3_weights: the default weights version 3 (what v4cpu and v4mix started from, and half of
 # version 4), taken from git into data/unet_sharp-v3.weights.h5 and checked by SHA-256
@@ -192,7 +205,7 @@ if [[ $stage == v4 ]]; then  # V4_PHANTOMS / V4_REPLAY / V4_MINUTES shorten it (
   # written to disk as volume-1000 and up by 14 processes, read by --data beside the
   # generator-2.0 phantoms drawn in memory
   read -r -a replay < <(split_ids "$stage2_split" train 0 "${V4_REPLAY:-192}")
-  draw_11() { DRAW_PROCESSES=14 draw "$gen11" data/phantoms11-replay 1 1000 "${replay[@]}"; }
+  draw_11() { DRAW_PROCESSES=14 draw "$gen" data/phantoms11-replay 1 1000 "${replay[@]}"; }
   with_generator_11 draw_11
   KERAS_BACKEND=jax liverseg train --data data/phantoms11-replay \
     --phantoms "${V4_PHANTOMS:-480}" --phantom-seed 5 \
@@ -212,7 +225,7 @@ fi
 if [[ $stage == v4mix ]]; then
   draw "" data/phantoms2-train120 5 0 $(seq 0 119)
   read -r -a replay < <(split_ids "$stage2_split" train 0 60)
-  draw_11() { draw "$gen11" data/phantoms11-replay60 1 1000 "${replay[@]}"; }
+  draw_11() { draw "$gen" data/phantoms11-replay60 1 1000 "${replay[@]}"; }
   with_generator_11 draw_11
   rm -rf data/v4mix && mkdir -p data/v4mix
   for set in phantoms2-train120 phantoms11-replay60; do
@@ -223,6 +236,24 @@ if [[ $stage == v4mix ]]; then
     --init "$v3_weights" --loss dice_ce --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 \
     --minutes "${V4MIX_MINUTES:-70}" --batch-size 16 --lr 3e-4 --steps-per-epoch 150 \
     --mixed-precision --workers 2 -o runs/unet_sharp-v4mix
+fi
+
+if [[ $stage == v5mix ]]; then
+  # v4mix again, from version 4, with generator 2.1 (the periportal fat sheath) in place of
+  # 2.0: the same 120 cases (seed 5; only the sheath and lesion sites differ) beside the same
+  # 60 generator-1.1.0 cases, so the run's split is v4mix's
+  draw "" data/phantoms21-train120 5 0 $(seq 0 119)
+  read -r -a replay < <(split_ids "$stage2_split" train 0 60)
+  draw_11() { draw "$gen" data/phantoms11-replay60 1 1000 "${replay[@]}"; }
+  with_generator_11 draw_11
+  rm -rf data/v5mix && mkdir -p data/v5mix
+  for set in phantoms21-train120 phantoms11-replay60; do
+    for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" data/v5mix/; done
+  done
+  KERAS_BACKEND=tensorflow liverseg train --data data/v5mix --model unet_sharp \
+    --init "${V5_INIT:-zoo:unet_sharp}" --loss dice_ce --liver-fraction 0.4 \
+    --tumor-fraction 0.4 --seed 5 --minutes "${V5MIX_MINUTES:-50}" --batch-size 16 --lr 3e-4 \
+    --steps-per-epoch 150 --mixed-precision --workers 2 -o runs/unet_sharp-v5mix
 fi
 
 if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
@@ -246,27 +277,30 @@ if [[ $stage == val11 ]]; then
     *) echo "Error: VAL must be 28 or 48, got ${VAL}" >&2; exit 2 ;;
   esac
   read -r -a cases < <(split_ids "$stage2_split" validation "$first" 48)
-  draw_11() { draw "$gen11" "data/phantoms11-val${VAL:-28}" 1 0 "${cases[@]}"; }
+  draw_11() { draw "$gen" "data/phantoms11-val${VAL:-28}" 1 0 "${cases[@]}"; }
   with_generator_11 draw_11
 fi
 
 if [[ $stage == evaluate || $stage == all ]]; then
-  if [[ ! -f data/phantoms-test/phantoms.json ]]; then  # generator 1.1.0, as first scored
-    write_test_11() {
-      python3 - "$gen11" <<'PY'
+  # write_test VERSION OUT SEED: 10 cases of 512x512x80 drawn by the generator under $gen
+  write_test() {
+    python3 - "$gen" "$@" <<'PY'
 import sys
-sys.path.insert(0, sys.argv[1])
+root, version, out, seed = sys.argv[1:]
+sys.path.insert(0, root)
 from keras_liverseg.phantom import GENERATOR_VERSION, write_lits_dataset
-assert GENERATOR_VERSION == "1.1.0", GENERATOR_VERSION
-write_lits_dataset("data/phantoms-test", 10, 2, (512, 512, 80))
+assert GENERATOR_VERSION == version, GENERATOR_VERSION
+write_lits_dataset(out, 10, int(seed), (512, 512, 80))
 PY
-    }
-    with_generator_11 write_test_11
-  fi
-  if [[ ! -f data/phantoms2-test/phantoms.json ]]; then  # generator 2.0 (deterministic)
-    liverseg sample-data -o data/phantoms2-test --cases 10 --seed 4 --size 512 512 80 --overwrite
-  fi
-  for set in phantoms-test phantoms2-test; do
+  }
+  # the held-out sets: generator 1.1.0 (seed 2, as first scored), 2.0.0 and 2.1.0 (seed 4:
+  # the same cases, 2.1.0 with the periportal fat sheath and its lesions elsewhere)
+  [[ -f data/phantoms-test/phantoms.json ]] ||
+    with_generator_11 write_test 1.1.0 data/phantoms-test 2
+  [[ -f data/phantoms2-test/phantoms.json ]] ||
+    with_generator_20 write_test 2.0.0 data/phantoms2-test 4
+  [[ -f data/phantoms21-test/phantoms.json ]] || gen=. write_test 2.1.0 data/phantoms21-test 4
+  for set in phantoms-test phantoms2-test phantoms21-test; do
     mkdir -p "data/$set-volumes"
     for f in "data/$set"/volume-*.nii.gz; do
       ln -sf "../$set/$(basename "$f")" "data/$set-volumes/"

@@ -14,13 +14,13 @@
 #
 # which installs the wheels and this checkout into /tmp/site, runs `default_weights.sh v4`
 # (stage 2's 192 training phantoms of generator 1.1.0 replayed: written to disk by 14
-# processes from .gen11; 480 phantoms of generator 2.0 drawn in memory by 14 processes; then
-# training from the shipped weights on the JAX backend) and copies the run's best and last
-# weights, its history, config, split, model card and log to $OUT, where they come back to
-# this machine. A call runs at most 10 minutes and a session has 15 minutes of device time,
-# the machine's start included, so training gets 5 minutes here (V4_MINUTES;
-# default_weights.sh alone says 8): about 1 minute to write the replay, 2 to draw the
-# generator-2.0 phantoms and 1 to compile come before them. Score them here afterwards, on
+# processes from .gen11; 480 phantoms of this checkout's generator, 2.1.0, drawn in memory
+# by 14 processes; then training from the shipped weights on the JAX backend) and copies the
+# run's best and last weights, its history, config, split, model card and log to $OUT, where
+# they come back to this machine. A call runs at most 10 minutes and a session has 15
+# minutes of device time, the machine's start included, so training gets 5 minutes here
+# (V4_MINUTES; default_weights.sh alone says 8): about 1 minute to write the replay, 2 to
+# draw the new phantoms and 1 to compile come before them. Score them here afterwards, on
 # the CPU:
 #
 #   WEIGHTS=<files_at>/best.weights.h5 TAG=-v4 \

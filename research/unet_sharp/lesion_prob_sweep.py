@@ -96,8 +96,10 @@ def score_case(raw: np.ndarray, tumor_prob: np.ndarray, truth: np.ndarray,
 
 def describe_lesions(case: str, raw: np.ndarray, tumor_prob: np.ndarray, truth: np.ndarray,
                      image, spacing, options: PostprocessOptions) -> list[str]:
-    """One line per lesion of ``raw`` post-processed without the threshold."""
-    labels = postprocess_labels(raw, float(np.prod(spacing)), options, image=image,
+    """One line per lesion of ``raw`` post-processed without the threshold (whatever the
+    weights' own ``min_lesion_prob``)."""
+    labels = postprocess_labels(raw, float(np.prod(spacing)),
+                                replace(options, min_lesion_prob=0.0), image=image,
                                 spacing=spacing)
     components, count, false = false_lesions(labels, truth)
     if not count:

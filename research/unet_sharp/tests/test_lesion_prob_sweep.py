@@ -49,6 +49,10 @@ def test_thresholds_drop_the_false_lesion_and_count_it():
                                     PostprocessOptions())
     assert lines == ["  7 lesion 1:     0.13 ml, mean 0.800, max 0.800, true",
                      "  7 lesion 2:     0.05 ml, mean 0.400, max 0.400, FALSE"]
+    # weights whose own options keep only confident lesions (version 4: 0.3) still get
+    # every lesion described, the unsure one too
+    assert script.describe_lesions("7", labels, prob, truth, image, spacing,
+                                   PostprocessOptions(min_lesion_prob=0.5)) == lines
     table = script.summary(scores)
     assert table[2].startswith("| 0 | 1.0000 | 0.4129 | 2 (0.2) | 3 (0.2) |")
     assert len(table) == 2 + len(thresholds)
