@@ -28,17 +28,19 @@
 #           config; the sampler's Augmentation), 8 minutes. Not part of `all`; not yet run.
 #           On the device tool's machine, in one call: research/unet_sharp/device_v4.sh.
 # v4cpu:    the same retraining within a CPU session's budget (TensorFlow, bfloat16), from
-#           version 3: 120 phantoms of generator 2.0 (seed 5), batch 16, lr 3e-4, 75 minutes
-#           (10 epochs of 150 steps, 24,000 slices on a 2-core AMD EPYC). Run on 2026-12-05
-#           and not shipped:
-#           zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
+#           version 3: 120 phantoms of generator 2.0 (seed 5; drawn in memory by this
+#           checkout's generator: 2.1 since 2026-12-07, so repeat it at 0431ffb), batch
+#           16, lr 3e-4, 75 minutes (10 epochs of 150 steps, 24,000 slices on a 2-core AMD
+#           EPYC). Run on 2026-12-05 and not shipped: zoo/unet_sharp.md, "Retraining on
+#           phantoms 2.0 within a CPU budget".
 # v4mix:    v4cpu with replay of what the shipped weights learnt from: the same 120
-#           phantoms of generator 2.0 (seed 5, written to data/phantoms2-train120) plus 60
-#           phantoms of generator 1.1.0 (the first 60 training cases of stage 2's split,
-#           seed 1, drawn from a worktree of commit 74a47ee into data/phantoms11-replay60
-#           as volume-1000 and up), in one --data folder of links (data/v4mix), 70 minutes
-#           (V4MIX_MINUTES). Answers v4cpu's loss of generator-1.1 tumor Dice. Run on
-#           2026-12-06: zoo/unet_sharp.md, "Retraining on phantoms 2.0 within a CPU budget".
+#           phantoms of generator 2.0 (seed 5, drawn from a worktree of 0431ffb into
+#           data/phantoms2-train120) plus 60 phantoms of generator 1.1.0 (the first 60
+#           training cases of stage 2's split, seed 1, drawn from a worktree of commit
+#           74a47ee into data/phantoms11-replay60 as volume-1000 and up), in one --data
+#           folder of links (data/v4mix), 70 minutes (V4MIX_MINUTES). Answers v4cpu's loss
+#           of generator-1.1 tumor Dice. Run on 2026-12-06: zoo/unet_sharp.md, "Retraining
+#           on phantoms 2.0 within a CPU budget".
 # v5mix:    v4mix from version 4 (the shipped weights; V5_INIT= other weights) with
 #           generator 2.1.0's 120 cases (seed 5, data/phantoms21-train120: v4mix's cases with
 #           the periportal fat sheath) beside the same 60 generator-1.1.0 cases, 50 minutes
@@ -101,15 +103,16 @@ score() {
   liverseg evaluate --pred "$2" --gt "$3" --json "$4" --overwrite
 }
 
-# draw ROOT OUT SEED OFFSET CASES...: draw CASES of the generator module under path ROOT
-# ("" = this checkout) with SEED into OUT as volume-(OFFSET + i), $DRAW_PROCESSES (2)
+# draw ROOT VERSION OUT SEED OFFSET CASES...: draw CASES of the generator module under path
+# ROOT ("" = this checkout), which must be generator VERSION, with SEED into OUT as
+# volume-(OFFSET + i), $DRAW_PROCESSES (2)
 # processes at a time (what `liverseg sample-data --seed SEED` writes for case i: it depends
 # on the seed and i alone). python3, as on the GPU machine (it has no `python`)
 draw() {
   python3 - "$@" <<'PY'
 import os
 import sys
-root, out, seed, offset, *cases = sys.argv[1:]
+root, version, out, seed, offset, *cases = sys.argv[1:]
 if root:
     sys.path.insert(0, root)
 from multiprocessing import Pool
@@ -118,7 +121,7 @@ from pathlib import Path
 from keras_liverseg.phantom import GENERATOR_VERSION, case_seed, generate_case
 from keras_liverseg.phantom.dataset import case_paths, write_case
 
-assert not root or GENERATOR_VERSION == "1.1.0", GENERATOR_VERSION  # the worktree's, not ours
+assert GENERATOR_VERSION == version, (GENERATOR_VERSION, version)
 
 def one(n: int) -> None:
     if not all(path.exists() for path in case_paths(out, int(offset) + n)):
@@ -205,7 +208,7 @@ if [[ $stage == v4 ]]; then  # V4_PHANTOMS / V4_REPLAY / V4_MINUTES shorten it (
   # written to disk as volume-1000 and up by 14 processes, read by --data beside the
   # generator-2.0 phantoms drawn in memory
   read -r -a replay < <(split_ids "$stage2_split" train 0 "${V4_REPLAY:-192}")
-  draw_11() { DRAW_PROCESSES=14 draw "$gen" data/phantoms11-replay 1 1000 "${replay[@]}"; }
+  draw_11() { DRAW_PROCESSES=14 draw "$gen" 1.1.0 data/phantoms11-replay 1 1000 "${replay[@]}"; }
   with_generator_11 draw_11
   KERAS_BACKEND=jax liverseg train --data data/phantoms11-replay \
     --phantoms "${V4_PHANTOMS:-480}" --phantom-seed 5 \
@@ -222,38 +225,40 @@ if [[ $stage == v4cpu ]]; then
     --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o runs/unet_sharp-v4cpu
 fi
 
-if [[ $stage == v4mix ]]; then
-  draw "" data/phantoms2-train120 5 0 $(seq 0 119)
+# mix_folder DATA SET: stage 2's first 60 training cases drawn with generator 1.1.0 (seed 1)
+# into data/phantoms11-replay60 as volume-1000 and up, linked with data/SET's cases into the
+# --data folder data/DATA
+mix_folder() {
   read -r -a replay < <(split_ids "$stage2_split" train 0 60)
-  draw_11() { draw "$gen" data/phantoms11-replay60 1 1000 "${replay[@]}"; }
+  draw_11() { draw "$gen" 1.1.0 data/phantoms11-replay60 1 1000 "${replay[@]}"; }
   with_generator_11 draw_11
-  rm -rf data/v4mix && mkdir -p data/v4mix
-  for set in phantoms2-train120 phantoms11-replay60; do
-    for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" data/v4mix/; done
+  rm -rf "data/$1" && mkdir -p "data/$1"
+  for set in "$2" phantoms11-replay60; do
+    for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" "data/$1/"; done
   done
+}
+# mix_train DATA INIT MINUTES RUN: v4mix's and v5mix's fine-tuning
+mix_train() {
+  KERAS_BACKEND=tensorflow liverseg train --data "data/$1" --model unet_sharp --init "$2" \
+    --loss dice_ce --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 --minutes "$3" \
+    --batch-size 16 --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o "$4"
+}
+
+if [[ $stage == v4mix ]]; then  # generator 2.0.0's 120 cases, from a worktree of 0431ffb
+  draw_20() { draw "$gen" 2.0.0 data/phantoms2-train120 5 0 $(seq 0 119); }
+  with_generator_20 draw_20
+  mix_folder v4mix phantoms2-train120
   get_v3_weights
-  KERAS_BACKEND=tensorflow liverseg train --data data/v4mix --model unet_sharp \
-    --init "$v3_weights" --loss dice_ce --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 \
-    --minutes "${V4MIX_MINUTES:-70}" --batch-size 16 --lr 3e-4 --steps-per-epoch 150 \
-    --mixed-precision --workers 2 -o runs/unet_sharp-v4mix
+  mix_train v4mix "$v3_weights" "${V4MIX_MINUTES:-70}" runs/unet_sharp-v4mix
 fi
 
 if [[ $stage == v5mix ]]; then
   # v4mix again, from version 4, with generator 2.1 (the periportal fat sheath) in place of
   # 2.0: the same 120 cases (seed 5; only the sheath and lesion sites differ) beside the same
   # 60 generator-1.1.0 cases, so the run's split is v4mix's
-  draw "" data/phantoms21-train120 5 0 $(seq 0 119)
-  read -r -a replay < <(split_ids "$stage2_split" train 0 60)
-  draw_11() { draw "$gen" data/phantoms11-replay60 1 1000 "${replay[@]}"; }
-  with_generator_11 draw_11
-  rm -rf data/v5mix && mkdir -p data/v5mix
-  for set in phantoms21-train120 phantoms11-replay60; do
-    for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" data/v5mix/; done
-  done
-  KERAS_BACKEND=tensorflow liverseg train --data data/v5mix --model unet_sharp \
-    --init "${V5_INIT:-zoo:unet_sharp}" --loss dice_ce --liver-fraction 0.4 \
-    --tumor-fraction 0.4 --seed 5 --minutes "${V5MIX_MINUTES:-50}" --batch-size 16 --lr 3e-4 \
-    --steps-per-epoch 150 --mixed-precision --workers 2 -o runs/unet_sharp-v5mix
+  draw "" 2.1.0 data/phantoms21-train120 5 0 $(seq 0 119)
+  mix_folder v5mix phantoms21-train120
+  mix_train v5mix "${V5_INIT:-zoo:unet_sharp}" "${V5MIX_MINUTES:-50}" runs/unet_sharp-v5mix
 fi
 
 if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
@@ -277,7 +282,7 @@ if [[ $stage == val11 ]]; then
     *) echo "Error: VAL must be 28 or 48, got ${VAL}" >&2; exit 2 ;;
   esac
   read -r -a cases < <(split_ids "$stage2_split" validation "$first" 48)
-  draw_11() { draw "$gen" "data/phantoms11-val${VAL:-28}" 1 0 "${cases[@]}"; }
+  draw_11() { draw "$gen" 1.1.0 "data/phantoms11-val${VAL:-28}" 1 0 "${cases[@]}"; }
   with_generator_11 draw_11
 fi
 
