@@ -1,6 +1,6 @@
 """Phantom anatomy 2.0.0: fat in the liver's clefts, bowel against the liver, vessels, IVC,
 and large heterogeneous tumours (the hard negatives and positives real livers have); 2.1.0:
-the periportal fat sheath."""
+the periportal fat sheath; 2.2.0: large masses under the capsule bulge out of the liver."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from keras_liverseg.phantom import generate_case
+from keras_liverseg.phantom import generate_case, lesions
 from keras_liverseg.phantom.intensities import tissue_id
 from keras_liverseg.phantom.lesions import KINDS, MIN_CONTRAST_HU
 from keras_liverseg.phantom.liver import Liver, _tree
@@ -220,3 +220,49 @@ def test_periportal_sheath_is_fat_along_the_portal_vein_and_changes_nothing_else
         assert new_fat.sum() > 20, seed
         assert (case.labels[_interior(new_fat)] == 0).all()
     assert drawn >= 3 and seen >= 2
+
+
+def _without_bulge(monkeypatch, seed, shape, **kw):
+    with monkeypatch.context() as m:
+        m.setattr(lesions, "BULGE_P", 0.0)
+        return generate_case(seed, shape, **kw)
+
+
+def test_large_subcapsular_mass_bulges_out_of_the_liver_and_changes_nothing_else(monkeypatch):
+    """2.2.0 lets a large mass under the capsule or dome grow past the liver's outline: the
+    same seed without the bulge differs only there, where displaceable tissue touching the
+    liver becomes tumor (labelled liver before the tumor is painted); a case without such a
+    mass is drawn exactly as before."""
+    kw = dict(spacing=FINE_SPACING, orientation="RAS", n_lesions=1, lesion_kinds=("heterogeneous",))
+    soft = [tissue_id(n) for n in ("visceral_fat", "bowel_wall", "bowel_collapsed", "bowel_fluid",
+                                   "stool", "gas", "bile", "gallstone", "ascites")]
+    bulged = unchanged = 0
+    for seed in range(10):
+        case = generate_case(seed, FINE, **kw)
+        flat = _without_bulge(monkeypatch, seed, FINE, **kw)
+        mass = case.meta["lesions"][0]
+        changed = (case.volume != flat.volume) | (case.labels != flat.labels)
+        if not mass.get("bulge_ml"):
+            assert mass["site"] in ("deep", "subcapsular", "dome")
+            assert not changed.any(), seed
+            unchanged += 1
+            continue
+        assert mass["site"] in ("subcapsular", "dome")
+        bulged += 1
+        grown = case.labels != flat.labels
+        # labels only grow: background (or liver) becomes tumor or liver, never the reverse
+        assert (case.labels[grown] > flat.labels[grown]).all(), seed
+        new = grown & (flat.labels == 0)
+        assert (case.labels[new] == 2).mean() > 0.5, seed
+        # on displaceable tissue only (the edge voxels of the tissue map aside)
+        assert np.isin(flat.tissues[_interior(new)], soft).all(), seed
+        # every new voxel joins the liver label (26-connected)
+        parts, _ = ndimage.label(case.labels > 0, np.ones((3, 3, 3)))
+        assert np.isin(parts[new], np.unique(parts[flat.labels > 0])).all(), seed
+        # and the changes stay within the mass's reach (slice profile and blur included)
+        centre = np.argwhere(case.labels == 2).mean(axis=0) * FINE_SPACING
+        far = np.linalg.norm(np.argwhere(changed) * FINE_SPACING - centre, axis=1)
+        assert far.max() < 0.8 * mass["diameter_mm"] + 20.0, seed
+        voxel_ml = np.prod(FINE_SPACING) / 1000
+        assert new.sum() * voxel_ml == pytest.approx(mass["bulge_ml"], rel=0.5, abs=2.0), seed
+    assert bulged >= 2 and unchanged >= 3

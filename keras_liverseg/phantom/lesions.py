@@ -31,6 +31,15 @@ five (a quarter of those with lesions) also carries one large mass of 50-100 mm 
 or under the dome. Tumor voxels are only ever painted inside the liver (label 2 replaces
 1); lesions at or below the voxel size may leave no label, which the meta records
 (``volume_ml`` is the labelled volume).
+
+Generator 2.2.0: a large mass under the capsule or under the dome usually bulges out of
+the liver's outline (exophytic growth, as large HCCs and metastases do), instead of being
+cut flat at the capsule. The part of the mass outside the liver becomes liver first (so
+the tumor label covers the whole mass, and a thin rim of compressed parenchyma may remain
+around it), where the mass meets soft, displaceable neighbours (visceral fat, bowel,
+gallbladder, fluid; never muscle, diaphragm, bone or lung), and only where that part
+touches the liver. Whether a mass bulges is drawn from its own stream, so every other draw
+of a seed stays 2.1.0's.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from scipy import ndimage
 
 from keras_liverseg.phantom import fields
 from keras_liverseg.phantom.canvas import Canvas
+from keras_liverseg.phantom.intensities import tissue_id
 
 __all__ = ["KINDS", "MIN_CONTRAST_HU", "paint_lesions", "visible"]
 
@@ -52,6 +62,11 @@ BIG_CASE_P = 0.27
 """Probability that a case with lesions carries one large (50-100 mm) mass."""
 MIN_CONTRAST_HU = 8.0
 """Smallest difference between a lesion's (core) HU and the liver mean."""
+BULGE_P = 0.8
+"""Probability that a large subcapsular or dome mass bulges out of the liver (2.2.0)."""
+_DISPLACEABLE = ("visceral_fat", "bowel_wall", "bowel_collapsed", "bowel_fluid", "stool", "gas",
+                 "bile", "gallstone", "ascites")
+"""Tissues a bulging mass pushes aside (it is painted over them)."""
 
 
 def visible(value: float, liver_mean: float) -> float:
@@ -90,11 +105,14 @@ def paint_lesions(
     offset: Sequence[float],
     count: int | None = None,
     kinds: Sequence[str] | None = None,
+    bulge_rng: np.random.Generator | None = None,
 ) -> list[dict]:
     """Paint tumors into the liver of ``canvas``; returns one meta dict per lesion.
 
     ``count`` forces the number of lesions and ``kinds`` restricts their kinds (tests,
     curated sets); ``offset`` converts patient-frame centres to world (RAS) millimetres.
+    ``bulge_rng`` draws whether a large subcapsular or dome mass bulges out of the liver
+    (none bulges without it, as in generator 2.1.0).
     """
     if count is None:
         u = rng.random()
@@ -144,6 +162,9 @@ def paint_lesions(
             lob = fields.lattice_noise(rng, box.shape, spacing, r)
             d = d + F32(0.12 * r) * lob
         entry = {"kind": kind, "site": site}
+        if site in ("subcapsular", "dome") and bulge_rng is not None \
+                and bulge_rng.random() < BULGE_P:
+            entry["bulge_ml"] = _bulge(canvas, box, d)
         if kind == "heterogeneous":
             value, occ = _heterogeneous(canvas, rng, phase, box, d, r, liver_mean, entry)
         else:
@@ -170,6 +191,23 @@ def paint_lesions(
             "volume_ml": round(float(labelled.sum()) * canvas.h**2 * canvas.hz / 1000, 1),
         })
     return out
+
+
+def _bulge(canvas: Canvas, box, d: np.ndarray) -> float:
+    """Grow the liver over the part of the mass ``d < 0`` that lies outside it, on
+    displaceable tissue and connected to the liver; returns that part's volume (ml)."""
+    soft = np.isin(canvas.tissue[box.sl], [tissue_id(t) for t in _DISPLACEABLE])
+    occ = fields.occupancy(d, canvas.h) * soft
+    liver = canvas.liver[box.sl]
+    inside = liver > 0.5
+    parts, _ = ndimage.label((occ > 0.5) | inside)
+    touching = np.unique(parts[inside])
+    occ *= np.isin(parts, touching[touching > 0])
+    occ *= F32(1.0) - liver
+    if not (occ > 0.5).any():
+        return 0.0
+    canvas.paint(box, occ=occ, tissue="liver", label="liver")
+    return round(float(occ.sum()) * canvas.h**2 * canvas.hz / 1000, 1)
 
 
 def _large_site(canvas: Canvas, rng: np.random.Generator, site: str, r: float) -> tuple:

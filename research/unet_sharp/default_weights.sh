@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|val11|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|val11|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -20,8 +20,8 @@
 #           use --steps 9200 instead of --minutes there).
 # v4:       the retraining of issue 22 (part 5), prepared for a GPU machine (JAX backend):
 #           from the shipped weights (--init zoo:unet_sharp; version 4 since 2026-12-07),
-#           on 480 phantoms of this checkout's generator (seed 5; 2.1.0 since 2026-12-07,
-#           the periportal fat sheath; 2.0.0 before) and, replayed from
+#           on 480 phantoms of this checkout's generator (seed 5; 2.2.0 since 2026-12-07,
+#           bulging masses, after 2.1.0's periportal fat sheath) and, replayed from
 #           disk (--data beside --phantoms), stage 2's 192 training phantoms of generator
 #           1.1.0 (volume-1000 and up, from $GEN11 or a worktree of 74a47ee), reading slices
 #           at the entry's 2.1 mm pixel spacing with field-of-view crops (the zoo entry's
@@ -44,7 +44,13 @@
 # v5mix:    v4mix from version 4 (the shipped weights; V5_INIT= other weights) with
 #           generator 2.1.0's 120 cases (seed 5, data/phantoms21-train120: v4mix's cases with
 #           the periportal fat sheath) beside the same 60 generator-1.1.0 cases, 50 minutes
-#           (V5MIX_MINUTES), into runs/unet_sharp-v5mix. Run on 2026-12-07.
+#           (V5MIX_MINUTES), into runs/unet_sharp-v5mix. Run on 2026-12-07 (its cases
+#           drawn from a worktree of 1084d87 since generator 2.2).
+# v6mix:    v5mix with generator 2.2.0 (a large mass under the capsule bulges out of the
+#           liver): the same 120 cases (data/phantoms22-train120), 40 cases of one large
+#           heterogeneous mass each (seed 6, data/phantoms22-mass40, volume-2000 and up)
+#           and the same 60 generator-1.1.0 cases, 55 minutes (V6MIX_MINUTES), into
+#           runs/unet_sharp-v6mix.
 # v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
@@ -59,7 +65,7 @@
 #           74a47ee (the last with that generator) into data/phantoms-test; a second set
 #           from generator 2.0 (seed 4, never used in training; drawn from a worktree of
 #           0431ffb) goes to data/phantoms2-test, and the same seed's cases of generator 2.1
-#           (the periportal fat sheath) to data/phantoms21-test.
+#           (the periportal fat sheath; a worktree of 1084d87) to data/phantoms21-test.
 # validate: the 28 validation phantoms that picked no checkpoint (validation cases 21-48 of
 #           the stage-2 split; the first 20 are scored during training) -> liverseg predict ->
 #           liverseg evaluate, into data/val28-*; compares candidate weights without
@@ -110,6 +116,7 @@ score() {
 # on the seed and i alone). python3, as on the GPU machine (it has no `python`)
 draw() {
   python3 - "$@" <<'PY'
+import json
 import os
 import sys
 root, version, out, seed, offset, *cases = sys.argv[1:]
@@ -123,9 +130,13 @@ from keras_liverseg.phantom.dataset import case_paths, write_case
 
 assert GENERATOR_VERSION == version, (GENERATOR_VERSION, version)
 
+options = json.loads(os.environ.get("DRAW_OPTIONS") or "{}")
+
+
 def one(n: int) -> None:
     if not all(path.exists() for path in case_paths(out, int(offset) + n)):
-        write_case(generate_case(case_seed(int(seed), n), (512, 512, 64)), out, int(offset) + n)
+        case = generate_case(case_seed(int(seed), n), (512, 512, 64), **options)
+        write_case(case, out, int(offset) + n)
 
 
 Path(out).mkdir(parents=True, exist_ok=True)
@@ -166,6 +177,8 @@ with_generator() {
 # (commit 0431ffb, the last before 2.1.0's periportal fat sheath)
 with_generator_11() { with_generator 74a47ee "${GEN11:-}" "$@"; }
 with_generator_20() { with_generator 0431ffb "" "$@"; }
+# generator 2.1.0 (commit 1084d87, the last before 2.2.0's bulging masses)
+with_generator_21() { with_generator 1084d87 "" "$@"; }
 
 # v3_weights: the default weights version 3 (what v4cpu and v4mix started from, and half of
 # version 4), taken from git into data/unet_sharp-v3.weights.h5 and checked by SHA-256
@@ -225,19 +238,21 @@ if [[ $stage == v4cpu ]]; then
     --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o runs/unet_sharp-v4cpu
 fi
 
-# mix_folder DATA SET: stage 2's first 60 training cases drawn with generator 1.1.0 (seed 1)
-# into data/phantoms11-replay60 as volume-1000 and up, linked with data/SET's cases into the
-# --data folder data/DATA
+# mix_folder DATA SET...: stage 2's first 60 training cases drawn with generator 1.1.0 (seed
+# 1) into data/phantoms11-replay60 as volume-1000 and up, linked with the cases of each
+# data/SET into the --data folder data/DATA
 mix_folder() {
+  local data=$1
+  shift
   read -r -a replay < <(split_ids "$stage2_split" train 0 60)
   draw_11() { draw "$gen" 1.1.0 data/phantoms11-replay60 1 1000 "${replay[@]}"; }
   with_generator_11 draw_11
-  rm -rf "data/$1" && mkdir -p "data/$1"
-  for set in "$2" phantoms11-replay60; do
-    for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" "data/$1/"; done
+  rm -rf "data/$data" && mkdir -p "data/$data"
+  for set in "$@" phantoms11-replay60; do
+    for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" "data/$data/"; done
   done
 }
-# mix_train DATA INIT MINUTES RUN: v4mix's and v5mix's fine-tuning
+# mix_train DATA INIT MINUTES RUN: v4mix's, v5mix's and v6mix's fine-tuning
 mix_train() {
   KERAS_BACKEND=tensorflow liverseg train --data "data/$1" --model unet_sharp --init "$2" \
     --loss dice_ce --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 --minutes "$3" \
@@ -256,9 +271,22 @@ if [[ $stage == v5mix ]]; then
   # v4mix again, from version 4, with generator 2.1 (the periportal fat sheath) in place of
   # 2.0: the same 120 cases (seed 5; only the sheath and lesion sites differ) beside the same
   # 60 generator-1.1.0 cases, so the run's split is v4mix's
-  draw "" 2.1.0 data/phantoms21-train120 5 0 $(seq 0 119)
+  draw_21() { draw "$gen" 2.1.0 data/phantoms21-train120 5 0 $(seq 0 119); }
+  with_generator_21 draw_21
   mix_folder v5mix phantoms21-train120
   mix_train v5mix "${V5_INIT:-zoo:unet_sharp}" "${V5MIX_MINUTES:-50}" runs/unet_sharp-v5mix
+fi
+
+if [[ $stage == v6mix ]]; then
+  # v5mix again, from version 4, with generator 2.2 (a large mass under the capsule bulges
+  # out of the liver): the same 120 cases (seed 5; only the bulges differ from 2.1's), 40
+  # cases of one large heterogeneous mass each (seed 6, volume-2000 and up) and the same 60
+  # generator-1.1.0 cases
+  draw "" 2.2.0 data/phantoms22-train120 5 0 $(seq 0 119)
+  DRAW_OPTIONS='{"n_lesions": 1, "lesion_kinds": ["heterogeneous"]}' \
+    draw "" 2.2.0 data/phantoms22-mass40 6 2000 $(seq 0 39)
+  mix_folder v6mix phantoms22-train120 phantoms22-mass40
+  mix_train v6mix "${V6_INIT:-zoo:unet_sharp}" "${V6MIX_MINUTES:-55}" runs/unet_sharp-v6mix
 fi
 
 if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
@@ -304,7 +332,8 @@ PY
     with_generator_11 write_test 1.1.0 data/phantoms-test 2
   [[ -f data/phantoms2-test/phantoms.json ]] ||
     with_generator_20 write_test 2.0.0 data/phantoms2-test 4
-  [[ -f data/phantoms21-test/phantoms.json ]] || gen=. write_test 2.1.0 data/phantoms21-test 4
+  [[ -f data/phantoms21-test/phantoms.json ]] ||
+    with_generator_21 write_test 2.1.0 data/phantoms21-test 4
   for set in phantoms-test phantoms2-test phantoms21-test; do
     mkdir -p "data/$set-volumes"
     for f in "data/$set"/volume-*.nii.gz; do
