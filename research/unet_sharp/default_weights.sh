@@ -11,6 +11,8 @@
 #              weights, batch Dice + cross-entropy, 40 % of the slices drawn from tumor slices.
 #              Stage 1's 32 training cases were too few: it fitted their tumors (Dice 0.9 on
 #              training slices) but not new ones (0.3), so stage 2 sees six times as many.
+#           Both drew generator 1.1.0 (`liverseg sample-data` of this checkout): repeat them
+#           at commit 74a47ee.
 # gpu:      stage 3, the shipped weights (version 3): liverseg train --phantoms from stage 2's
 #           weights on a GPU machine with the JAX backend (an H200 of the device tool:
 #           294,400 slices in 6 minutes, 10 times what stages 1 and 2 saw), on stage 2's
@@ -369,17 +371,10 @@ if [[ $stage == validate ]]; then
   mkdir -p "data/$set-volumes" "data/$set-labels"
   read -r -a cases < <(split_ids "$split" validation "$first" "$last")
   # only the cases this set reads, each as `liverseg sample-data -o data/phantoms-train-240
-  # --cases 240 --seed 1 --size 512 512 64` writes it (case i depends on the seed and i alone)
-  python - data/phantoms-train-240 "${cases[@]}" <<'PY'
-import sys
-from pathlib import Path
-from keras_liverseg.phantom import case_seed, generate_case
-from keras_liverseg.phantom.dataset import case_paths, write_case
-out = Path(sys.argv[1])
-for n in map(int, sys.argv[2:]):
-    if not all(path.exists() for path in case_paths(out, n)):
-        write_case(generate_case(case_seed(1, n), (512, 512, 64)), out, n)
-PY
+  # --cases 240 --seed 1 --size 512 512 64` wrote it with generator 1.1.0 (case i depends on
+  # the seed and i alone)
+  draw_val() { draw "$gen" 1.1.0 data/phantoms-train-240 1 0 "${cases[@]}"; }
+  with_generator_11 draw_val
   for n in "${cases[@]}"; do
     ln -s "../phantoms-train-240/volume-$n.nii.gz" "data/$set-volumes/"
     ln -s "../phantoms-train-240/segmentation-$n.nii.gz" "data/$set-labels/"
