@@ -228,6 +228,7 @@ def _without_bulge(monkeypatch, seed, shape, **kw):
         return generate_case(seed, shape, **kw)
 
 
+@pytest.mark.slow
 def test_large_subcapsular_mass_bulges_out_of_the_liver_and_changes_nothing_else(monkeypatch):
     """2.2.0 lets a large mass under the capsule or dome grow past the liver's outline: the
     same seed without the bulge differs only there, where displaceable tissue touching the

@@ -4,11 +4,13 @@ without generator 2.2's bulge, and the shares it prints partition the region."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from research_scripts import load_script
 
 probe = load_script("large_mass_probe")
 
 
+@pytest.mark.slow
 def test_draw_keeps_the_wanted_sites_and_the_bulge_is_new_tumor():
     cases = probe.draw(range(10), (96, 96, 40), {"subcapsular", "dome"})
     assert cases, "no subcapsular or dome mass in 10 seeds"
