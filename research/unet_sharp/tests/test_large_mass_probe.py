@@ -21,8 +21,11 @@ def test_draw_keeps_the_wanted_sites_and_the_bulge_is_new_tumor():
         assert np.array_equal(c["2.2"].volume.shape, c["flat"].volume.shape)
         assert (c["2.2"].labels[c["bulge"]] == 2).all()
         assert (c["flat"].labels[c["bulge"]] == 0).all()
-        if c["bulge"].any():  # a bulge the meta records
+        if c["bulge"].any():  # a bulge the meta records, and a different scan
             assert c["mass"]["bulge_ml"] > 0
+            assert not c["same"]
+        elif "bulge_ml" not in c["mass"]:  # no bulge drawn: the very same scan
+            assert c["same"]
 
 
 def test_shares_partition_the_region():
