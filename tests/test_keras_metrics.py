@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from jax_subprocess import jax_env
 
 from keras_liverseg.metrics import dice, jaccard
 from keras_liverseg.metrics.keras_metrics import LIVER, TUMOR, ClassDice, ClassIoU, lits_metrics
@@ -221,7 +221,7 @@ def test_runs_on_the_jax_backend(tmp_path):
     rng = np.random.default_rng(7)
     labels, probabilities = _softmax_batch(rng, shape=(4, 8, 8))
     np.savez(tmp_path / "batch.npz", labels=labels, probabilities=probabilities)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = jax_env()
     completed = subprocess.run(
         [sys.executable, "-c", _JAX_SCRIPT, str(tmp_path / "batch.npz")],
         capture_output=True,

@@ -10,7 +10,6 @@ set function, Smooth-L1 from ES-UNet++ Eq. 16.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from jax_subprocess import jax_env
 
 from keras_liverseg import losses
 
@@ -510,7 +510,7 @@ JAX_SCRIPT = textwrap.dedent(
 def test_mixed_loss_on_jax_matches_tensorflow(tmp_path):
     pytest.importorskip("jax")
     np.savez(tmp_path / "data.npz", labels=LABELS, sigmoid=SIGMOID, softmax=SOFTMAX)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = jax_env()
     run = subprocess.run(
         [sys.executable, "-c", JAX_SCRIPT, str(tmp_path / "data.npz")],
         env=env,

@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from jax_subprocess import jax_env
 from synthetic import write_lits
 
 from keras_liverseg.cli.main import cli
@@ -454,8 +455,7 @@ def test_the_same_tiny_run_on_jax_without_tensorflow(dataset, tmp_path):
     (blocker / "__init__.py").write_text("raise ImportError('no TensorFlow here')\n")
     path = os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
     # two CPU devices, so that the run is data parallel (keras.distribution.DataParallel)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": path,
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = jax_env("--xla_force_host_platform_device_count=2", PYTHONPATH=path)
     args = train_args(dataset, run, config_file(tmp_path), "--epochs", "3")
     result = subprocess.run([sys.executable, "-m", "keras_liverseg.cli.main", *args], env=env,
                             capture_output=True, text=True, timeout=600)

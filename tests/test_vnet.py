@@ -6,7 +6,6 @@ side of the layers they share with the 2D models.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from jax_subprocess import jax_env
 
 from keras_liverseg import layers, models
 from keras_liverseg.models import registry
@@ -314,7 +314,7 @@ def test_the_same_forward_pass_on_jax(tmp_path):
     model.save_weights(tmp_path / "model.weights.h5")
     script = tmp_path / "jax_forward.py"
     script.write_text(textwrap.dedent(JAX_SCRIPT).format(shape=SHAPE, filters=TINY3D))
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    env = jax_env()
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, env=env,
                    timeout=600)
     expected = as_dict(model(x, training=False))
