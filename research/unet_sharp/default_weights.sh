@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|val11|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|val11|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -53,6 +53,10 @@
 #           heterogeneous mass each (seed 6, data/phantoms22-mass40, volume-2000 and up)
 #           and the same 60 generator-1.1.0 cases, 55 minutes (V6MIX_MINUTES), into
 #           runs/unet_sharp-v6mix.
+# v7mix:    v6mix's data and split again, from v6mix's last weights (kept in candidates/),
+#           drawing slices with liverseg train's default shares (50 % from slices with
+#           liver, 15 % with tumor; every earlier stage drew 40 % / 40 %), 50 minutes
+#           (V7MIX_MINUTES), into runs/unet_sharp-v7mix.
 # v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
@@ -254,10 +258,13 @@ mix_folder() {
     for f in "data/$set"/*-*.nii.gz; do ln -s "../$set/$(basename "$f")" "data/$data/"; done
   done
 }
-# mix_train DATA INIT MINUTES RUN: v4mix's, v5mix's and v6mix's fine-tuning
+# mix_train DATA INIT MINUTES RUN [LIVER TUMOR]: v4mix's, v5mix's, v6mix's and v7mix's
+# fine-tuning, drawing the shares LIVER and TUMOR (default 0.4 and 0.4) of its slices from
+# slices with liver and with tumor
 mix_train() {
   KERAS_BACKEND=tensorflow liverseg train --data "data/$1" --model unet_sharp --init "$2" \
-    --loss dice_ce --liver-fraction 0.4 --tumor-fraction 0.4 --seed 5 --minutes "$3" \
+    --loss dice_ce --liver-fraction "${5:-0.4}" --tumor-fraction "${6:-0.4}" --seed 5 \
+    --minutes "$3" \
     --batch-size 16 --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o "$4"
 }
 
@@ -289,6 +296,21 @@ if [[ $stage == v6mix ]]; then
     draw "" 2.2.0 data/phantoms22-mass40 6 2000 $(seq 0 39)
   mix_folder v6mix phantoms22-train120 phantoms22-mass40
   mix_train v6mix "${V6_INIT:-zoo:unet_sharp}" "${V6MIX_MINUTES:-55}" runs/unet_sharp-v6mix
+fi
+
+if [[ $stage == v7mix ]]; then
+  # v6mix's data and split, from its last weights (candidates/, SHA-256 checked), drawing
+  # slices as liverseg train does by default (50 % with liver, 15 % with tumor) instead of
+  # 40 % / 40 %: the tumor prior of the sampled slices falls towards a real scan's, where
+  # most liver slices hold no tumor
+  v6_last=research/unet_sharp/candidates/v6mix-last.weights.h5
+  echo "2664319e27cec6f0090518d44066f390b597ef4741874b61f9ddff86ef7b5a26  $v6_last" \
+    | sha256sum --check --quiet
+  draw "" 2.2.0 data/phantoms22-train120 5 0 $(seq 0 119)
+  DRAW_OPTIONS='{"n_lesions": 1, "lesion_kinds": ["heterogeneous"]}' \
+    draw "" 2.2.0 data/phantoms22-mass40 6 2000 $(seq 0 39)
+  mix_folder v7mix phantoms22-train120 phantoms22-mass40
+  mix_train v7mix "${V7_INIT:-$v6_last}" "${V7MIX_MINUTES:-50}" runs/unet_sharp-v7mix 0.5 0.15
 fi
 
 if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
