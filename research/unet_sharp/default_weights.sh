@@ -272,6 +272,15 @@ mix_train() {
     --batch-size 16 --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o "$4"
 }
 
+# draw_v6_sets: v6mix's (and v7mix's) generator-2.2 cases: the 120 of seed 5 into
+# data/phantoms22-train120 and 40 of one large heterogeneous mass each (seed 6) into
+# data/phantoms22-mass40 as volume-2000 and up
+draw_v6_sets() {
+  draw "" 2.2.0 data/phantoms22-train120 5 0 $(seq 0 119)
+  DRAW_OPTIONS='{"n_lesions": 1, "lesion_kinds": ["heterogeneous"]}' \
+    draw "" 2.2.0 data/phantoms22-mass40 6 2000 $(seq 0 39)
+}
+
 if [[ $stage == v4mix ]]; then  # generator 2.0.0's 120 cases, from a worktree of 0431ffb
   draw_20() { draw "$gen" 2.0.0 data/phantoms2-train120 5 0 $(seq 0 119); }
   with_generator_20 draw_20
@@ -295,9 +304,7 @@ if [[ $stage == v6mix ]]; then
   # out of the liver): the same 120 cases (seed 5; only the bulges differ from 2.1's), 40
   # cases of one large heterogeneous mass each (seed 6, volume-2000 and up) and the same 60
   # generator-1.1.0 cases
-  draw "" 2.2.0 data/phantoms22-train120 5 0 $(seq 0 119)
-  DRAW_OPTIONS='{"n_lesions": 1, "lesion_kinds": ["heterogeneous"]}' \
-    draw "" 2.2.0 data/phantoms22-mass40 6 2000 $(seq 0 39)
+  draw_v6_sets
   mix_folder v6mix phantoms22-train120 phantoms22-mass40
   mix_train v6mix "${V6_INIT:-zoo:unet_sharp}" "${V6MIX_MINUTES:-55}" runs/unet_sharp-v6mix
 fi
@@ -310,9 +317,7 @@ if [[ $stage == v7mix ]]; then
   v6_last=research/unet_sharp/candidates/v6mix-last.weights.h5
   echo "2664319e27cec6f0090518d44066f390b597ef4741874b61f9ddff86ef7b5a26  $v6_last" \
     | sha256sum --check --quiet
-  draw "" 2.2.0 data/phantoms22-train120 5 0 $(seq 0 119)
-  DRAW_OPTIONS='{"n_lesions": 1, "lesion_kinds": ["heterogeneous"]}' \
-    draw "" 2.2.0 data/phantoms22-mass40 6 2000 $(seq 0 39)
+  draw_v6_sets
   mix_folder v7mix phantoms22-train120 phantoms22-mass40
   mix_train v7mix "${V7_INIT:-$v6_last}" "${V7MIX_MINUTES:-50}" runs/unet_sharp-v7mix 0.5 0.15
 fi

@@ -27,10 +27,10 @@
 #       PREDICT_ARGS="--min-lesion-mm3 500 --lesion-growth-mm 10" \
 #       bash research/unet_sharp/default_weights.sh evaluate
 #
-# V4_MINUTES=M, V4_PHANTOMS=N, V4_REPLAY=N and V4_INIT=FILE (start weights other than the
+# V4_MINUTES=M, V4_PHANTOMS=N, V4_REPLAY=N, V4_INIT=FILE (start weights other than the
 # shipped ones, e.g. research/unet_sharp/candidates/v7mix-last.weights.h5),
-# V4_LIVER_FRACTION and V4_TUMOR_FRACTION (default 0.4 and 0.4) change the run. Dry run on the CPU in a
-# Python 3.12 venv holding only what the device has (jax, numpy, scipy, h5py, click, pillow,
+# V4_LIVER_FRACTION and V4_TUMOR_FRACTION (default 0.4 and 0.4) change the run. Dry run on
+# the CPU in a Python 3.12 venv holding only what the device has (jax, numpy, scipy, h5py, click, pillow,
 # absl-py, rich, ml-dtypes, packaging, typing-extensions, setuptools, wheel) and no
 # TensorFlow: OUT=/tmp/devout V4_MINUTES=0.5 V4_PHANTOMS=8 bash ... run went through in
 # 4.3 minutes and brought back both weights files (2026-12-06, before the replay);
