@@ -77,6 +77,14 @@ def crop_to_mask_box(
     return volume[box], labels[box], _translated(affine, start)
 
 
+def in_plane_axes(affine: np.ndarray) -> list[int]:
+    """The two array axes closest to the axial plane (the third runs closest to S-I)."""
+    import nibabel.orientations as nio
+
+    axial = int(np.flatnonzero(np.abs(nio.io_orientation(affine)[:, 0]) == 2)[0])
+    return [a for a in range(3) if a != axial]
+
+
 def coarsen_in_plane(
     volume: np.ndarray, labels: np.ndarray, affine: np.ndarray, factor: int = 2
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,10 +92,7 @@ def coarsen_in_plane(
     ``factor x factor`` blocks of the two axes closest to the axial plane (what a coarser
     reconstruction gives), each label class kept where it covers at least half a block,
     and the matching affine (rows and columns that do not fill a block are dropped)."""
-    import nibabel.orientations as nio
-
-    axial = int(np.flatnonzero(np.abs(nio.io_orientation(affine)[:, 0]) == 2)[0])
-    plane = [a for a in range(3) if a != axial]
+    plane = in_plane_axes(affine)
     keep = [slice(None)] * 3
     for a in plane:
         keep[a] = slice(0, volume.shape[a] // factor * factor)

@@ -21,6 +21,18 @@ CASES = {
 }
 
 
+def forward(model, x):
+    """``model(x)`` in inference mode as NumPy, a dict for several outputs (what predict
+    returns), without predict's graph tracing: for these tiny models that took longer than
+    the forward pass itself."""
+    import keras
+
+    out = model(x, training=False)
+    if isinstance(out, dict):
+        return {name: keras.ops.convert_to_numpy(value) for name, value in out.items()}
+    return keras.ops.convert_to_numpy(out)
+
+
 def architecture(case: str) -> str:
     """The builder name of a case (the longest registered name it starts with: the part
     before a variant suffix)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from jax_subprocess import jax_env
-from model_cases import CASES, TINY, architecture
+from model_cases import CASES, TINY, architecture, forward
 
 from keras_liverseg import models
 
@@ -32,10 +32,8 @@ def test_every_model_gives_the_same_forward_pass_on_jax(tmp_path):
             **config,
         )
         model.save_weights(tmp_path / f"{case}.weights.h5")
-        # a direct call: predict's graph tracing of every model took longer than the call
-        out = model(x.repeat(channels, -1), training=False)
-        out = out if isinstance(out, dict) else {"mask": out}
-        expected[case] = {name: np.asarray(value) for name, value in out.items()}
+        out = forward(model, x.repeat(channels, -1))
+        expected[case] = out if isinstance(out, dict) else {"mask": out}
     env = jax_env()
     run = subprocess.run(
         [sys.executable, str(HERE / "jax_forward.py"), str(tmp_path), *CASES],

@@ -5,21 +5,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from model_cases import CASES, TINY, architecture
+from model_cases import CASES, TINY, architecture, forward
 
 from keras_liverseg import models
 
 RNG = np.random.default_rng(1)
-
-
-def forward(model: keras.Model, x: np.ndarray):
-    """``model(x)`` in inference mode as NumPy, a dict for several outputs (what predict
-    returns), without predict's graph tracing: for these tiny models that took longer than
-    the forward pass itself."""
-    out = model(x, training=False)
-    if isinstance(out, dict):
-        return {name: keras.ops.convert_to_numpy(value) for name, value in out.items()}
-    return keras.ops.convert_to_numpy(out)
 
 
 def trainable(model: keras.Model) -> int:
