@@ -1,6 +1,7 @@
 """Phantom anatomy 2.0.0: fat in the liver's clefts, bowel against the liver, vessels, IVC,
 and large heterogeneous tumours (the hard negatives and positives real livers have); 2.1.0:
-the periportal fat sheath; 2.2.0: large masses under the capsule bulge out of the liver."""
+the periportal fat sheath; 2.2.0: large masses under the capsule bulge out of the liver;
+2.3.0: a fluid-filled loop against the liver's lower surface."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from keras_liverseg.phantom import generate_case, lesions
+from keras_liverseg.phantom import bowel, generate_case, lesions
 from keras_liverseg.phantom.intensities import tissue_id
 from keras_liverseg.phantom.lesions import KINDS, MIN_CONTRAST_HU
 from keras_liverseg.phantom.liver import Liver, _tree
@@ -83,6 +84,48 @@ def test_bowel_contact_meta_is_drawn_in_most_cases():
             assert contact["organ"] in ("colon", "duodenum", "small_bowel")
             assert contact["gap_mm"] >= 0
     assert 10 <= sum(o is not None for o in organs) <= 19
+
+
+def test_fluid_loop_touches_the_liver_is_background_and_changes_nothing_else(
+    fine_cases, monkeypatch
+):
+    """2.3.0's fluid-filled loop (its own stream): against the liver in most cases, never
+    labelled, and the same seed without it has the same labels and differs only in the
+    loop's voxels (fluid or wall beside the liver) and their blur."""
+    fluid = [tissue_id(n) for n in ("bowel_fluid", "oral_contrast")]
+    drawn = touching = 0
+    with monkeypatch.context() as m:
+        m.setattr(bowel, "FLUID_CONTACT_P", 0.0)
+        flat = [generate_case(s, FINE, spacing=FINE_SPACING, orientation="RAS") for s in range(8)]
+    for case, without in zip(fine_cases, flat, strict=True):
+        meta = case.meta["anatomy"]["fluid_contact"]
+        assert without.meta["anatomy"]["fluid_contact"] == {"organ": None}
+        np.testing.assert_array_equal(case.labels, without.labels)
+        new = case.tissues != without.tissues
+        if meta["organ"] is not None:
+            drawn += 1
+            assert meta["content"] == "fluid"
+            assert meta["organ"] in ("colon", "duodenum", "small_bowel")
+        if not new.any():  # not drawn, or no liver where it would lie
+            assert np.array_equal(case.volume, without.volume)
+            continue
+        assert np.isin(case.tissues[new], BOWEL).all()
+        assert not (_interior(new) & (case.labels > 0)).any()
+        # the volume changes at the loop: all but a few voxels (partial volume on the 3 mm
+        # anatomy grid, the PSF, coarse reconstruction) within 15 mm of its tissue
+        away = ndimage.distance_transform_edt(~new, sampling=FINE_SPACING)
+        assert np.mean(away[case.volume != without.volume] < 15.0) > 0.95
+        if meta["touches"]:
+            liver = case.labels >= 1
+            near = ndimage.binary_dilation(liver, np.ones((3, 3, 1), dtype=bool), iterations=3)
+            touching += bool((near & np.isin(case.tissues, fluid) & new).sum() > 10)
+    assert drawn >= 3 and touching >= 2
+
+
+def test_fluid_loop_is_drawn_in_most_cases():
+    drawn = [generate_case(s, (48, 48, 12)).meta["anatomy"]["fluid_contact"]["organ"]
+             for s in range(30)]
+    assert 0.4 * 30 <= sum(o is not None for o in drawn) <= 0.8 * 30
 
 
 def test_vessels_inside_the_liver_carry_the_liver_label(fine_cases):

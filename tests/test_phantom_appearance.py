@@ -64,6 +64,7 @@ def test_meta_records_the_choices(monkeypatch):
 
 def test_variations_are_drawn_at_their_rates():
     counts = {"streaks": 0, "effective_pixel": 0, "domain": 0}
+    coarse = []
     n = 200
     for seed in range(n):
         rng = np.random.default_rng(seed)
@@ -72,11 +73,16 @@ def test_variations_are_drawn_at_their_rates():
         counts["effective_pixel"] += acq.effective_pixel is not None
         counts["domain"] += acq.domain is not None
         if acq.effective_pixel is not None:
-            assert 1.5 <= acq.effective_pixel <= 6.0 and acq.effective_pixel > acq.pixel
+            coarse.append(acq.effective_pixel)
+            lo, hi = scanner.EFFECTIVE_PIXEL_MM
+            assert lo <= acq.effective_pixel <= hi and acq.effective_pixel > acq.pixel
         assert acq.noise_sigma <= (45.0 if acq.domain else 30.0)
     assert 0.25 * n < counts["streaks"] < 0.45 * n
     assert 0.15 * n < counts["effective_pixel"] < 0.35 * n
     assert 0.25 * n < counts["domain"] < 0.45 * n
+    # 2.3.0 reaches 9 mm pixels: real scans' 6 mm lies inside the drawn range, not at its edge
+    assert scanner.EFFECTIVE_PIXEL_MM == (1.5, 9.0)
+    assert max(coarse) > 6.0 and min(coarse) < 3.0
 
 
 def test_forcing_one_variation_leaves_the_other_draws_alone():

@@ -18,8 +18,9 @@ Conventions:
   gallbladder fossa and between the liver and the wall, and bowel pressed against the
   inferior tip (2.1 adds the periportal fat sheath around the portal vein's first branches
   inside the liver; 2.2 lets a large mass under the capsule bulge out of the liver's
-  outline); and the scanner's variety (streaks, thick slices, coarse in-plane
-  resolution, randomised appearance as SynthSeg does: Billot et al., MedIA 2023).
+  outline; 2.3 adds a fluid-filled loop against the liver's lower surface in most cases);
+  and the scanner's variety (streaks, thick slices, coarse in-plane resolution to 9 mm
+  pixels, randomised appearance as SynthSeg does: Billot et al., MedIA 2023).
 * Same seed and arguments give identical arrays, affine and meta;
   :data:`GENERATOR_VERSION` changes whenever that output changes.
 
@@ -50,7 +51,7 @@ __all__ = [
     "write_lits_dataset",
 ]
 
-GENERATOR_VERSION = "2.2.0"
+GENERATOR_VERSION = "2.3.0"
 
 
 @dataclass
@@ -98,9 +99,10 @@ def generate_case(
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 2:
         raise ValueError(f"shape must be three sizes >= 2, got {shape}")
-    # a seventh stream (2.2.0's bulging masses) leaves the first six as they were
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(7)]
-    r_patient, r_scan, r_hu, r_paint, r_lesion, r_noise, r_bulge = streams
+    # a seventh stream (2.2.0's bulging masses) and an eighth (2.3.0's fluid-filled loop
+    # against the liver) leave the first six as they were
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(8)]
+    r_patient, r_scan, r_hu, r_paint, r_lesion, r_noise, r_bulge, r_contact = streams
     patient = sample_patient(r_patient)
     acq = scanner.sample_acquisition(r_scan, shape, patient, spacing)
     if orientation is not None:
@@ -111,7 +113,7 @@ def generate_case(
     canvas = Canvas(*scanner.coarse_axes(acq), table=table)
     if acq.table:
         scanner.paint_table(canvas, patient, r_paint)
-    liver, anatomy_meta = anatomy.paint_patient(canvas, patient, r_paint)
+    liver, anatomy_meta = anatomy.paint_patient(canvas, patient, r_paint, r_contact)
     tumors = lesions.paint_lesions(canvas, r_lesion, phase, acq.offset, n_lesions, lesion_kinds,
                                    bulge_rng=r_bulge)
     arrays = scanner.acquire(canvas, acq, r_noise)

@@ -3,7 +3,8 @@
 Order matters (later shapes carve earlier ones): table, body wall and cavity, diaphragm and
 lungs, back muscles and skeleton, bowel, retroperitoneal and upper-abdominal organs, liver
 (with its fat clefts and vessels), the bowel segment that lies against the liver's inferior
-surface (placed on the painted liver, so it touches it without entering the label), the
+surface (placed on the painted liver, so it touches it without entering the label) and, from
+generator 2.3.0, a fluid-filled loop against it (drawn from its own stream), the
 gallbladder in its fossa and the great vessels (the IVC runs through the caudate lobe),
 then lesions (see :mod:`.lesions`).
 """
@@ -14,7 +15,7 @@ import numpy as np
 
 from keras_liverseg.phantom import skeleton
 from keras_liverseg.phantom.body import Body
-from keras_liverseg.phantom.bowel import paint_bowel, paint_liver_contact
+from keras_liverseg.phantom.bowel import paint_bowel, paint_fluid_contact, paint_liver_contact
 from keras_liverseg.phantom.canvas import Canvas
 from keras_liverseg.phantom.liver import Liver
 from keras_liverseg.phantom.organs import Organs
@@ -24,9 +25,12 @@ __all__ = ["paint_patient"]
 
 
 def paint_patient(
-    canvas: Canvas, patient: Patient, rng: np.random.Generator
+    canvas: Canvas, patient: Patient, rng: np.random.Generator, contact_rng: np.random.Generator
 ) -> tuple[Liver, dict]:
-    """Paint every organ of ``patient``; returns the liver (for lesions) and meta."""
+    """Paint every organ of ``patient``; returns the liver (for lesions) and meta.
+
+    ``contact_rng`` draws the fluid-filled loop against the liver (2.3.0), so that the
+    anatomy ``rng`` draws is 2.2.0's."""
     body = Body(canvas, patient, rng)
     body.paint(rng)
     skeleton.paint_skeleton(canvas, body, rng)
@@ -39,6 +43,7 @@ def paint_patient(
     organs.paint_kidneys()
     meta["liver"] = liver.paint()
     meta["bowel_contact"] = paint_liver_contact(organs, rng)
+    meta["fluid_contact"] = paint_fluid_contact(organs, contact_rng)
     meta["gallbladder"] = organs.paint_gallbladder(liver.sdf)
     organs.paint_vessels()
     return liver, meta

@@ -25,7 +25,7 @@ import numpy as np
 from keras_liverseg.phantom import fields
 from keras_liverseg.phantom.organs import Organs
 
-__all__ = ["paint_bowel", "paint_liver_contact"]
+__all__ = ["FLUID_CONTACT_P", "paint_bowel", "paint_fluid_contact", "paint_liver_contact"]
 
 F32 = np.float32
 
@@ -199,15 +199,58 @@ _CONTACT = {  # organ: (probability, x range / cavity half width, radius range, 
 
 def paint_liver_contact(organs: Organs, rng: np.random.Generator) -> dict:
     """A bowel segment against the painted liver's inferior surface; returns meta."""
-    cv, p = organs.cv, organs.p
-    wc, fc = organs.wc, organs.fc
     if rng.random() >= 0.7:
         return {"organ": None}
     names = list(_CONTACT)
     organ = str(rng.choice(names, p=[_CONTACT[n][0] for n in names]))
-    _, (x0, x1), (r0, r1), contents = _CONTACT[organ]
+    _, x_range, radii, contents = _CONTACT[organ]
     content = str(rng.choice(list(contents), p=list(contents.values())))
-    r = rng.uniform(r0, r1)
+    return _contact_segment(organs, rng, organ, content, x_range, radii, 0.25)
+
+
+FLUID_CONTACT_P = 0.6
+"""Probability of 2.3.0's fluid-filled loop against the liver (:func:`paint_fluid_contact`)."""
+
+_FLUID_ORGANS = {"small_bowel": 0.5, "duodenum": 0.3, "colon": 0.2}
+
+
+def paint_fluid_contact(organs: Organs, rng: np.random.Generator) -> dict:
+    """Generator 2.3.0: a fluid-filled loop against the liver's lower surface; returns meta.
+
+    Fluid-filled bowel (0-30 HU) pressed against the liver reads as a hypodense lesion at
+    the liver's edge: the false lesions left on held-out phantoms sat there (bowel against
+    the edge, the gallbladder and the bowel beside it). :func:`paint_liver_contact` puts one
+    segment near the inferior tip, fluid-filled in about a quarter of cases; this one, drawn
+    from its own stream ``rng`` so that every other draw stays 2.2.0's, lies anywhere under
+    the lower 60 % of the inferior surface, across the whole right upper quadrant (the
+    gallbladder fossa and the hilum included), in :data:`FLUID_CONTACT_P` of cases. It fills
+    only what is not liver and is background, as the first segment.
+    """
+    if rng.random() >= FLUID_CONTACT_P:
+        return {"organ": None}
+    organ = str(rng.choice(list(_FLUID_ORGANS), p=list(_FLUID_ORGANS.values())))
+    radii = _CONTACT[organ][2]
+    return _contact_segment(organs, rng, organ, "fluid", (0.0, 0.95), radii, 0.6)
+
+
+def _contact_segment(
+    organs: Organs,
+    rng: np.random.Generator,
+    organ: str,
+    content: str,
+    x_range: tuple[float, float],
+    radii: tuple[float, float],
+    low_quantile: float,
+) -> dict:
+    """Paint one bowel segment of ``organ`` holding ``content`` under the liver.
+
+    Its top touches the liver's inferior surface (or lies 1-4 mm below it) at a column
+    drawn among the lowest ``low_quantile`` of the liver's columns between ``x_range`` (a
+    fraction of the cavity's half width) and the front of the cavity."""
+    cv, p = organs.cv, organs.p
+    wc, fc = organs.wc, organs.fc
+    x0, x1 = x_range
+    r = rng.uniform(*radii)
     gap = 0.0 if rng.random() < 0.6 else rng.uniform(1.0, 4.0)
     bend = rng.uniform(3.0, 20.0)
     length = rng.uniform(50, 100)
@@ -223,7 +266,7 @@ def paint_liver_contact(organs: Organs, rng: np.random.Generator) -> dict:
     if len(cols) == 0:  # no liver here, or it runs out of the scan below
         return meta
     zc = zlow[cols[:, 0], cols[:, 1]]
-    low = cols[zc <= np.quantile(zc, 0.25)]  # near the inferior tip
+    low = cols[zc <= np.quantile(zc, low_quantile)]
     i, j = low[rng.integers(len(low))]
     top = np.array((box.X.ravel()[i], box.Y.ravel()[j], zlow[i, j] - 0.5 * cv.hz))
     d = np.array((np.cos(heading), np.sin(heading), rng.uniform(-0.2, 0.2)))

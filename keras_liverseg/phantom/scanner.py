@@ -22,8 +22,12 @@ before the noise:
   bright or dark rays leaving one, tens to ~150 HU, fading away from the bone; one set of
   lines per slab of 10-40 mm, its strength varying slice to slice.
 * coarse reconstruction (``effective_pixel_mm``, ~25 %): the image is blurred and sampled
-  at 1.5-6 mm pixels, noise is added there, and the result is interpolated linearly to the
-  output grid: a 64-256 matrix resampled to 512. Labels stay sharp on the output grid.
+  at :data:`EFFECTIVE_PIXEL_MM` (1.5-9 mm pixels, log-uniform), noise is added there, and
+  the result is interpolated linearly to the output grid: a 40-256 matrix resampled to 512.
+  Labels stay sharp on the output grid. Real scans reach about 6 mm (a whole abdomen stored
+  at 64x64); generator 2.3.0 draws to 9 mm (2.0.0-2.2.0: to 6 mm) so that 6 mm lies inside
+  the trained range rather than at its edge, wider than real scans as SynthSeg's
+  randomisation is.
 * domain randomisation (``domain_randomised``, ~35 %), after SynthSeg (Billot et al.,
   Medical Image Analysis 2023): wider per-tissue means, a global gain and texture scale
   (drawn here, applied by :func:`~keras_liverseg.phantom.intensities.sample_table`, which
@@ -52,6 +56,7 @@ from keras_liverseg.phantom.intensities import tissue_id
 from keras_liverseg.phantom.patient import Patient
 
 __all__ = [
+    "EFFECTIVE_PIXEL_MM",
     "MAX_THICKNESS_MM",
     "Acquisition",
     "acquire",
@@ -63,6 +68,8 @@ __all__ = [
 
 F32 = np.float32
 MAX_THICKNESS_MM = 6.0
+EFFECTIVE_PIXEL_MM = (1.5, 9.0)
+"""Range of the coarse reconstruction's pixel (log-uniform; 2.3.0, was 1.5-6 mm)."""
 _P_STREAKS, _P_COARSE, _P_DOMAIN = 0.35, 0.25, 0.35
 _MAX_NOISE_HU = 45.0
 _CORTEX_ID = tissue_id("bone_cortex")
@@ -215,7 +222,7 @@ def sample_acquisition(
         "width_mm": round(float(rng.uniform(0.8, 2.5)), 2),
         "decay_mm": round(float(rng.uniform(15, 60)), 1),
     }
-    eff = float(np.exp(rng.uniform(np.log(1.5), np.log(6.0))))
+    eff = float(np.exp(rng.uniform(*np.log(EFFECTIVE_PIXEL_MM))))
     dom = {
         "tissue_jitter_hu": round(float(rng.uniform(10, 30)), 1),
         "gain": round(float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))), 3),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|val11|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|val11|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -57,6 +57,11 @@
 #           drawing slices with liverseg train's default shares (50 % from slices with
 #           liver, 15 % with tumor; every earlier stage drew 40 % / 40 %), 50 minutes
 #           (V7MIX_MINUTES), into runs/unet_sharp-v7mix.
+# v8mix:    v7mix on generator 2.3.0 (a fluid-filled loop against the liver's lower surface in
+#           60 % of cases; coarse reconstruction to 9 mm pixels): the same cases drawn again
+#           (data/phantoms23-train120, data/phantoms23-mass40) beside the same 60 generator-1.1.0
+#           cases, so the run's split is v7mix's; from v7mix's last weights (candidates/), with
+#           its shares (0.5 / 0.15), 50 minutes (V8MIX_MINUTES), into runs/unet_sharp-v8mix.
 # v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
@@ -272,14 +277,18 @@ mix_train() {
     --batch-size 16 --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o "$4"
 }
 
-# draw_v6_sets: v6mix's (and v7mix's) generator-2.2 cases: the 120 of seed 5 into
-# data/phantoms22-train120 and 40 of one large heterogeneous mass each (seed 6) into
-# data/phantoms22-mass40 as volume-2000 and up
+# draw_v6_sets [ROOT VERSION TAG]: v6mix's (and v7mix's) cases of generator VERSION (2.2.0;
+# under path ROOT, "" = this checkout): the 120 of seed 5 into data/phantomsTAG-train120 and 40
+# of one large heterogeneous mass each (seed 6) into data/phantomsTAG-mass40 as volume-2000
+# and up (TAG 22; v8mix draws the same cases with generator 2.3.0 as TAG 23)
 draw_v6_sets() {
-  draw "" 2.2.0 data/phantoms22-train120 5 0 $(seq 0 119)
+  local root=${1:-} version=${2:-2.2.0} tag=${3:-22}
+  draw "$root" "$version" "data/phantoms$tag-train120" 5 0 $(seq 0 119)
   DRAW_OPTIONS='{"n_lesions": 1, "lesion_kinds": ["heterogeneous"]}' \
-    draw "" 2.2.0 data/phantoms22-mass40 6 2000 $(seq 0 39)
+    draw "$root" "$version" "data/phantoms$tag-mass40" 6 2000 $(seq 0 39)
 }
+# generator 2.2.0 (commit 8d86d47, the last before 2.3.0's fluid-filled loop)
+with_generator_22() { with_generator 8d86d47 "" "$@"; }
 
 if [[ $stage == v4mix ]]; then  # generator 2.0.0's 120 cases, from a worktree of 0431ffb
   draw_20() { draw "$gen" 2.0.0 data/phantoms2-train120 5 0 $(seq 0 119); }
@@ -304,7 +313,8 @@ if [[ $stage == v6mix ]]; then
   # out of the liver): the same 120 cases (seed 5; only the bulges differ from 2.1's), 40
   # cases of one large heterogeneous mass each (seed 6, volume-2000 and up) and the same 60
   # generator-1.1.0 cases
-  draw_v6_sets
+  draw_22() { draw_v6_sets "$gen"; }
+  with_generator_22 draw_22
   mix_folder v6mix phantoms22-train120 phantoms22-mass40
   mix_train v6mix "${V6_INIT:-zoo:unet_sharp}" "${V6MIX_MINUTES:-55}" runs/unet_sharp-v6mix
 fi
@@ -317,9 +327,22 @@ if [[ $stage == v7mix ]]; then
   v6_last=research/unet_sharp/candidates/v6mix-last.weights.h5
   echo "2664319e27cec6f0090518d44066f390b597ef4741874b61f9ddff86ef7b5a26  $v6_last" \
     | sha256sum --check --quiet
-  draw_v6_sets
+  draw_22() { draw_v6_sets "$gen"; }
+  with_generator_22 draw_22
   mix_folder v7mix phantoms22-train120 phantoms22-mass40
   mix_train v7mix "${V7_INIT:-$v6_last}" "${V7MIX_MINUTES:-50}" runs/unet_sharp-v7mix 0.5 0.15
+fi
+
+if [[ $stage == v8mix ]]; then
+  # v7mix again on generator 2.3.0: the same cases (seeds 5 and 6) with a fluid-filled loop
+  # against the liver in 60 % of them and coarse reconstruction to 9 mm, beside the same 60
+  # generator-1.1.0 cases, from v7mix's last weights, with its slice shares
+  v7_last=research/unet_sharp/candidates/v7mix-last.weights.h5
+  echo "9b2b7ae491243f79d263d4d96429b0fbd7fc16db8a918fbe56b3df7118697dd3  $v7_last" \
+    | sha256sum --check --quiet
+  draw_v6_sets "" 2.3.0 23
+  mix_folder v8mix phantoms23-train120 phantoms23-mass40
+  mix_train v8mix "${V8_INIT:-$v7_last}" "${V8MIX_MINUTES:-50}" runs/unet_sharp-v8mix 0.5 0.15
 fi
 
 if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
