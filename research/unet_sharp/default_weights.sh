@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|val11|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|v5ship|val11|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -22,8 +22,8 @@
 #           use --steps 9200 instead of --minutes there).
 # v4:       the retraining of issue 22 (part 5), prepared for a GPU machine (JAX backend):
 #           from the shipped weights (--init zoo:unet_sharp; version 4 since 2026-12-07),
-#           on 480 phantoms of this checkout's generator (seed 5; 2.2.0 since 2026-12-07,
-#           bulging masses, after 2.1.0's periportal fat sheath) and, replayed from
+#           on 480 phantoms of this checkout's generator (seed 5; 2.3.0 since 2026-12-07:
+#           fluid-filled loops against the liver, after 2.2.0's bulging masses) and, replayed from
 #           disk (--data beside --phantoms), stage 2's 192 training phantoms of generator
 #           1.1.0 (volume-1000 and up, from $GEN11 or a worktree of 74a47ee), reading slices
 #           at the entry's 2.1 mm pixel spacing with field-of-view crops (the zoo entry's
@@ -66,6 +66,10 @@
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
 #           zoo/unet_sharp.md, "Version 4".
+# v5ship:   the default weights version 5 (shipped 2026-12-07): half-way between version 4 (from
+#           git at 7b69bcf) and v8mix's last weights (kept in candidates/; V8MIX_LAST= another
+#           run's), into runs/unet_sharp-v5ship/alpha-0.5.weights.h5. zoo/unet_sharp.md,
+#           "Version 5".
 # val11:    validate's 28 validation phantoms drawn with generator 1.1.0 (a worktree of
 #           74a47ee) into data/phantoms11-val28, for lesion_prob_sweep.py's comparison of
 #           candidate weights on the generator the shipped weights learnt from; VAL=48: all
@@ -351,6 +355,21 @@ if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
     "${V4MIX_LAST:-research/unet_sharp/candidates/v4mix2-last.weights.h5}" --alpha 0.5 \
     -o runs/unet_sharp-v4ship
   sha256sum runs/unet_sharp-v4ship/alpha-0.5.weights.h5
+fi
+
+if [[ $stage == v5ship ]]; then  # the default weights version 5, bit for bit
+  v4_weights=data/unet_sharp-v4.weights.h5
+  if [[ ! -f $v4_weights ]]; then
+    mkdir -p data
+    git show 7b69bcf:keras_liverseg/weights/unet_sharp.weights.h5 > "$v4_weights.partial"
+    mv "$v4_weights.partial" "$v4_weights"
+  fi
+  echo "fd0b2bca416177700a75ed8a855e0c787a660d52ce24afd0839ee2d57e747ec5  $v4_weights" \
+    | sha256sum --check --quiet
+  python research/unet_sharp/interpolate_weights.py "$v4_weights" \
+    "${V8MIX_LAST:-research/unet_sharp/candidates/v8mix-last.weights.h5}" --alpha 0.5 \
+    -o runs/unet_sharp-v5ship
+  sha256sum runs/unet_sharp-v5ship/alpha-0.5.weights.h5
 fi
 
 if [[ $stage == val11 ]]; then
