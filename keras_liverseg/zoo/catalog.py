@@ -95,8 +95,9 @@ MIN_LESION_MM3 = 500.0
 LESION_GROWTH_MM = 10.0
 # A lesion whose mean tumor probability is below this becomes liver. Chosen with weights
 # version 4 on 48 generator-1.1.0 and 25 generator-2.0 validation phantoms (tumor-free ones
-# included), then passed through the held-out gate (zoo/unet_sharp.md, "Version 4"); for
-# version 3 it was off, as every threshold lowered tumor Dice there ("Lesion confidence").
+# included), then passed through the held-out gate (zoo/unet_sharp.md, "Version 4"); kept
+# unchanged for version 5, which was gated with it ("Version 5"); for version 3 it was
+# off, as every threshold lowered tumor Dice there ("Lesion confidence").
 MIN_LESION_PROB = 0.3
 # The post-processing of the default weights (also of their fast variant).
 DEFAULT_POSTPROCESS = PostprocessOptions(min_lesion_mm3=MIN_LESION_MM3,
