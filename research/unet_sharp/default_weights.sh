@@ -195,18 +195,24 @@ with_generator_20() { with_generator 0431ffb "" "$@"; }
 # generator 2.1.0 (commit 1084d87, the last before 2.2.0's bulging masses)
 with_generator_21() { with_generator 1084d87 "" "$@"; }
 
+# weights_from_git FILE REV SHA256: the bundled default weights as commit REV shipped them,
+# taken from git into FILE (unless there) and checked by SHA-256
+weights_from_git() {
+  if [[ ! -f $1 ]]; then
+    mkdir -p "$(dirname "$1")"
+    git show "$2:keras_liverseg/weights/unet_sharp.weights.h5" > "$1.partial"
+    mv "$1.partial" "$1"
+  fi
+  echo "$3  $1" | sha256sum --check --quiet
+}
 # v3_weights: the default weights version 3 (what v4cpu and v4mix started from, and half of
-# version 4), taken from git into data/unet_sharp-v3.weights.h5 and checked by SHA-256
+# version 4); v4_weights: version 4 (half of version 5)
 v3_weights=data/unet_sharp-v3.weights.h5
 get_v3_weights() {
-  if [[ ! -f $v3_weights ]]; then
-    mkdir -p data
-    git show 8148e99:keras_liverseg/weights/unet_sharp.weights.h5 > "$v3_weights.partial"
-    mv "$v3_weights.partial" "$v3_weights"
-  fi
-  echo "580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31  $v3_weights" \
-    | sha256sum --check --quiet
+  weights_from_git "$v3_weights" 8148e99 \
+    580fe6d372f3397410f346eca1d9df07f81014e187ceb8102299ecca02b4fa31
 }
+v4_weights=data/unet_sharp-v4.weights.h5
 
 if [[ $stage == train || $stage == all ]]; then
   liverseg sample-data -o data/phantoms-train --cases 40 --seed 1 --size 512 512 80
@@ -358,14 +364,8 @@ if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
 fi
 
 if [[ $stage == v5ship ]]; then  # the default weights version 5, bit for bit
-  v4_weights=data/unet_sharp-v4.weights.h5
-  if [[ ! -f $v4_weights ]]; then
-    mkdir -p data
-    git show 7b69bcf:keras_liverseg/weights/unet_sharp.weights.h5 > "$v4_weights.partial"
-    mv "$v4_weights.partial" "$v4_weights"
-  fi
-  echo "fd0b2bca416177700a75ed8a855e0c787a660d52ce24afd0839ee2d57e747ec5  $v4_weights" \
-    | sha256sum --check --quiet
+  weights_from_git "$v4_weights" 7b69bcf \
+    fd0b2bca416177700a75ed8a855e0c787a660d52ce24afd0839ee2d57e747ec5
   python research/unet_sharp/interpolate_weights.py "$v4_weights" \
     "${V8MIX_LAST:-research/unet_sharp/candidates/v8mix-last.weights.h5}" --alpha 0.5 \
     -o runs/unet_sharp-v5ship
