@@ -195,6 +195,8 @@ with_generator_20() { with_generator 0431ffb "" "$@"; }
 # generator 2.1.0 (commit 1084d87, the last before 2.2.0's bulging masses)
 with_generator_21() { with_generator 1084d87 "" "$@"; }
 
+# check_sha256 FILE SHA256: stop unless FILE has that SHA-256
+check_sha256() { echo "$2  $1" | sha256sum --check --quiet; }
 # weights_from_git FILE REV SHA256: the bundled default weights as commit REV shipped them,
 # taken from git into FILE (unless there) and checked by SHA-256
 weights_from_git() {
@@ -203,7 +205,7 @@ weights_from_git() {
     git show "$2:keras_liverseg/weights/unet_sharp.weights.h5" > "$1.partial"
     mv "$1.partial" "$1"
   fi
-  echo "$3  $1" | sha256sum --check --quiet
+  check_sha256 "$1" "$3"
 }
 # v3_weights: the default weights version 3 (what v4cpu and v4mix started from, and half of
 # version 4); v4_weights: version 4 (half of version 5)
@@ -335,8 +337,7 @@ if [[ $stage == v7mix ]]; then
   # 40 % / 40 %: the tumor prior of the sampled slices falls towards a real scan's, where
   # most liver slices hold no tumor
   v6_last=research/unet_sharp/candidates/v6mix-last.weights.h5
-  echo "2664319e27cec6f0090518d44066f390b597ef4741874b61f9ddff86ef7b5a26  $v6_last" \
-    | sha256sum --check --quiet
+  check_sha256 "$v6_last" 2664319e27cec6f0090518d44066f390b597ef4741874b61f9ddff86ef7b5a26
   draw_22() { draw_v6_sets "$gen"; }
   with_generator_22 draw_22
   mix_folder v7mix phantoms22-train120 phantoms22-mass40
@@ -348,8 +349,7 @@ if [[ $stage == v8mix ]]; then
   # against the liver in 60 % of them and coarse reconstruction to 9 mm, beside the same 60
   # generator-1.1.0 cases, from v7mix's last weights, with its slice shares
   v7_last=research/unet_sharp/candidates/v7mix-last.weights.h5
-  echo "9b2b7ae491243f79d263d4d96429b0fbd7fc16db8a918fbe56b3df7118697dd3  $v7_last" \
-    | sha256sum --check --quiet
+  check_sha256 "$v7_last" 9b2b7ae491243f79d263d4d96429b0fbd7fc16db8a918fbe56b3df7118697dd3
   draw_v6_sets "" 2.3.0 23
   mix_folder v8mix phantoms23-train120 phantoms23-mass40
   mix_train v8mix "${V8_INIT:-$v7_last}" "${V8MIX_MINUTES:-50}" runs/unet_sharp-v8mix 0.5 0.15
