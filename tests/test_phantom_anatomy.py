@@ -1,7 +1,7 @@
 """Phantom anatomy 2.0.0: fat in the liver's clefts, bowel against the liver, vessels, IVC,
 and large heterogeneous tumours (the hard negatives and positives real livers have); 2.1.0:
 the periportal fat sheath; 2.2.0: large masses under the capsule bulge out of the liver;
-2.3.0: a fluid-filled loop against the liver's lower surface."""
+2.3.0: a fluid-filled loop against the liver's lower surface; 2.4.0: the hilar fat junction."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 from scipy import ndimage
 
 from keras_liverseg.phantom import bowel, generate_case, lesions
+from keras_liverseg.phantom import liver as liver_module
 from keras_liverseg.phantom.intensities import tissue_id
 from keras_liverseg.phantom.lesions import KINDS, MIN_CONTRAST_HU
-from keras_liverseg.phantom.liver import Liver, _tree
+from keras_liverseg.phantom.liver import Liver, _hilar_junction, _tree
 
 FINE = (192, 192, 48)
 FINE_SPACING = (1.5, 1.5, 4.0)
@@ -310,3 +311,66 @@ def test_large_subcapsular_mass_bulges_out_of_the_liver_and_changes_nothing_else
         voxel_ml = np.prod(FINE_SPACING) / 1000
         assert new.sum() * voxel_ml == pytest.approx(mass["bulge_ml"], rel=0.5, abs=2.0), seed
     assert bulged >= 2 and unchanged >= 3
+
+
+def test_hilar_junction_is_a_fat_pool_with_branching_clefts_near_the_porta():
+    """2.4.0's junction: a pool and two to four clefts (with side branches) radiating from
+    it, tapering, within reach of the porta; none where no draw lies inside the lobes."""
+    porta = np.array([30.0, 40.0, -80.0])
+    counts = []
+    for s in range(40):
+        pieces = _hilar_junction(np.random.default_rng(s), porta, lambda point: -20.0)
+        if not pieces:
+            continue
+        (pool_points, pool_radii), *clefts = pieces
+        center = np.mean(pool_points, axis=0)
+        offset = center - porta
+        assert -30 <= offset[0] <= -5 and 0 <= offset[1] <= 30 and -5 <= offset[2] <= 20
+        assert 1.5 <= pool_radii[0] <= 5.0
+        starts = [np.asarray(points[0]) for points, _ in clefts]
+        primary = [c for c, st in zip(clefts, starts, strict=True) if np.allclose(st, center)]
+        assert 2 <= len(primary) <= 4
+        counts.append(len(clefts))
+        for points, radii in clefts:
+            assert len(points) == len(radii) == 4
+            assert all(a >= b for a, b in zip(radii, radii[1:], strict=False))  # tapering
+            assert radii[0] <= pool_radii[0] and radii[-1] == 0.3
+            reach = np.linalg.norm(np.asarray(points) - center, axis=1).max()
+            assert reach <= 45.0 + 15.0 + 1e-6
+    assert 0.6 * 40 <= len(counts) <= 0.9 * 40  # JUNCTION_P = 0.75
+    assert max(counts) > 4  # side branches
+    assert _hilar_junction(np.random.default_rng(0), porta, lambda point: 5.0) == []
+
+
+def test_hilar_junction_is_background_fat_inside_the_liver_and_changes_nothing_else(monkeypatch):
+    """Without the junction the same seed differs only around the junction's new fat, where
+    liver turns background; no lesions, whose sites the junction would move."""
+    kw = dict(spacing=FINE_SPACING, phase="non_contrast", orientation="RAS", n_lesions=0)
+    fat_id = tissue_id("visceral_fat")
+    seen = drawn = 0
+    for seed in range(8):
+        case = generate_case(seed, FINE, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(liver_module, "JUNCTION_P", 0.0)
+            plain = generate_case(seed, FINE, **kw)
+        assert plain.meta["anatomy"]["liver"]["hilar_junction_clefts"] == 0
+        changed = (case.volume != plain.volume) | (case.labels != plain.labels)
+        if case.meta["anatomy"]["liver"]["hilar_junction_clefts"] == 0:
+            assert not changed.any(), seed
+            continue
+        drawn += 1
+        new_fat = (case.tissues == fat_id) & (plain.tissues != fat_id)
+        if not new_fat.any():  # the junction lies outside the scan
+            continue
+        seen += 1
+        assert (plain.tissues[new_fat] == tissue_id("liver")).mean() > 0.8, seed
+        assert (case.labels[_interior(new_fat)] == 0).all(), seed
+        relabelled = case.labels != plain.labels
+        assert (case.labels[relabelled] == 0).all() and (plain.labels[relabelled] == 1).all()
+        # the volume changes within the clefts' reach of the fat that became the dominant
+        # tissue (thin clefts change only partial volume along their length), in the liver
+        near = ndimage.distance_transform_edt(~new_fat, sampling=FINE_SPACING) < 35.0
+        assert not (changed & ~near).any(), seed
+        to_liver = ndimage.distance_transform_edt(plain.labels == 0, sampling=FINE_SPACING)
+        assert np.mean(to_liver[changed] < 10.0) > 0.9, seed
+    assert drawn >= 4 and seen >= 3

@@ -18,7 +18,9 @@ Conventions:
   gallbladder fossa and between the liver and the wall, and bowel pressed against the
   inferior tip (2.1 adds the periportal fat sheath around the portal vein's first branches
   inside the liver; 2.2 lets a large mass under the capsule bulge out of the liver's
-  outline; 2.3 adds a fluid-filled loop against the liver's lower surface in most cases);
+  outline; 2.3 adds a fluid-filled loop against the liver's lower surface in most cases;
+  2.4 a small fat junction with branching clefts where the fissures meet the left portal
+  vein);
   and the scanner's variety (streaks, thick slices, coarse in-plane resolution to 9 mm
   pixels, randomised appearance as SynthSeg does: Billot et al., MedIA 2023).
 * Same seed and arguments give identical arrays, affine and meta;
@@ -51,7 +53,7 @@ __all__ = [
     "write_lits_dataset",
 ]
 
-GENERATOR_VERSION = "2.3.0"
+GENERATOR_VERSION = "2.4.0"
 
 
 @dataclass

@@ -24,6 +24,10 @@ that near the hilum thin branching fat lines and, at 3-5 mm slices, faint hypode
 run through the parenchyma with the vein inside them (isodense without contrast). The real
 TotalSegmentator example shows them, and version 4 of the default weights took them for a
 lesion; the sheath and the vein within it are background, as TotalSegmentator labels them.
+Generator 2.4.0 adds the hilar fat junction (:func:`_hilar_junction`): in most livers a small
+pool of fat where the fissures meet the left portal vein's umbilical portion, with thin,
+bent, branching clefts radiating from it, the hypodense star that version 5 of the default
+weights still took for a lesion on the real example.
 
 Vessels. Random branching trees of tapered tubes: the portal vein enters at the hilum and
 branches into right and left systems; three hepatic veins fan out from the IVC below the
@@ -33,6 +37,9 @@ stay in the liver label (as in LiTS), in the hilar fat they are background.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,6 +51,14 @@ from keras_liverseg.phantom.organs import Organs
 __all__ = ["Liver"]
 
 F32 = np.float32
+
+
+class _Point(NamedTuple):
+    """One point as a 1x1x1 box (what :meth:`Liver.core_sdf` reads: X, Y, Z)."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    Z: np.ndarray
 
 
 def _unit(v) -> np.ndarray:
@@ -74,6 +89,61 @@ def _tree(rng, start, direction, radius, length, depth, out, min_radius=0.7) -> 
         child = d * np.cos(ang) + np.cross(axis, d) * np.sin(ang)
         _tree(rng, pts[-1], child, r_end * rng.uniform(0.6, 0.8), length * rng.uniform(0.6, 0.85),
               depth - 1, out, min_radius)
+
+
+JUNCTION_P = 0.75  # share of livers with a fat junction at the umbilical portion (2.4.0)
+
+
+def _wander(rng: np.random.Generator, start: np.ndarray, angle: float,
+            length: float) -> list:
+    """Three bent segments of ``length`` mm in all from ``start``, heading ``angle`` (radians,
+    in the axial plane) with a little tilt: the path of one cleft."""
+    points = [np.asarray(start, dtype=np.float64)]
+    for _ in range(3):
+        angle += rng.uniform(-0.5, 0.5)
+        step = _unit((np.cos(angle), np.sin(angle), rng.uniform(-0.3, 0.3))) * length / 3
+        points.append(points[-1] + step)
+    return points
+
+
+def _hilar_junction(rng: np.random.Generator, porta: np.ndarray,
+                    lobes: Callable[[np.ndarray], float]) -> list:
+    """Fat where the fissures meet the left portal vein's umbilical portion (2.4.0).
+
+    In a real liver the fissure of the ligamentum teres, the fissure of the ligamentum
+    venosum and the hilar plate meet at the umbilical portion of the left portal vein, in
+    front of and to the left of the porta, inside the parenchyma: a small pool of fat (3-10
+    mm across) from which two to four thin clefts (2-5 mm wide, tapering to 0.6 mm over
+    20-45 mm, bent, most with a side branch) radiate. At 3 mm slices it is a hypodense star
+    with a blurred centre; the default weights version 5 took the real TotalSegmentator
+    example's for an 8 ml lesion. The pool's centre is the deepest inside the lobes of 12
+    draws around the porta (``lobes``: their signed distance at a point, mm), and there is
+    none unless it lies 3 mm inside. Returns the pieces as ``(points, radii)`` tubes, the
+    pool first; empty in a quarter of livers (and where no draw lies inside). All are
+    background (visceral fat) inside the liver's outline, like the other clefts.
+    """
+    if rng.random() >= JUNCTION_P:
+        return []
+    sites = porta + np.column_stack([-rng.uniform(5, 30, 12), rng.uniform(0, 30, 12),
+                                     rng.uniform(-5, 20, 12)])
+    depth = [lobes(site) for site in sites]
+    if min(depth) > -3.0:
+        return []
+    center = sites[int(np.argmin(depth))]
+    pool = rng.uniform(1.5, 5.0)
+    tilt = _unit(rng.normal(size=3))
+    pieces = [([center - tilt * pool * 0.5, center + tilt * pool * 0.5], [pool, pool])]
+    start = rng.uniform(0, 2 * np.pi)
+    for k in range(int(rng.integers(2, 5))):
+        angle = start + k * 2 * np.pi / 4 + rng.uniform(-0.5, 0.5)
+        width = rng.uniform(1.0, min(2.5, pool))
+        points = _wander(rng, center, angle, rng.uniform(20.0, 45.0))
+        pieces.append((points, [width, 0.8 * width, 0.6 * width, 0.3]))
+        if rng.random() < 0.7:  # a side branch from the first bend
+            side = angle + rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.2)
+            pieces.append((_wander(rng, points[1], side, rng.uniform(8.0, 20.0)),
+                           [0.7 * width, 0.6 * width, 0.4 * width, 0.3]))
+    return pieces
 
 
 class Liver:
@@ -129,6 +199,21 @@ class Liver:
         srng = np.random.default_rng((self.noise_seed, 21))
         self.sheath = 0.0 if srng.random() < 0.2 else srng.uniform(0.5, 2.5)
         self.sheath_min_r = srng.uniform(1.6, 2.6)  # portal branches thinner than this: none
+        # the hilar fat junction (2.4.0), from its own stream for the same reason
+        self.junction = _hilar_junction(np.random.default_rng((self.noise_seed, 24)),
+                                        np.asarray(organs.porta, dtype=np.float64),
+                                        self._lobes_at)
+
+    def _lobes_at(self, point: np.ndarray) -> float:
+        """Signed distance (mm) of ``point`` to the union of the three lobes (no surface
+        noise, no cuts by the wall and the neighbours)."""
+        X, Y, Z = (np.full((1, 1, 1), v, dtype=F32) for v in point)
+        d = self.core_sdf(_Point(X, Y, Z))
+        c, s, r = self.left
+        d = fields.smooth_union(d, fields.ellipsoid(X, Y, Z, c, s, r), 25.0)
+        c, s = self.caudate
+        d = fields.smooth_union(d, fields.ellipsoid(X, Y, Z, c, s), 10.0)
+        return float(d.ravel()[0])
 
     def box(self) -> Box | None:
         return self.cv.box(self.lo, self.hi)
@@ -221,6 +306,8 @@ class Liver:
                          [r, 1.2 * r], out=cut)
             self.cv.tube(box, [porta, porta + _unit((-1.0, 0.5, 0.1)) * 0.7 * self.hilum_len],
                          [0.7 * r, 0.4 * r], out=cut)
+        for points, radii in self.junction:
+            self.cv.tube(box, points, radii, out=cut)
         return cut
 
     def paint(self) -> dict:
@@ -245,7 +332,8 @@ class Liver:
                 "venosum_fat_mm": round(2 * self.venosum_half, 1) if self.venosum else 0.0,
                 "hilum_fat_mm": round(self.hilum_r, 1) if self.hilum else 0.0,
                 "wall_fat_mm": round(self.wall_fat, 1),
-                "periportal_fat_mm": round(self.sheath, 1)}
+                "periportal_fat_mm": round(self.sheath, 1),
+                "hilar_junction_clefts": max(len(self.junction) - 1, 0)}
 
     def _vessels(self, box: Box, liver: np.ndarray, hull: np.ndarray) -> None:
         cv, rng, o = self.cv, self.rng, self.organs

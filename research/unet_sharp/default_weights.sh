@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|v5ship|val11|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|v9mix|v5ship|val11|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -62,6 +62,12 @@
 #           (data/phantoms23-train120, data/phantoms23-mass40) beside the same 60 generator-1.1.0
 #           cases, so the run's split is v7mix's; from v7mix's last weights (candidates/), with
 #           its shares (0.5 / 0.15), 50 minutes (V8MIX_MINUTES), into runs/unet_sharp-v8mix.
+# v9mix:    v8mix on generator 2.4.0 (a fat junction with branching clefts where the fissures
+#           meet the left portal vein, in most livers): the same cases drawn again
+#           (data/phantoms24-train120, data/phantoms24-mass40) beside the same 60
+#           generator-1.1.0 cases, so the split is v7mix's; from v8mix's last weights
+#           (candidates/), with its shares (0.5 / 0.15), 50 minutes (V9MIX_MINUTES), into
+#           runs/unet_sharp-v9mix.
 # v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
@@ -353,6 +359,16 @@ if [[ $stage == v8mix ]]; then
   draw_v6_sets "" 2.3.0 23
   mix_folder v8mix phantoms23-train120 phantoms23-mass40
   mix_train v8mix "${V8_INIT:-$v7_last}" "${V8MIX_MINUTES:-50}" runs/unet_sharp-v8mix 0.5 0.15
+fi
+
+if [[ $stage == v9mix ]]; then
+  # v8mix again on generator 2.4.0: the same cases with the hilar fat junction, from v8mix's
+  # last weights, with its slice shares
+  v8_last=research/unet_sharp/candidates/v8mix-last.weights.h5
+  check_sha256 "$v8_last" eb8e3235c692ae420892332b181d1664ab08cbf16609419d7e18e5ec40697e77
+  draw_v6_sets "" 2.4.0 24
+  mix_folder v9mix phantoms24-train120 phantoms24-mass40
+  mix_train v9mix "${V9_INIT:-$v8_last}" "${V9MIX_MINUTES:-50}" runs/unet_sharp-v9mix 0.5 0.15
 fi
 
 if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
