@@ -14,7 +14,7 @@
 #
 # which installs the wheels and this checkout into /tmp/site, runs `default_weights.sh v4`
 # (stage 2's 192 training phantoms of generator 1.1.0 replayed: written to disk by 14
-# processes from .gen11; 480 phantoms of this checkout's generator, 2.2.0, drawn in memory
+# processes from .gen11; 480 phantoms of this checkout's generator (2.4.0 now), drawn in memory
 # by 14 processes; then training from the shipped weights on the JAX backend) and copies the
 # run's best and last weights, its history, config, split, model card and log to $OUT, where
 # they come back to this machine. A call runs at most 10 minutes and a session has 15
