@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|v9mix|v5ship|val11|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|v9mix|v10mix|v5ship|val11|evaluate|validate|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -68,6 +68,10 @@
 #           generator-1.1.0 cases, so the split is v7mix's; from v8mix's last weights
 #           (candidates/), with its shares (0.5 / 0.15), 50 minutes (V9MIX_MINUTES), into
 #           runs/unet_sharp-v9mix.
+# v10mix:   prepared, not run yet: v9mix's data and split again, from v9mix's last weights
+#           (candidates/; free of the real example's bifurcation lesion at full resolution),
+#           with twice its tumor share (0.5 / 0.3) to win back the validation tumor Dice v9mix
+#           lost, 50 minutes (V10MIX_MINUTES), into runs/unet_sharp-v10mix.
 # v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
@@ -369,6 +373,15 @@ if [[ $stage == v9mix ]]; then
   draw_v6_sets "" 2.4.0 24
   mix_folder v9mix phantoms24-train120 phantoms24-mass40
   mix_train v9mix "${V9_INIT:-$v8_last}" "${V9MIX_MINUTES:-50}" runs/unet_sharp-v9mix 0.5 0.15
+fi
+
+if [[ $stage == v10mix ]]; then
+  # v9mix's data and split, from its last weights, with a 30 % tumor share (v9mix: 15 %)
+  v9_last=research/unet_sharp/candidates/v9mix-last.weights.h5
+  check_sha256 "$v9_last" ff9f98a4069f087117ce7ddc273449871af38f3a498985a7da2cee3867fc609c
+  draw_v6_sets "" 2.4.0 24
+  mix_folder v10mix phantoms24-train120 phantoms24-mass40
+  mix_train v10mix "${V10_INIT:-$v9_last}" "${V10MIX_MINUTES:-50}" runs/unet_sharp-v10mix 0.5 0.3
 fi
 
 if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
