@@ -309,8 +309,19 @@ draw_v6_sets() {
   DRAW_OPTIONS='{"n_lesions": 1, "lesion_kinds": ["heterogeneous"]}' \
     draw "$root" "$version" "data/phantoms$tag-mass40" 6 2000 $(seq 0 39)
 }
+# mix_stage RUN VERSION TAG INIT MINUTES LIVER TUMOR: v6mix's cases drawn with generator
+# VERSION (the package under $gen when set, else this checkout's) as TAG beside the replayed
+# generator-1.1.0 cases in data/RUN, and INIT fine-tuned on them for MINUTES with the slice
+# shares LIVER and TUMOR into runs/unet_sharp-RUN
+mix_stage() {
+  draw_v6_sets "${gen:-}" "$2" "$3"
+  mix_folder "$1" "phantoms$3-train120" "phantoms$3-mass40"
+  mix_train "$1" "$4" "$5" "runs/unet_sharp-$1" "$6" "$7"
+}
 # generator 2.2.0 (commit 8d86d47, the last before 2.3.0's fluid-filled loop)
 with_generator_22() { with_generator 8d86d47 "" "$@"; }
+# generator 2.3.0 (commit c0fea68, the last before 2.4.0's hilar fat junction)
+with_generator_23() { with_generator c0fea68 "" "$@"; }
 
 if [[ $stage == v4mix ]]; then  # generator 2.0.0's 120 cases, from a worktree of 0431ffb
   draw_20() { draw "$gen" 2.0.0 data/phantoms2-train120 5 0 $(seq 0 119); }
@@ -360,9 +371,7 @@ if [[ $stage == v8mix ]]; then
   # generator-1.1.0 cases, from v7mix's last weights, with its slice shares
   v7_last=research/unet_sharp/candidates/v7mix-last.weights.h5
   check_sha256 "$v7_last" 9b2b7ae491243f79d263d4d96429b0fbd7fc16db8a918fbe56b3df7118697dd3
-  draw_v6_sets "" 2.3.0 23
-  mix_folder v8mix phantoms23-train120 phantoms23-mass40
-  mix_train v8mix "${V8_INIT:-$v7_last}" "${V8MIX_MINUTES:-50}" runs/unet_sharp-v8mix 0.5 0.15
+  with_generator_23 mix_stage v8mix 2.3.0 23 "${V8_INIT:-$v7_last}" "${V8MIX_MINUTES:-50}" 0.5 0.15
 fi
 
 if [[ $stage == v9mix ]]; then
@@ -370,18 +379,14 @@ if [[ $stage == v9mix ]]; then
   # last weights, with its slice shares
   v8_last=research/unet_sharp/candidates/v8mix-last.weights.h5
   check_sha256 "$v8_last" eb8e3235c692ae420892332b181d1664ab08cbf16609419d7e18e5ec40697e77
-  draw_v6_sets "" 2.4.0 24
-  mix_folder v9mix phantoms24-train120 phantoms24-mass40
-  mix_train v9mix "${V9_INIT:-$v8_last}" "${V9MIX_MINUTES:-50}" runs/unet_sharp-v9mix 0.5 0.15
+  mix_stage v9mix 2.4.0 24 "${V9_INIT:-$v8_last}" "${V9MIX_MINUTES:-50}" 0.5 0.15
 fi
 
 if [[ $stage == v10mix ]]; then
   # v9mix's data and split, from its last weights, with a 30 % tumor share (v9mix: 15 %)
   v9_last=research/unet_sharp/candidates/v9mix-last.weights.h5
   check_sha256 "$v9_last" ff9f98a4069f087117ce7ddc273449871af38f3a498985a7da2cee3867fc609c
-  draw_v6_sets "" 2.4.0 24
-  mix_folder v10mix phantoms24-train120 phantoms24-mass40
-  mix_train v10mix "${V10_INIT:-$v9_last}" "${V10MIX_MINUTES:-50}" runs/unet_sharp-v10mix 0.5 0.3
+  mix_stage v10mix 2.4.0 24 "${V10_INIT:-$v9_last}" "${V10MIX_MINUTES:-50}" 0.5 0.3
 fi
 
 if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
