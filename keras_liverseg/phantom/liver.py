@@ -204,16 +204,20 @@ class Liver:
                                         np.asarray(organs.porta, dtype=np.float64),
                                         self._lobes_at)
 
-    def _lobes_at(self, point: np.ndarray) -> float:
-        """Signed distance (mm) of ``point`` to the union of the three lobes (no surface
-        noise, no cuts by the wall and the neighbours)."""
-        X, Y, Z = (np.full((1, 1, 1), v, dtype=F32) for v in point)
-        d = self.core_sdf(_Point(X, Y, Z))
+    def _lobes(self, box: Box | _Point) -> np.ndarray:
+        """The union of the three lobes: right (:meth:`core_sdf`), left and caudate (no
+        surface noise, no cuts by the wall and the neighbours)."""
+        X, Y, Z = box.X, box.Y, box.Z
+        d = self.core_sdf(box)
         c, s, r = self.left
         d = fields.smooth_union(d, fields.ellipsoid(X, Y, Z, c, s, r), 25.0)
         c, s = self.caudate
-        d = fields.smooth_union(d, fields.ellipsoid(X, Y, Z, c, s), 10.0)
-        return float(d.ravel()[0])
+        return fields.smooth_union(d, fields.ellipsoid(X, Y, Z, c, s), 10.0)
+
+    def _lobes_at(self, point: np.ndarray) -> float:
+        """Signed distance (mm) of ``point`` to :meth:`_lobes`."""
+        X, Y, Z = (np.full((1, 1, 1), v, dtype=F32) for v in point)
+        return float(self._lobes(_Point(X, Y, Z)).ravel()[0])
 
     def box(self) -> Box | None:
         return self.cv.box(self.lo, self.hi)
@@ -233,11 +237,7 @@ class Liver:
         cv, p, body = self.cv, self.p, self.body
         X, Y, Z = box.X, box.Y, box.Z
         rng = np.random.default_rng(self.noise_seed)  # same surface on every call
-        d = self.core_sdf(box)
-        c, s, r = self.left
-        d = fields.smooth_union(d, fields.ellipsoid(X, Y, Z, c, s, r), 25.0)
-        c, s = self.caudate
-        d = fields.smooth_union(d, fields.ellipsoid(X, Y, Z, c, s), 10.0)
+        d = self._lobes(box)
         cav = body.cavity_sdf(box)
         # crescent tip along the right lateral wall
         theta = np.arctan2(Y, X)
