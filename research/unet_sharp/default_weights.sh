@@ -68,10 +68,11 @@
 #           generator-1.1.0 cases, so the split is v7mix's; from v8mix's last weights
 #           (candidates/), with its shares (0.5 / 0.15), 50 minutes (V9MIX_MINUTES), into
 #           runs/unet_sharp-v9mix.
-# v10mix:   prepared, not run yet: v9mix's data and split again, from v9mix's last weights
-#           (candidates/; free of the real example's bifurcation lesion at full resolution),
-#           with twice its tumor share (0.5 / 0.3) to win back the validation tumor Dice v9mix
-#           lost, 50 minutes (V10MIX_MINUTES), into runs/unet_sharp-v10mix.
+# v10mix:   v9mix's data and split again, from v9mix's last weights (candidates/; free of
+#           the real example's bifurcation lesion at full resolution), with twice its tumor
+#           share (0.5 / 0.3) to win back the validation tumor Dice v9mix lost, 50 minutes
+#           (V10MIX_MINUTES), into runs/unet_sharp-v10mix. Run once for 30 minutes
+#           (2026-12-07, rule data/rule-v10.txt), not scored yet.
 # v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
@@ -309,14 +310,14 @@ draw_v6_sets() {
   DRAW_OPTIONS='{"n_lesions": 1, "lesion_kinds": ["heterogeneous"]}' \
     draw "$root" "$version" "data/phantoms$tag-mass40" 6 2000 $(seq 0 39)
 }
-# mix_stage RUN VERSION TAG INIT MINUTES LIVER TUMOR: v6mix's cases drawn with generator
+# mix_stage RUN VERSION TAG INIT MINUTES [LIVER TUMOR]: v6mix's cases drawn with generator
 # VERSION (the package under $gen when set, else this checkout's) as TAG beside the replayed
 # generator-1.1.0 cases in data/RUN, and INIT fine-tuned on them for MINUTES with the slice
-# shares LIVER and TUMOR into runs/unet_sharp-RUN
+# shares LIVER and TUMOR (default 0.4 and 0.4) into runs/unet_sharp-RUN
 mix_stage() {
   draw_v6_sets "${gen:-}" "$2" "$3"
   mix_folder "$1" "phantoms$3-train120" "phantoms$3-mass40"
-  mix_train "$1" "$4" "$5" "runs/unet_sharp-$1" "$6" "$7"
+  mix_train "$1" "$4" "$5" "runs/unet_sharp-$1" "${6:-}" "${7:-}"
 }
 # generator 2.2.0 (commit 8d86d47, the last before 2.3.0's fluid-filled loop)
 with_generator_22() { with_generator 8d86d47 "" "$@"; }
@@ -346,10 +347,7 @@ if [[ $stage == v6mix ]]; then
   # out of the liver): the same 120 cases (seed 5; only the bulges differ from 2.1's), 40
   # cases of one large heterogeneous mass each (seed 6, volume-2000 and up) and the same 60
   # generator-1.1.0 cases
-  draw_22() { draw_v6_sets "$gen"; }
-  with_generator_22 draw_22
-  mix_folder v6mix phantoms22-train120 phantoms22-mass40
-  mix_train v6mix "${V6_INIT:-zoo:unet_sharp}" "${V6MIX_MINUTES:-55}" runs/unet_sharp-v6mix
+  with_generator_22 mix_stage v6mix 2.2.0 22 "${V6_INIT:-zoo:unet_sharp}" "${V6MIX_MINUTES:-55}"
 fi
 
 if [[ $stage == v7mix ]]; then
@@ -359,10 +357,7 @@ if [[ $stage == v7mix ]]; then
   # most liver slices hold no tumor
   v6_last=research/unet_sharp/candidates/v6mix-last.weights.h5
   check_sha256 "$v6_last" 2664319e27cec6f0090518d44066f390b597ef4741874b61f9ddff86ef7b5a26
-  draw_22() { draw_v6_sets "$gen"; }
-  with_generator_22 draw_22
-  mix_folder v7mix phantoms22-train120 phantoms22-mass40
-  mix_train v7mix "${V7_INIT:-$v6_last}" "${V7MIX_MINUTES:-50}" runs/unet_sharp-v7mix 0.5 0.15
+  with_generator_22 mix_stage v7mix 2.2.0 22 "${V7_INIT:-$v6_last}" "${V7MIX_MINUTES:-50}" 0.5 0.15
 fi
 
 if [[ $stage == v8mix ]]; then
