@@ -71,8 +71,9 @@
 # v10mix:   v9mix's data and split again, from v9mix's last weights (candidates/; free of
 #           the real example's bifurcation lesion at full resolution), with twice its tumor
 #           share (0.5 / 0.3) to win back the validation tumor Dice v9mix lost, 50 minutes
-#           (V10MIX_MINUTES), into runs/unet_sharp-v10mix. Run once for 30 minutes
-#           (2026-12-07, rule data/rule-v10.txt), not scored yet.
+#           (V10MIX_MINUTES), into runs/unet_sharp-v10mix. Run for 30 minutes on 2026-12-07
+#           (750 steps on a Xeon with AMX; lost unscored with its machine), then again the
+#           same day as MIX_STEPS=750 under the rule research/unet_sharp/rules/v10.md.
 # v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
@@ -292,11 +293,14 @@ mix_folder() {
 }
 # mix_train DATA INIT MINUTES RUN [LIVER TUMOR]: v4mix's, v5mix's, v6mix's and v7mix's
 # fine-tuning, drawing the shares LIVER and TUMOR (default 0.4 and 0.4) of its slices from
-# slices with liver and with tumor
+# slices with liver and with tumor; MIX_STEPS=N budgets N steps in place of MINUTES (a
+# run's step count replayed on a slower host: the cosine then runs over the steps)
 mix_train() {
+  local budget=(--minutes "$3")
+  [[ -z ${MIX_STEPS:-} ]] || budget=(--steps "$MIX_STEPS")
   KERAS_BACKEND=tensorflow liverseg train --data "data/$1" --model unet_sharp --init "$2" \
     --loss dice_ce --liver-fraction "${5:-0.4}" --tumor-fraction "${6:-0.4}" --seed 5 \
-    --minutes "$3" \
+    "${budget[@]}" \
     --batch-size 16 --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o "$4"
 }
 
@@ -313,11 +317,16 @@ draw_v6_sets() {
 # mix_stage RUN VERSION TAG INIT MINUTES [LIVER TUMOR]: v6mix's cases drawn with generator
 # VERSION (the package under $gen when set, else this checkout's) as TAG beside the replayed
 # generator-1.1.0 cases in data/RUN, and INIT fine-tuned on them for MINUTES with the slice
-# shares LIVER and TUMOR (default 0.4 and 0.4) into runs/unet_sharp-RUN
+# shares LIVER and TUMOR (default 0.4 and 0.4) into runs/unet_sharp-RUN; the last weights
+# are then copied to candidates/RUN-last.weights.h5, which git tracks (runs/ and data/ are
+# ignored and do not outlive the machine: v10mix's first run was lost with them)
 mix_stage() {
   draw_v6_sets "${gen:-}" "$2" "$3"
   mix_folder "$1" "phantoms$3-train120" "phantoms$3-mass40"
   mix_train "$1" "$4" "$5" "runs/unet_sharp-$1" "${6:-}" "${7:-}"
+  cp "runs/unet_sharp-$1/checkpoints/last.weights.h5" \
+    "research/unet_sharp/candidates/$1-last.weights.h5"
+  sha256sum "research/unet_sharp/candidates/$1-last.weights.h5"
 }
 # generator 2.2.0 (commit 8d86d47, the last before 2.3.0's fluid-filled loop)
 with_generator_22() { with_generator 8d86d47 "" "$@"; }
