@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|v9mix|v10mix|v5ship|val11|evaluate|validate|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|v9mix|v10mix|v5ship|val11|evaluate|validate|stepa|stepb|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -99,6 +99,19 @@
 #           touching the held-out set. VAL=20 scores the first 20 validation cases (the
 #           ones that picked stage 3's checkpoint) into data/val20-* instead. Not part of
 #           `all`.
+# stepa:    step A of a retraining rule (research/unet_sharp/rules/) for CANDIDATE=NAME, the
+#           weights WEIGHTS=FILE (default as below), at version 5's post-processing
+#           (POST_ARGS, default --min-lesion-mm3 500 --lesion-growth-mm 10
+#           --min-lesion-prob 0.3): the validation cases of v7mix's split (SPLIT, default
+#           research/unet_sharp/splits/v7mix.json) under 1000 and from 2000, drawn with
+#           generator 2.2.0 (a worktree of 8d86d47) -> lesion_prob_sweep.py ->
+#           data/stepA-NAME/validation.json (and .txt), and both real examples ->
+#           liverseg predict -> data/stepA-NAME/real -> real_examples.py -> real.json.
+#           Then: python research/unet_sharp/rule_check.py stepa data/stepA-v5 data/stepA-NAME
+# stepb:    step B for the same weights, under TAG=-NAME: evaluate (the held-out sets and
+#           the real examples) at POST_ARGS, then visible_tumor_dice.py on the generator-2.0
+#           held-out predictions and field_of_view.py --trace (into data/stepB-NAME-*.txt),
+#           then rule_check.py stepb on the held-out 1.1.0 metrics (issue 22's gate)
 # WEIGHTS=FILE overrides the weights that evaluate and validate predict with (default: stage
 # 3's best weights if runs/unet_sharp-gpu holds them, else stage 2's, else the shipped ones,
 # keras_liverseg/weights/unet_sharp.weights.h5); SPLIT=FILE the split file validate reads
@@ -122,7 +135,14 @@ elif [[ -f $run/checkpoints/best.weights.h5 ]]; then
 else  # no training run here: the shipped weights (their own post-processing, by SHA-256)
   weights=${WEIGHTS:-keras_liverseg/weights/unet_sharp.weights.h5}
 fi
-read -r -a predict_args <<< "${PREDICT_ARGS:-}"
+# version 5's post-processing, which a rule's candidates are scored at
+read -r -a post_args <<< "${POST_ARGS:---min-lesion-mm3 500 --lesion-growth-mm 10 --min-lesion-prob 0.3}"
+if [[ $stage == stepb ]]; then
+  : "${TAG:?TAG=-NAME names the outputs of step B}"
+  predict_args=("${post_args[@]}")
+else
+  read -r -a predict_args <<< "${PREDICT_ARGS:-}"
+fi
 tag=${TAG:-}
 
 # score VOLUMES PRED LABELS JSON: liverseg predict the volumes in VOLUMES into PRED, name the
@@ -134,6 +154,22 @@ score() {
     n=$(basename "$f" .nii.gz); mv "$f" "$2/segmentation-${n#volume-}.nii.gz"
   done
   liverseg evaluate --pred "$2" --gt "$3" --json "$4" --overwrite
+}
+
+# predict_real OUT: liverseg predict both real examples of ../shared/data into OUT (labels,
+# reports, overlays) with $weights and the predict arguments
+predict_real() {
+  local shared=../shared/data
+  mkdir -p "$1"
+  liverseg predict "$shared/totalsegmentator_example/example_ct_sm.nii.gz" \
+    -o "$1/totalsegmentator_example_seg.nii.gz" --weights "$weights" \
+    --report "$1/totalsegmentator_example.json" \
+    --overlay "$1/totalsegmentator_example.png" --overwrite --quiet \
+    ${predict_args[@]+"${predict_args[@]}"}
+  liverseg predict "$shared/dcmqi_ct_3slice" -o "$1/dcmqi_ct_3slice_seg.nii.gz" \
+    --weights "$weights" --report "$1/dcmqi_ct_3slice.json" \
+    --overlay "$1/dcmqi_ct_3slice.png" --overwrite --quiet \
+    ${predict_args[@]+"${predict_args[@]}"}
 }
 
 # draw ROOT VERSION OUT SEED OFFSET CASES...: draw CASES of the generator module under path
@@ -427,7 +463,7 @@ if [[ $stage == val11 ]]; then
   with_generator_11 draw_11
 fi
 
-if [[ $stage == evaluate || $stage == all ]]; then
+if [[ $stage == evaluate || $stage == stepb || $stage == all ]]; then
   # write_test VERSION OUT SEED: 10 cases of 512x512x80 drawn by the generator under $gen
   write_test() {
     python3 - "$gen" "$@" <<'PY'
@@ -454,20 +490,7 @@ PY
     done
     score "data/$set-volumes" "data/$set-pred$tag" "data/$set" "data/$set-metrics$tag.json"
   done
-  shared=../shared/data
-  if [[ -d $shared ]]; then
-    real=data/real$tag
-    mkdir -p "$real"
-    liverseg predict "$shared/totalsegmentator_example/example_ct_sm.nii.gz" \
-      -o "$real/totalsegmentator_example_seg.nii.gz" --weights "$weights" \
-      --report "$real/totalsegmentator_example.json" \
-      --overlay "$real/totalsegmentator_example.png" --overwrite --quiet \
-      ${predict_args[@]+"${predict_args[@]}"}
-    liverseg predict "$shared/dcmqi_ct_3slice" -o "$real/dcmqi_ct_3slice_seg.nii.gz" \
-      --weights "$weights" --report "$real/dcmqi_ct_3slice.json" \
-      --overlay "$real/dcmqi_ct_3slice.png" --overwrite --quiet \
-      ${predict_args[@]+"${predict_args[@]}"}
-  fi
+  [[ ! -d ../shared/data ]] || predict_real "data/real$tag"
 fi
 
 if [[ $stage == validate ]]; then
@@ -492,4 +515,42 @@ if [[ $stage == validate ]]; then
   done
   score "data/$set-volumes" "data/$set-pred$tag" "data/$set-labels" \
     "data/$set-metrics$tag.json"
+fi
+
+if [[ $stage == stepa ]]; then
+  name=${CANDIDATE:?CANDIDATE=NAME names data/stepA-NAME}
+  out=data/stepA-$name
+  # the split's validation cases of generator 2.x: seed 5 under 1000, the one-mass cases
+  # (seed 6) from 2000; the replayed generator-1.1.0 cases (1000-1999) are left out
+  read -r -a val < <(split_ids "${SPLIT:-research/unet_sharp/splits/v7mix.json}" validation 0 1000)
+  plain=() mass=()
+  for n in "${val[@]}"; do
+    if ((n < 1000)); then plain+=("$n"); elif ((n >= 2000)); then mass+=($((n - 2000))); fi
+  done
+  draw_val22() {
+    draw "$gen" 2.2.0 data/phantoms22-train120 5 0 "${plain[@]}"
+    DRAW_OPTIONS='{"n_lesions": 1, "lesion_kinds": ["heterogeneous"]}' \
+      draw "$gen" 2.2.0 data/phantoms22-mass40 6 2000 "${mass[@]}"
+  }
+  with_generator_22 draw_val22
+  rm -rf data/val22 && mkdir -p data/val22 "$out"
+  for n in "${plain[@]}"; do ln -s ../phantoms22-train120/{volume,segmentation}-"$n".nii.gz data/val22/; done
+  for n in "${mass[@]}"; do ln -s ../phantoms22-mass40/{volume,segmentation}-$((n + 2000)).nii.gz data/val22/; done
+  ids=("${plain[@]}")
+  for n in "${mass[@]}"; do ids+=($((n + 2000))); done
+  lesion_min=${post_args[1]} growth=${post_args[3]} threshold=${post_args[5]}
+  python research/unet_sharp/lesion_prob_sweep.py data/val22 "${ids[@]}" --weights "$weights" \
+    --thresholds "$threshold" --min-lesion-mm3 "$lesion_min" --lesion-growth-mm "$growth" \
+    --json "$out/validation.json" | tee "$out/validation.txt"
+  predict_args=("${post_args[@]}")
+  predict_real "$out/real"
+  python research/unet_sharp/real_examples.py "$out/real" | tee "$out/real.json"
+fi
+
+if [[ $stage == stepb ]]; then
+  python research/unet_sharp/visible_tumor_dice.py "data/phantoms2-test-pred$tag" \
+    data/phantoms2-test | tee "data/stepB$tag-visible.txt"
+  python research/unet_sharp/field_of_view.py --phantoms 0 --pixel-spacing 2.1 --trace \
+    --weights "$weights" "${post_args[@]}" | tee "data/stepB$tag-field-of-view.txt"
+  python research/unet_sharp/rule_check.py stepb "data/phantoms-test-metrics$tag.json"
 fi

@@ -3,7 +3,7 @@
     python research/unet_sharp/lesion_prob_sweep.py DATA_DIR [CASE_ID ...]
         [--split research/unet_sharp/splits/phantoms-train-240.json --first 20 --last 48]
         [--model unet_sharp] [--weights default] [--thresholds 0 0.3 0.4 0.5 0.6 0.7]
-        [--min-lesion-mm3 MM3] [--lesion-growth-mm MM]
+        [--min-lesion-mm3 MM3] [--lesion-growth-mm MM] [--json OUT]
 
 Segments each case ``volume-N.nii*`` of DATA_DIR (reference ``segmentation-N.nii*`` beside
 it; by default the 28 validation cases ``default_weights.sh validate`` scores: validation
@@ -19,7 +19,8 @@ threshold-0 labels (volume, mean and max tumor probability, true or false), one 
 case (tumor Dice per threshold), and per threshold: mean liver and tumor Dice per case,
 and the false lesions (26-connected components touching no reference tumor) with their
 volume, in tumor-free cases and in all cases. It chose the bundled weights'
-``min_lesion_prob`` (zoo/unet_sharp.md, "Lesion confidence").
+``min_lesion_prob`` (zoo/unet_sharp.md, "Lesion confidence"). ``--json OUT`` also writes
+those means and counts per threshold, and the tumor Dice per case, for ``step_a.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from keras_liverseg.inference.postprocess import (
     lesion_probabilities,
     postprocess_labels,
 )
+from keras_liverseg.io.atomic import atomic_write_text
 from keras_liverseg.metrics import dice
 
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -123,6 +125,15 @@ def summary(scores: dict[float, Scores]) -> list[str]:
     return rows
 
 
+def summary_record(score: Scores) -> dict:
+    """One threshold's means and counts, and its per-case tumor Dice, as JSON values."""
+    return {"liver_dice": float(np.mean(score.liver)), "tumor_dice": float(np.mean(score.tumor)),
+            "false_lesions_tumor_free": score.false_free,
+            "false_lesions_tumor_free_ml": score.false_free_ml,
+            "false_lesions_all": score.false_all, "false_lesions_all_ml": score.false_all_ml,
+            "tumor_dice_per_case": score.tumor}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
@@ -135,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
     parser.add_argument("--min-lesion-mm3", type=float)
     parser.add_argument("--lesion-growth-mm", type=float)
+    parser.add_argument("--json", type=Path, help="write the summary here as well")
     args = parser.parse_args(argv)
     cases = args.cases or [
         c.removeprefix("volume-")
@@ -174,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         free = " (tumor-free)" if not (truth == 2).any() else ""
         print(f"{case}{free}: tumor Dice " + " ".join(f"{v:.3f}" for v in line), flush=True)
     print("\n".join(summary(scores)))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(
+            {"weights_sha256": loaded.weights_sha256, "cases": cases,
+             "thresholds": {f"{t:g}": summary_record(s) for t, s in scores.items()}},
+            indent=1) + "\n")
     return 0
 
 

@@ -56,6 +56,12 @@ def test_thresholds_drop_the_false_lesion_and_count_it():
     table = script.summary(scores)
     assert table[2].startswith("| 0 | 1.0000 | 0.4129 | 2 (0.2) | 3 (0.2) |")
     assert len(table) == 2 + len(thresholds)
+    # --json's record holds the same means and counts as the table's row
+    record = script.summary_record(scores[0.0])
+    assert record["false_lesions_tumor_free"] == 2 and record["false_lesions_all"] == 3
+    assert round(record["tumor_dice"], 4) == 0.4129 and record["liver_dice"] == 1.0
+    assert record["tumor_dice_per_case"] == [2 * 64 / (91 + 64), 0.0]
+    assert round(record["false_lesions_tumor_free_ml"], 3) == round((64 + 27) * 2 / 1000, 3)
 
 
 def test_a_missing_case_is_an_error_before_the_model_loads(tmp_path, capsys):
