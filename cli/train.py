@@ -92,6 +92,11 @@ from keras_liverseg.cli.signals import Terminated, raise_pending
               help="Share of training slices drawn from slices with liver [0.5].")
 @click.option("--tumor-fraction", type=float,
               help="Share of training slices drawn from slices with tumor [0.15].")
+@click.option("--coarse", type=float, metavar="P",
+              help="Share of training slices read as a coarser reconstruction of the same "
+                   "scan would show them (blurred and sampled at 3-9 mm pixels, then "
+                   "resampled; the labels stay fine), for models that read slices at a "
+                   "pixel spacing [0].")
 @click.option("--liver-roi/--whole-slices", default=None,
               help="Train on the liver's region of interest (the second stage of a cascade) "
               "or on whole slices [ROI for --task tumor and for zoo entries that read the liver "

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_liverseg import models, predict_volume
-from keras_liverseg.data.sampler import Augmentation, SliceSampler
+from keras_liverseg.data.sampler import Augmentation, SliceSampler, coarsen_in_plane
 from keras_liverseg.data.volumes import volume_from_arrays
 from keras_liverseg.inference.loading import as_loaded
 from keras_liverseg.inference.predictor import readings, to_slice_grid
@@ -173,6 +173,53 @@ def test_field_of_view_crops_pad_with_air():
     # the crop is the disc's box: outside it, air the canvas was padded with
     assert x[0, 0, 0] < -900 and x[32, 32, 0] > 100
     assert (x[:, :, 0] == -1000.0).sum() > 64 * 64 - 32 * 32
+
+
+def _stripes(n: int, voxel: float, period_mm: float) -> np.ndarray:
+    """Bars of ``period_mm`` along the rows (100 / -100 HU), ``n x n x 3`` voxels."""
+    rows = np.arange(n) * voxel
+    bars = np.where((rows // (period_mm / 2)) % 2 == 0, 100.0, -100.0)
+    return np.broadcast_to(bars[:, None, None], (n, n, 3)).astype(np.float32)
+
+
+def test_coarsening_blurs_what_the_coarser_pixel_cannot_show_and_keeps_the_rest():
+    x = _stripes(120, 1.0, 6.0)  # 6 mm bars at 1 mm pixels
+    for pixel_mm, fades in ((9.0, True), (3.0, False)):
+        out = coarsen_in_plane(x, (1.0, 1.0), pixel_mm)
+        assert out.shape == x.shape and out.dtype == np.float32
+        contrast = np.ptp(out[20:100, 60, 0])
+        # 9 mm pixels cannot show 6 mm bars; 3 mm pixels keep most of their contrast
+        assert (contrast < 40) if fades else (contrast > 100), (pixel_mm, contrast)
+        # along the columns nothing varies, so nothing changes there
+        np.testing.assert_allclose(out[:, 0], out[:, -1], atol=1e-4)
+    flat = np.full((50, 40, 3), 55.0, np.float32)
+    np.testing.assert_allclose(coarsen_in_plane(flat, (0.8, 0.8), 6.0), 55.0, atol=1e-3)
+    # a pixel no coarser than the slice's own changes nothing
+    assert np.array_equal(coarsen_in_plane(x, (1.0, 1.0), 1.0), x)
+    coarse_rows = coarsen_in_plane(x, (6.0, 1.0), 4.0)  # rows already at 6 mm: kept
+    assert np.array_equal(coarse_rows, x)
+
+
+def test_the_sampler_reads_a_slice_coarse_with_its_fine_labels():
+    image, labels = _disc_volume(100, 1.0, radius_mm=20.0)
+    image = image + _stripes(100, 1.0, 4.0).astype(np.int16)  # fine texture to lose
+    volume = volume_from_arrays("disc", image, labels, (1.0, 1.0))
+    plain = dataclasses.replace(Augmentation(), affine=0.0, hu_shift=0.0, hu_scale=0.0,
+                                noise_hu=0.0)
+    samples = {}
+    for coarse in (0.0, 1.0):
+        aug = dataclasses.replace(plain, coarse=coarse, coarse_mm=(6.0, 8.0))
+        sampler = SliceSampler([volume], (64, 64), 3, 1.0, 0.0, aug, seed=2, pixel_spacing=2.0)
+        samples[coarse] = sampler.sample(0)
+    (x0, y0), (x1, y1) = samples[0.0], samples[1.0]
+    assert np.array_equal(y0, y1)  # the labels stay the fine ones
+    inside = (slice(20, 44), slice(20, 44), 1)  # the disc's textured middle
+    assert np.ptp(x1[inside]) < 0.5 * np.ptp(x0[inside])
+    assert abs(x1[inside].mean() - x0[inside].mean()) < 15  # blurred, not shifted
+    # off by default, and then the sampler draws as before (no random number spent)
+    assert Augmentation().coarse == 0.0
+    default = SliceSampler([volume], (64, 64), 3, 1.0, 0.0, plain, seed=2, pixel_spacing=2.0)
+    assert np.array_equal(default.sample(0)[0], x0)
 
 
 def test_body_width_outside_an_adult_range_warns():

@@ -193,6 +193,9 @@ def test_bad_runs_are_one_line_errors(dataset, tmp_path):
         [*drawn, "-o", str(tmp_path / "r15"), "--model-config", "{filters"],
         [*drawn, "-o", str(tmp_path / "r16"), "--warmup", "1.5"],
         [*drawn, "-o", str(tmp_path / "r17"), "--minutes", "0"],
+        [*drawn, "-o", str(tmp_path / "r18"), "--coarse", "1.5"],
+        # coarse slices need a model that reads slices at a pixel spacing
+        [*drawn, "-o", str(tmp_path / "r19"), "--coarse", "0.5"],
     ]
     # found while reading the data, after the run has written its cache
     mismatch = write_lits(tmp_path / "mismatch", count=4, shape=(32, 32, 6))

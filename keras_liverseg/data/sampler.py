@@ -19,7 +19,13 @@ from scipy import ndimage
 
 from keras_liverseg.data.clahe import clahe
 from keras_liverseg.data.volumes import Volume
-from keras_liverseg.io.slices import place, resize_labels, slice_stack, spacing_grid
+from keras_liverseg.io.slices import (
+    place,
+    resize_axes,
+    resize_labels,
+    slice_stack,
+    spacing_grid,
+)
 
 AIR_HU = -1000.0
 TASKS = ("both", "liver", "tumor")
@@ -66,6 +72,16 @@ class Augmentation:
             of ``fov_margin_mm`` (a liver-centred crop, as some scans are stored), so the
             model learns the liver against the edge of the field of view as well.
         fov_margin_mm: the range of that margin, mm.
+        coarse: for a model with a ``pixel_spacing`` only: probability that a slice is
+            read as a coarser reconstruction of the same scan would show it
+            (:func:`coarsen_in_plane`: blurred and sampled at a pixel drawn log-uniformly
+            from ``coarse_mm``, then resampled to the model's spacing), while its labels
+            stay the fine ones. nnU-Net's "simulation of low resolution" augmentation
+            (Isensee et al., Nature Methods 2021) in physical units, so a model
+            learns the same liver from a 6 mm whole abdomen as from a 0.7 mm scan (issue
+            22, "Any field of view").
+        coarse_mm: the range of that coarser pixel, mm (a draw not coarser than the slice's
+            own pixel changes nothing).
     """
 
     flip_lr: float = 0.0
@@ -81,6 +97,8 @@ class Augmentation:
     clahe: float = 0.0
     field_of_view: float = 0.2
     fov_margin_mm: tuple[float, float] = (0.0, 40.0)
+    coarse: float = 0.0
+    coarse_mm: tuple[float, float] = (3.0, 9.0)
 
 
 def augment(x: np.ndarray, y: np.ndarray, aug: Augmentation, rng: np.random.Generator):
@@ -109,6 +127,28 @@ def augment_intensity(x: np.ndarray, aug: Augmentation, rng: np.random.Generator
     if aug.noise_hu > 0:
         x += rng.normal(0.0, rng.uniform(0, aug.noise_hu), x.shape).astype(np.float32)
     return x
+
+
+def coarsen_in_plane(x: np.ndarray, spacing: Sequence[float], pixel_mm: float) -> np.ndarray:
+    """Slices ``x`` (H, W, C) of in-plane ``spacing`` (mm) as a reconstruction at
+    ``pixel_mm`` pixels over the same field of view would give them, on the same grid.
+
+    Each axis coarser than ``pixel_mm`` is left alone; the others are blurred by a Gaussian
+    of ``0.45 * pixel_mm`` (the phantom scanner's anti-aliasing of its coarse
+    reconstruction), sampled at ``pixel_mm`` and interpolated back linearly."""
+    from keras_liverseg.io.slices import resize_axes
+
+    out = np.asarray(x, dtype=np.float32)
+    for axis in (0, 1):
+        step = abs(float(spacing[axis]))
+        n = out.shape[axis]
+        m = max(2, int(round(n * step / pixel_mm)))
+        if m >= n:
+            continue
+        out = ndimage.gaussian_filter1d(out, 0.45 * pixel_mm / step, axis=axis,
+                                        mode="nearest", truncate=2.5)
+        out = resize_axes(resize_axes(out, [m], axes=[axis]), [n], axes=[axis])
+    return out
 
 
 def random_affine(height: int, width: int, aug: Augmentation, rng: np.random.Generator
@@ -256,7 +296,12 @@ class SliceSampler:
                 rows, cols = slice(lo[0], hi[0]), slice(lo[1], hi[1])
         image, labels = volume.image[rows, cols], volume.labels[rows, cols, k]
         grid = spacing_grid(image.shape, volume.spacing, self.pixel_spacing)
-        x = slice_stack(image, [k], self.context_slices, grid)[0]
+        if aug is not None and aug.coarse > 0 and rng.random() < aug.coarse:
+            pixel_mm = float(np.exp(rng.uniform(*np.log(aug.coarse_mm))))
+            x = slice_stack(image, [k], self.context_slices, image.shape[:2])[0]
+            x = resize_axes(coarsen_in_plane(x, volume.spacing, pixel_mm), grid, axes=(0, 1))
+        else:
+            x = slice_stack(image, [k], self.context_slices, grid)[0]
         y = resize_labels(labels, grid)
         if any(g > n for g, n in zip(grid, self.input_size, strict=True)):
             centre = rng.integers(grid)  # a window around one pixel

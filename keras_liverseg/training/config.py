@@ -76,6 +76,9 @@ class TrainConfig:
             trains: a class absent from an image does not reward empty predictions).
         augment: use the default augmentation.
         clahe: with ``augment``, the probability of CLAHE on a slice (ES-UNet++).
+        coarse: with ``augment``, for a model that reads slices at a pixel spacing, the
+            probability that a slice is read as a 3-9 mm reconstruction would show it
+            (:class:`~keras_liverseg.data.sampler.Augmentation`'s ``coarse``).
         validation_cases_max: at most this many validation volumes per epoch.
         encoder_epochs: ES-UNet++ only: epochs of the encoding UNet++ (default: a third of
             ``epochs``, at least 1).
@@ -108,6 +111,7 @@ class TrainConfig:
     loss: str = "paper"
     augment: bool = True
     clahe: float = 0.0
+    coarse: float = 0.0
     validation_cases_max: int = 20
     encoder_epochs: int | None = None
     feature_supervision: str = "encoder"
@@ -151,6 +155,9 @@ class TrainConfig:
             raise ValueError(f"warmup must be in [0, 1), got {self.warmup!r}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers!r}")
+        for name in ("clahe", "coarse"):  # probabilities
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         self.phantom_size = tuple(int(v) for v in self.phantom_size)
         if len(self.phantom_size) != 3 or min(self.phantom_size) < 1:
             raise ValueError("phantom_size must be 3 positive numbers of voxels (X Y Z), got "
