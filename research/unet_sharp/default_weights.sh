@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default weights of `unet_sharp` and every number of its model card.
 #
-#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|v9mix|v10mix|v5ship|val11|evaluate|validate|stepa|stepb|all]  (default: all)
+#   bash research/unet_sharp/default_weights.sh [train|gpu|v4|v4cpu|v4mix|v4ship|v5mix|v6mix|v7mix|v8mix|v9mix|v10mix|v11mix|v5ship|val11|evaluate|validate|stepa|stepb|all]  (default: all)
 #
 # train:    liverseg train in two stages, on phantoms only:
 #           1. runs/unet_sharp-stage1: 40 phantoms (seed 1, 80 slices), UNet#'s own mixed loss
@@ -74,6 +74,11 @@
 #           (V10MIX_MINUTES), into runs/unet_sharp-v10mix. Run for 30 minutes on 2026-12-07
 #           (750 steps on a Xeon with AMX; lost unscored with its machine), then again the
 #           same day as MIX_STEPS=750 under the rule research/unet_sharp/rules/v10.md.
+# v11mix:   v9mix's data, split and slice shares (0.5 / 0.15) from v9mix's last weights, with
+#           a quarter of the slices read as a 3-9 mm reconstruction would show them
+#           (liverseg train --coarse 0.25; V11_COARSE), for the real example's 6 mm copy,
+#           where every candidate so far marks the portal bifurcation; 750 steps
+#           (V11MIX_STEPS), into runs/unet_sharp-v11mix. Rule: research/unet_sharp/rules/v11.md.
 # v4ship:   the default weights version 4 (shipped 2026-12-07): half-way between version 3
 #           (from git) and v4mix's last weights (the second run's, kept in candidates/;
 #           V4MIX_LAST= another run's), into runs/unet_sharp-v4ship/alpha-0.5.weights.h5.
@@ -330,13 +335,15 @@ mix_folder() {
 # mix_train DATA INIT MINUTES RUN [LIVER TUMOR]: v4mix's, v5mix's, v6mix's and v7mix's
 # fine-tuning, drawing the shares LIVER and TUMOR (default 0.4 and 0.4) of its slices from
 # slices with liver and with tumor; MIX_STEPS=N budgets N steps in place of MINUTES (a
-# run's step count replayed on a slower host: the cosine then runs over the steps)
+# run's step count replayed on a slower host: the cosine then runs over the steps);
+# MIX_TRAIN_ARGS adds liverseg train options (v11mix: --coarse 0.25)
 mix_train() {
-  local budget=(--minutes "$3")
+  local budget=(--minutes "$3") extra=()
   [[ -z ${MIX_STEPS:-} ]] || budget=(--steps "$MIX_STEPS")
+  read -r -a extra <<< "${MIX_TRAIN_ARGS:-}"
   KERAS_BACKEND=tensorflow liverseg train --data "data/$1" --model unet_sharp --init "$2" \
     --loss dice_ce --liver-fraction "${5:-0.4}" --tumor-fraction "${6:-0.4}" --seed 5 \
-    "${budget[@]}" \
+    "${budget[@]}" ${extra[@]+"${extra[@]}"} \
     --batch-size 16 --lr 3e-4 --steps-per-epoch 150 --mixed-precision --workers 2 -o "$4"
 }
 
@@ -427,6 +434,14 @@ if [[ $stage == v10mix ]]; then
   v9_last=research/unet_sharp/candidates/v9mix-last.weights.h5
   check_sha256 "$v9_last" ff9f98a4069f087117ce7ddc273449871af38f3a498985a7da2cee3867fc609c
   mix_stage v10mix 2.4.0 24 "${V10_INIT:-$v9_last}" "${V10MIX_MINUTES:-50}" 0.5 0.3
+fi
+
+if [[ $stage == v11mix ]]; then
+  # v9mix's recipe again from its last weights, a quarter of the slices read coarse
+  v9_last=research/unet_sharp/candidates/v9mix-last.weights.h5
+  check_sha256 "$v9_last" ff9f98a4069f087117ce7ddc273449871af38f3a498985a7da2cee3867fc609c
+  MIX_STEPS=${V11MIX_STEPS:-750} MIX_TRAIN_ARGS="--coarse ${V11_COARSE:-0.25}" \
+    mix_stage v11mix 2.4.0 24 "${V11_INIT:-$v9_last}" 0 0.5 0.15
 fi
 
 if [[ $stage == v4ship ]]; then  # the default weights version 4, bit for bit
