@@ -294,7 +294,8 @@ fi
 
 # V4_PHANTOMS / V4_REPLAY / V4_MINUTES shorten it (a dry run); V4_INIT= other start weights
 # (research/unet_sharp/candidates/v7mix-last.weights.h5, say); V4_LIVER_FRACTION and
-# V4_TUMOR_FRACTION other slice shares (v7mix's: 0.5 and 0.15)
+# V4_TUMOR_FRACTION other slice shares (v7mix's: 0.5 and 0.15); V4_COARSE=P reads a share P
+# of the slices coarse (liverseg train --coarse; default 0)
 if [[ $stage == v4 ]]; then
   # generator-1.1.0 replay (v4mix's lesson): stage 2's first V4_REPLAY training cases,
   # written to disk as volume-1000 and up by 14 processes, read by --data beside the
@@ -307,6 +308,7 @@ if [[ $stage == v4 ]]; then
     --phantom-size 512 512 64 --model unet_sharp --init "${V4_INIT:-zoo:unet_sharp}" \
     --loss dice_ce --liver-fraction "${V4_LIVER_FRACTION:-0.4}" \
     --tumor-fraction "${V4_TUMOR_FRACTION:-0.4}" --seed 5 --minutes "${V4_MINUTES:-8}" \
+    --coarse "${V4_COARSE:-0}" \
     --batch-size 32 --lr 1e-3 --workers 14 -o runs/unet_sharp-v4
 fi
 

@@ -29,7 +29,8 @@
 #
 # V4_MINUTES=M, V4_PHANTOMS=N, V4_REPLAY=N, V4_INIT=FILE (start weights other than the
 # shipped ones, e.g. research/unet_sharp/candidates/v7mix-last.weights.h5),
-# V4_LIVER_FRACTION and V4_TUMOR_FRACTION (default 0.4 and 0.4) change the run. Dry run on
+# V4_LIVER_FRACTION and V4_TUMOR_FRACTION (default 0.4 and 0.4) and V4_COARSE (the share of
+# slices read coarse, liverseg train --coarse; default 0) change the run. Dry run on
 # the CPU in a Python 3.12 venv holding only what the device has (jax, numpy, scipy, h5py, click, pillow,
 # absl-py, rich, ml-dtypes, packaging, typing-extensions, setuptools, wheel) and no
 # TensorFlow: OUT=/tmp/devout V4_MINUTES=0.5 V4_PHANTOMS=8 bash ... run went through in
