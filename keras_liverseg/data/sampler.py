@@ -136,8 +136,6 @@ def coarsen_in_plane(x: np.ndarray, spacing: Sequence[float], pixel_mm: float) -
     Each axis coarser than ``pixel_mm`` is left alone; the others are blurred by a Gaussian
     of ``0.45 * pixel_mm`` (the phantom scanner's anti-aliasing of its coarse
     reconstruction), sampled at ``pixel_mm`` and interpolated back linearly."""
-    from keras_liverseg.io.slices import resize_axes
-
     out = np.asarray(x, dtype=np.float32)
     for axis in (0, 1):
         step = abs(float(spacing[axis]))

@@ -73,7 +73,7 @@ def make_sampler(config: TrainConfig, pre: Preprocessing, volumes: Sequence[Volu
     ``pre``: patches of its input for a 3D model, slices for a 2D one (with the default
     :class:`~keras_liverseg.data.sampler.Augmentation` if ``config.augment``)."""
     if config.coarse and pre.pixel_spacing is None:
-        raise ValueError(f"coarse needs a model that reads slices at a pixel spacing; "
+        raise ValueError("coarse needs a model that reads slices at a pixel spacing; "
                          f"{config.model} resizes them to its input (give --pixel-spacing MM)")
     augmentation = (Augmentation(clahe=config.clahe, coarse=config.coarse)
                     if config.augment else None)
