@@ -540,9 +540,10 @@ if [[ $stage == stepa ]]; then
   # the split's validation cases of generator 2.x: seed 5 under 1000, the one-mass cases
   # (seed 6) from 2000; the replayed generator-1.1.0 cases (1000-1999) are left out
   read -r -a val < <(split_ids "${SPLIT:-research/unet_sharp/splits/v7mix.json}" validation 0 1000)
-  plain=() mass=()
+  ids=() plain=() mass=()  # mass: the cases of seed 6, numbered from 0 as drawn
   for n in "${val[@]}"; do
     if ((n < 1000)); then plain+=("$n"); elif ((n >= 2000)); then mass+=($((n - 2000))); fi
+    ((n >= 1000 && n < 2000)) || ids+=("$n")
   done
   draw_val22() {
     draw "$gen" 2.2.0 data/phantoms22-train120 5 0 "${plain[@]}"
@@ -551,14 +552,13 @@ if [[ $stage == stepa ]]; then
   }
   with_generator_22 draw_val22
   rm -rf data/val22 && mkdir -p data/val22 "$out"
-  for n in "${plain[@]}"; do ln -s ../phantoms22-train120/{volume,segmentation}-"$n".nii.gz data/val22/; done
-  for n in "${mass[@]}"; do ln -s ../phantoms22-mass40/{volume,segmentation}-$((n + 2000)).nii.gz data/val22/; done
-  ids=("${plain[@]}")
-  for n in "${mass[@]}"; do ids+=($((n + 2000))); done
-  lesion_min=${post_args[1]} growth=${post_args[3]} threshold=${post_args[5]}
+  for n in "${ids[@]}"; do
+    set=phantoms22-train120
+    ((n < 2000)) || set=phantoms22-mass40
+    ln -s "../$set/volume-$n.nii.gz" "../$set/segmentation-$n.nii.gz" data/val22/
+  done
   python research/unet_sharp/lesion_prob_sweep.py data/val22 "${ids[@]}" --weights "$weights" \
-    --thresholds "$threshold" --min-lesion-mm3 "$lesion_min" --lesion-growth-mm "$growth" \
-    --json "$out/validation.json" | tee "$out/validation.txt"
+    "${post_args[@]}" --json "$out/validation.json" | tee "$out/validation.txt"
   predict_args=("${post_args[@]}")
   predict_real "$out/real"
   python research/unet_sharp/real_examples.py "$out/real" | tee "$out/real.json"

@@ -3,7 +3,7 @@
     python research/unet_sharp/lesion_prob_sweep.py DATA_DIR [CASE_ID ...]
         [--split research/unet_sharp/splits/phantoms-train-240.json --first 20 --last 48]
         [--model unet_sharp] [--weights default] [--thresholds 0 0.3 0.4 0.5 0.6 0.7]
-        [--min-lesion-mm3 MM3] [--lesion-growth-mm MM] [--json OUT]
+        [--min-lesion-mm3 MM3] [--lesion-growth-mm MM] [--min-lesion-prob P] [--json OUT]
 
 Segments each case ``volume-N.nii*`` of DATA_DIR (reference ``segmentation-N.nii*`` beside
 it; by default the 28 validation cases ``default_weights.sh validate`` scores: validation
@@ -20,7 +20,9 @@ case (tumor Dice per threshold), and per threshold: mean liver and tumor Dice pe
 and the false lesions (26-connected components touching no reference tumor) with their
 volume, in tumor-free cases and in all cases. It chose the bundled weights'
 ``min_lesion_prob`` (zoo/unet_sharp.md, "Lesion confidence"). ``--json OUT`` also writes
-those means and counts per threshold, and the tumor Dice per case, for ``step_a.py``.
+those means and counts per threshold, and the tumor Dice per case, for ``rule_check.py``.
+``--min-lesion-prob P`` is ``--thresholds P``, named as ``liverseg predict`` names it, so
+that one set of post-processing options serves both (``default_weights.sh stepa``).
 """
 
 from __future__ import annotations
@@ -146,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
     parser.add_argument("--min-lesion-mm3", type=float)
     parser.add_argument("--lesion-growth-mm", type=float)
+    parser.add_argument("--min-lesion-prob", type=float, help="one threshold: --thresholds P")
     parser.add_argument("--json", type=Path, help="write the summary here as well")
     args = parser.parse_args(argv)
+    if args.min_lesion_prob is not None:
+        args.thresholds = [args.min_lesion_prob]
     cases = args.cases or [
         c.removeprefix("volume-")
         for c in json.loads(args.split.read_text())["validation"][args.first:args.last]]
